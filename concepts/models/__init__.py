@@ -1,0 +1,52 @@
+"""Models: loading (timm, checkpoint, bundled EfficientNet-Lite0), preprocessing, and the split f = h o g."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..runtime import pick_device
+from .loading import DEFAULT_MODEL, load_model
+from .preprocessing import Preprocessing
+from .split import ModelSplit
+
+__all__ = ["DEFAULT_MODEL", "load_model", "load_split", "split_from_provenance", "ModelSplit", "Preprocessing"]
+
+
+def load_split(
+    model: str | None = None,
+    checkpoint: str | None = None,
+    layer: str | None = None,
+    device: str | torch.device | None = None,
+    pretrained: bool = True,
+) -> tuple[ModelSplit, dict[str, Any]]:
+    """Load a model and cut it at ``layer`` (None: the last feature map). Returns ``(split, info)``."""
+    net, info = load_model(model, checkpoint, pretrained=pretrained)
+    prep = Preprocessing.from_model(net)
+    net = net.to(pick_device(device))
+    split = ModelSplit(net, layer=layer, input_size=prep.input_size)
+    split.preprocessing = prep
+    info.update(layer=split.layer, preprocessing=prep.to_dict(), layout=split.layout, grid=list(split.grid),
+                n_prefix=split.n_prefix, n_channels=split.n_channels)
+    return split, info
+
+
+def split_from_provenance(attrs: dict[str, Any], device: str | torch.device | None = None) -> ModelSplit:
+    """Rebuild the split recorded in an artefact's attributes (model, weights, checkpoint, layer)."""
+    weights = str(attrs.get("weights", ""))
+    checkpoint = attrs.get("checkpoint") or None
+    name = attrs.get("model")
+    if weights.startswith("bundled:"):
+        name, checkpoint = None, None
+    pretrained = weights != "random"
+    layer = attrs.get("layer")
+    split, info = load_split(name, checkpoint, None if layer == "features" else layer, device, pretrained=pretrained)
+    expected = attrs.get("weights_sha256")
+    if expected and info["weights_sha256"] != expected:
+        from ..errors import ConceptsError
+
+        raise ConceptsError(
+            f"the weights of {info['model']} have changed since the activations were extracted "
+            f"(sha256 {info['weights_sha256'][:12]} != {str(expected)[:12]})"
+        )
+    return split

@@ -1,0 +1,196 @@
+"""The model split f = h o g at a layer (DESIGN.md §2).
+
+``g`` maps images to activations in channels-last layout: ``(B, H, W, D)`` for feature maps or
+``(B, P+T, D)`` for transformer tokens (P prefix tokens first). ``h`` maps (possibly edited)
+activations back to logits. The default cut is timm's ``forward_features`` / ``forward_head``
+boundary (the last feature map before pooling); any named module can be the cut, through forward
+hooks (then everything downstream must depend on that module's output only).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..errors import ConceptsError
+
+
+class _Stop(Exception):
+    pass
+
+
+class ModelSplit(nn.Module):
+    def __init__(self, model: nn.Module, layer: str | None = None, input_size: int = 224):
+        super().__init__()
+        self.model = model.eval()
+        self.layer = layer
+        self.input_size = int(input_size)
+        self._module = None
+        if layer not in (None, "", "features"):
+            modules = dict(model.named_modules())
+            if layer not in modules:
+                names = [n for n in modules if n and n.count(".") <= 1]
+                raise ConceptsError(
+                    f"unknown layer {layer!r}; top-level modules: {', '.join(names[:25])}"
+                    + (" ..." if len(names) > 25 else "")
+                )
+            self._module = modules[layer]
+        elif not (hasattr(model, "forward_features") and hasattr(model, "forward_head")):
+            raise ConceptsError("this model has no forward_features/forward_head; name a cut with --layer MODULE")
+        self.layer = layer if self._module is not None else "features"
+        self._native_nhwc = str(getattr(model, "output_fmt", "NCHW")) == "NHWC"  # e.g. timm's Swin
+        self._probe()
+
+    # ------------------------------------------------------------------ introspection
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _probe(self) -> None:
+        with torch.no_grad():
+            x = torch.zeros(1, 3, self.input_size, self.input_size, device=self.device)
+            raw = self._raw_g(x)
+        if raw.ndim == 4:
+            self.layout = "spatial"
+            if self._native_nhwc:
+                _, h, w, d = raw.shape
+            else:
+                _, d, h, w = raw.shape
+            self.grid = (int(h), int(w))
+            self.n_prefix = 0
+        elif raw.ndim == 3:
+            self.layout = "tokens"
+            self.n_prefix = int(getattr(self.model, "num_prefix_tokens", 0) or 0)
+            tokens = raw.shape[1] - self.n_prefix
+            side = int(round(math.sqrt(tokens)))
+            grid = getattr(getattr(self.model, "patch_embed", None), "grid_size", None)
+            if grid is not None and int(grid[0]) * int(grid[1]) == tokens:
+                self.grid = (int(grid[0]), int(grid[1]))
+            elif side * side == tokens:
+                self.grid = (side, side)
+            else:
+                self.grid = (1, tokens)
+            d = raw.shape[2]
+        elif raw.ndim == 2:
+            self.layout = "spatial"
+            self.grid = (1, 1)
+            self.n_prefix = 0
+            d = raw.shape[1]
+        else:
+            raise ConceptsError(f"layer {self.layer!r} gives a {raw.ndim}-d output; expected a feature map or tokens")
+        self.n_channels = int(d)
+        self._raw_ndim = raw.ndim
+
+    # ------------------------------------------------------------------ raw (native layout) halves
+    def _raw_g(self, x: torch.Tensor) -> torch.Tensor:
+        if self._module is None:
+            return self.model.forward_features(x)
+        captured = {}
+
+        def hook(_module, _inputs, output):
+            if not isinstance(output, torch.Tensor):
+                raise ConceptsError(f"layer {self.layer!r} returns {type(output).__name__}, not a tensor")
+            captured["out"] = output
+            raise _Stop
+
+        handle = self._module.register_forward_hook(hook)
+        try:
+            self.model(x)
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        if "out" not in captured:
+            raise ConceptsError(f"layer {self.layer!r} is not used in the model's forward pass")
+        return captured["out"]
+
+    def _raw_h(self, raw: torch.Tensor) -> torch.Tensor:
+        if self._module is None:
+            return self.model.forward_head(raw)
+
+        def hook(_module, _inputs, _output):
+            return raw
+
+        dummy = torch.zeros(raw.shape[0], 3, self.input_size, self.input_size, device=raw.device, dtype=raw.dtype)
+        handle = self._module.register_forward_hook(hook)
+        try:
+            return self.model(dummy)
+        finally:
+            handle.remove()
+
+    def _to_channels_last(self, raw: torch.Tensor) -> torch.Tensor:
+        if self._raw_ndim == 4 and not self._native_nhwc:
+            return raw.permute(0, 2, 3, 1)
+        if self._raw_ndim == 2:
+            return raw[:, None, None, :]
+        return raw
+
+    def _to_native(self, a: torch.Tensor) -> torch.Tensor:
+        if self._raw_ndim == 4 and not self._native_nhwc:
+            return a.permute(0, 3, 1, 2).contiguous()
+        if self._raw_ndim == 2:
+            return a[:, 0, 0, :]
+        return a
+
+    # ------------------------------------------------------------------ public halves
+    def g(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B,3,S,S), normalised -> activations, channels last."""
+        return self._to_channels_last(self._raw_g(x))
+
+    def h(self, a: torch.Tensor) -> torch.Tensor:
+        """Activations (as returned by ``g``, possibly edited) -> logits (B, C)."""
+        return self._raw_h(self._to_native(a))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.h(self.g(x))
+
+    def positions(self, a: torch.Tensor) -> torch.Tensor:
+        """Concept rows of each image: (B, N, D), prefix tokens removed."""
+        if self.layout == "tokens":
+            return a[:, self.n_prefix:]
+        return a.reshape(a.shape[0], -1, a.shape[-1])
+
+    def prefix(self, a: torch.Tensor) -> torch.Tensor | None:
+        if self.layout == "tokens" and self.n_prefix:
+            return a[:, : self.n_prefix]
+        return None
+
+    def from_positions(self, pos: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
+        """Inverse of :meth:`positions` (prefix tokens re-inserted)."""
+        if self.layout == "tokens":
+            if self.n_prefix:
+                if prefix is None:
+                    raise ValueError("this model has prefix tokens: pass them to rebuild its activations")
+                return torch.cat([prefix.to(pos.dtype), pos], dim=1)
+            return pos
+        return pos.reshape(pos.shape[0], self.grid[0], self.grid[1], pos.shape[-1])
+
+    def h_positions(self, pos: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits from concept rows (B, N, D) (and prefix tokens for transformers)."""
+        return self.h(self.from_positions(pos, prefix))
+
+    # ------------------------------------------------------------------ exact linear head
+    def linear_head(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(weight (C,D), bias (C,)) when ``h(a) == mean_positions(a) @ weight.T + bias``, else None.
+
+        Checked numerically on random non-negative activations, so a head with a norm layer (ConvNeXt)
+        or a class-token read-out (ViT) is correctly reported as non-linear.
+        """
+        if hasattr(self, "_linear_head"):
+            return self._linear_head
+        result = None
+        classifier = self.model.get_classifier() if hasattr(self.model, "get_classifier") else None
+        if self._module is None and self.layout == "spatial" and isinstance(classifier, nn.Linear):
+            weight = classifier.weight.detach()
+            bias = classifier.bias.detach() if classifier.bias is not None else torch.zeros(weight.shape[0])
+            if weight.shape[1] == self.n_channels:
+                gen = torch.Generator().manual_seed(0)
+                a = torch.rand(2, *self.grid, self.n_channels, generator=gen).to(self.device) * 3
+                with torch.no_grad():
+                    got = self.h(a.to(weight.dtype))
+                    want = a.mean(dim=(1, 2)) @ weight.T + bias.to(a.device)
+                if torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max())):
+                    result = (weight, bias.to(weight.device))
+        self._linear_head = result
+        return result
