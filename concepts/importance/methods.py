@@ -1,0 +1,212 @@
+"""Concept importance estimators: Sobol total indices, gradient x input, occlusion.
+
+Each class stores its settings in ``__init__`` and has one entry point,
+``attribute(coefficients, components, head, class_index, *, linear_head=None, residual=None,
+prefix=None)``, returning an :class:`ImportanceResult` with per-image importances
+(n_images x r) and their class-level aggregate (mean over images, its share of the total, and a
+confidence interval across images).
+
+Inputs are generic so that the estimators run on any small torch model:
+
+* ``coefficients`` U: (n_images, N, r) concept coefficients at every position;
+* ``components`` W: (r, D) concept bank; the edited activations are ``Ã = (U ⊙ M) W (+ R)``;
+* ``head``: ``head(positions (B, N, D)[, prefix]) -> logits (B, C)`` (``ModelSplit.h_positions``);
+* ``linear_head``: optional ``(weight, bias)`` when the head is global average pooling + linear.
+  Then the class logit is ``const + Σ_k m_k s_k`` with ``s_k = mean_p U_pk (W_k · w_c)`` and
+  every method has an exact closed form, used automatically (``exact="auto"``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from ..errors import ConceptsError
+from .perturb import ConceptScorer, images_and_masks
+from .sobol import ESTIMATORS, SAMPLERS, sobol_design, total_indices
+
+
+@dataclass
+class ImportanceResult:
+    """Importances of the r concepts of one class.
+
+    ``per_image`` (n_images, r); ``class_importance`` (r,) mean over images; ``share`` (r,)
+    ``class_importance / class_importance.sum()`` (Lens-style share of the class logit);
+    ``ci_low`` / ``ci_high`` (r,) the ``confidence`` interval of the mean across images
+    (Student t); ``positions`` optional (n_images, N, r) per-position contributions;
+    ``exact`` whether the closed form of a linear head was used.
+    """
+
+    method: str
+    per_image: np.ndarray
+    class_importance: np.ndarray
+    share: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    exact: bool
+    settings: dict[str, Any] = field(default_factory=dict)
+    positions: np.ndarray | None = None
+
+    def ranking(self) -> np.ndarray:
+        """Concept indices from the most to the least important (class level)."""
+        return np.argsort(-self.class_importance, kind="stable")
+
+
+def aggregate(per_image: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, ...]:
+    """Class-level mean, share of the sum, and Student-t confidence interval over images (NaN rows ignored)."""
+    per_image = np.asarray(per_image, dtype=np.float64)
+    valid = per_image[~np.isnan(per_image).any(axis=1)]
+    r = per_image.shape[1]
+    if len(valid) == 0:
+        nan = np.full(r, np.nan)
+        return nan, nan.copy(), nan.copy(), nan.copy()
+    mean = valid.mean(axis=0)
+    total = mean.sum()
+    share = mean / total if abs(total) > 1e-12 else np.zeros(r)
+    if len(valid) > 1:
+        sem = valid.std(axis=0, ddof=1) / np.sqrt(len(valid))
+        half = stats.t.ppf(0.5 + confidence / 2.0, len(valid) - 1) * sem
+    else:
+        half = np.full(r, np.nan)
+    return mean, share, mean - half, mean + half
+
+
+class _Base:
+    method = ""
+
+    def __init__(self, *, exact: str | bool = "auto", batch_size: int = 128,
+                 device=None, confidence: float = 0.95, progress: bool = False):
+        self.exact = exact
+        self.batch_size = batch_size
+        self.device = device
+        self.confidence = confidence
+        self.progress = progress
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if not k.endswith("_") and k != "device"}
+
+    def _use_exact(self, linear_head) -> bool:
+        if self.exact in (False, "off", "never"):
+            return False
+        if self.exact in ("always", True) and linear_head is None:
+            raise ConceptsError(f"{self.method}: the exact path needs a linear head (weight, bias)")
+        return linear_head is not None
+
+    def _scorer(self, coefficients, components, head, class_index, linear_head, residual, prefix, exact):
+        return ConceptScorer(
+            coefficients, components, head, class_index,
+            linear_head=linear_head if exact else None, residual=residual, prefix=prefix,
+            batch_size=self.batch_size, device=self.device,
+        )
+
+    def _result(self, per_image, exact, positions=None, **settings) -> ImportanceResult:
+        mean, share, low, high = aggregate(per_image, self.confidence)
+        params = self.get_params()
+        params.update(settings)
+        return ImportanceResult(self.method, np.asarray(per_image, dtype=np.float64), mean, share, low, high,
+                                bool(exact), params, positions)
+
+
+class SobolImportance(_Base):
+    """Total-order Sobol indices of concept masks (CRAFT).
+
+    For each image, masks ``M`` in ``[0, 1]^r`` from a QMC design (``designs`` x ``(r + 2)``
+    evaluations: matrices A, B and C_i, the same design for every image) scale the
+    coefficients; the class logit of ``h((U ⊙ M) W (+ R))`` is read and a total-order estimator
+    (``jansen`` by default) gives ``S_Ti`` per image.
+
+    With a linear head the logit is ``const + Σ_k m_k s_k``; ``closed_form`` chooses the exact path:
+    ``"analytic"`` (default) the population value for independent identically distributed masks,
+    ``S_Tk = s_k^2 / Σ_j s_j^2``; ``"design"`` the estimator applied to the exact logits of the same
+    design (identical to the sampled path up to rounding, without calling the head).
+    """
+
+    method = "sobol"
+
+    def __init__(self, designs: int = 32, sampler: str = "halton", estimator: str = "jansen",
+                 seed: int | None = 0, closed_form: str = "analytic", **kwargs):
+        super().__init__(**kwargs)
+        if sampler not in SAMPLERS:
+            raise ConceptsError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if estimator not in ESTIMATORS:
+            raise ConceptsError(f"unknown Sobol estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+        if closed_form not in ("analytic", "design"):
+            raise ConceptsError(f"closed_form must be 'analytic' or 'design', not {closed_form!r}")
+        if int(designs) < 2:
+            raise ConceptsError(f"designs must be >= 2 (got {designs})")
+        self.designs = int(designs)
+        self.sampler = sampler
+        self.estimator = estimator
+        self.seed = seed
+        self.closed_form = closed_form
+
+    def attribute(self, coefficients, components, head, class_index: int, *, linear_head=None, residual=None,
+                  prefix=None) -> ImportanceResult:
+        """Per-image total Sobol indices (n_images, r) and their class aggregate."""
+        exact = self._use_exact(linear_head)
+        scorer = self._scorer(coefficients, components, head, class_index, linear_head, residual, prefix, exact)
+        n, r = scorer.n_images, scorer.n_concepts
+        if exact and self.closed_form == "analytic":
+            s = scorer.concept_logits().double().cpu().numpy()  # (n, r)
+            sq = s ** 2
+            tot = sq.sum(axis=1, keepdims=True)
+            per_image = np.divide(sq, tot, out=np.zeros_like(sq), where=tot > 0)
+            return self._result(per_image, True, evaluations=0)
+        design = sobol_design(r, self.designs, sampler=self.sampler, seed=self.seed).astype(np.float32)
+        images, masks = images_and_masks(n, design)
+        outputs = scorer.scores(images, masks, progress=self.progress, desc="sobol").reshape(n, len(design))
+        per_image = total_indices(outputs, self.designs, r, estimator=self.estimator)
+        return self._result(per_image, exact, evaluations=int(len(design)))
+
+
+class GradientInput(_Base):
+    """Gradient x input on the coefficients: Σ_p U_pk ∂logit_c/∂U_pk per image.
+
+    With a linear head this is exactly the concept's share of the logit, ``s_k`` (computed in
+    closed form). ``positions`` of the result holds the per-position terms (contribution maps).
+    """
+
+    method = "gradient"
+
+    def attribute(self, coefficients, components, head, class_index: int, *, linear_head=None, residual=None,
+                  prefix=None) -> ImportanceResult:
+        exact = self._use_exact(linear_head)
+        scorer = self._scorer(coefficients, components, head, class_index, linear_head, residual, prefix, exact)
+        positions = scorer.gradient_input(progress=self.progress)
+        return self._result(positions.sum(axis=1), exact, positions=positions)
+
+
+class Occlusion(_Base):
+    """Drop of the class logit when one concept is removed (its mask set to 0): f(1) - f(1 - e_k).
+
+    With a linear head this equals ``s_k`` (closed form).
+    """
+
+    method = "occlusion"
+
+    def attribute(self, coefficients, components, head, class_index: int, *, linear_head=None, residual=None,
+                  prefix=None) -> ImportanceResult:
+        exact = self._use_exact(linear_head)
+        scorer = self._scorer(coefficients, components, head, class_index, linear_head, residual, prefix, exact)
+        n, r = scorer.n_images, scorer.n_concepts
+        if exact:
+            return self._result(scorer.concept_logits().double().cpu().numpy(), True)
+        design = np.vstack([np.ones((1, r)), 1.0 - np.eye(r)]).astype(np.float32)
+        images, masks = images_and_masks(n, design)
+        out = scorer.scores(images, masks, progress=self.progress, desc="occlusion").reshape(n, r + 1)
+        return self._result(out[:, :1] - out[:, 1:], False)
+
+
+METHODS = {"sobol": SobolImportance, "gradient": GradientInput, "occlusion": Occlusion}
+
+
+def make_method(name: str, **params) -> _Base:
+    """An estimator by name (``sobol``, ``gradient``, ``occlusion``) with the params it accepts."""
+    if name not in METHODS:
+        raise ConceptsError(f"unknown importance method {name!r}; choose from {', '.join(METHODS)}")
+    cls = METHODS[name]
+    common = {"exact", "batch_size", "device", "confidence", "progress"}
+    own = {"designs", "sampler", "estimator", "seed", "closed_form"} if cls is SobolImportance else set()
+    return cls(**{k: v for k, v in params.items() if k in common | own})

@@ -1,0 +1,208 @@
+"""Evaluate the class score of concept-masked reconstructions, in bounded chunks.
+
+For image ``i`` and a mask ``m`` in ``[0, 1]^r`` the edited activations are
+``Ã = (U_i ⊙ m) W (+ R_i)``: the same mask value at every position, ``R_i = A_i - U_i W`` the
+optional residual.  :class:`ConceptScorer` holds ``U``, ``W``, the head and the class index and
+returns the class logit (or probability) for many ``(image, mask)`` pairs, building at most
+``batch_size`` activation tensors at a time on the device.  With a linear head
+(``h(a) = mean_p a_p @ weight.T + bias``) it skips the head entirely: the logits are
+``(m ⊙ ū_i) (W weightᵀ) + mean_p R_i weightᵀ + bias`` with ``ū_i = mean_p U_i``.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from ..errors import ConceptsError
+from ..runtime import pick_device
+
+Head = Callable[..., torch.Tensor]
+
+
+def _as_tensor(x, device, dtype=torch.float32) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(device=device, dtype=dtype)
+    return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
+
+
+class ConceptScorer:
+    """Class score of ``h((U ⊙ M) W + R)`` for batches of masks.
+
+    Parameters
+    ----------
+    coefficients : (n_images, N, r) concept coefficients U at every position of every image.
+    components : (r, D) concept bank W.
+    head : callable ``head(positions (B, N, D)[, prefix (B, P, D)]) -> logits (B, C)``.
+    class_index : the logit to read.
+    linear_head : optional ``(weight (C, D), bias (C,))`` with ``head(a) == a.mean(1) @ weight.T + bias``.
+    residual : optional (n_images, N, D), added back to every reconstruction.
+    prefix : optional (n_images, P, D) tokens passed to ``head`` (transformers).
+    score : ``"logit"`` or ``"probability"`` (softmax over all classes).
+    """
+
+    def __init__(
+        self,
+        coefficients,
+        components,
+        head: Head | None,
+        class_index: int,
+        *,
+        linear_head=None,
+        residual=None,
+        prefix=None,
+        score: str = "logit",
+        batch_size: int = 128,
+        device=None,
+    ):
+        self.device = pick_device(device)
+        self.U = _as_tensor(coefficients, self.device)
+        self.W = _as_tensor(components, self.device)
+        if self.U.ndim != 3:
+            raise ConceptsError(f"coefficients must be (n_images, positions, r); got shape {tuple(self.U.shape)}")
+        if self.W.ndim != 2 or self.W.shape[0] != self.U.shape[2]:
+            raise ConceptsError(
+                f"components must be (r, D) with r = {self.U.shape[2]}; got shape {tuple(self.W.shape)}"
+            )
+        if head is None and linear_head is None:
+            raise ConceptsError("give a head callable or a linear head (weight, bias)")
+        if score not in ("logit", "probability"):
+            raise ConceptsError(f"unknown score {score!r}; choose logit or probability")
+        self.head = head
+        self.class_index = int(class_index)
+        self.score = score
+        self.batch_size = max(1, int(batch_size))
+        self.residual = None if residual is None else _as_tensor(residual, self.device)
+        if self.residual is not None and self.residual.shape != (*self.U.shape[:2], self.W.shape[1]):
+            raise ConceptsError(
+                f"residual must be (n_images, N, D) = {(*self.U.shape[:2], self.W.shape[1])}; "
+                f"got {tuple(self.residual.shape)}"
+            )
+        self.prefix = None if prefix is None else _as_tensor(prefix, self.device)
+        self.linear = None
+        if linear_head is not None:
+            weight, bias = linear_head
+            weight = _as_tensor(weight, self.device)
+            bias = _as_tensor(bias, self.device)
+            if weight.shape[1] != self.W.shape[1]:
+                raise ConceptsError(f"linear head weight is {tuple(weight.shape)}; expected (C, {self.W.shape[1]})")
+            self.linear = (weight, bias)
+            # Everything the linear head needs, per image: (n, r, C) concept-to-logit table and (n, C) offset.
+            self._ubar = self.U.mean(dim=1)  # (n, r)
+            self._wproj = self.W @ weight.T  # (r, C)
+            offset = bias[None].expand(self.U.shape[0], -1)
+            if self.residual is not None:
+                offset = offset + self.residual.mean(dim=1) @ weight.T
+            self._offset = offset
+
+    @property
+    def n_images(self) -> int:
+        return int(self.U.shape[0])
+
+    @property
+    def n_concepts(self) -> int:
+        return int(self.U.shape[2])
+
+    @property
+    def exact(self) -> bool:
+        """True when the linear head shortcut is used (no call to ``head``)."""
+        return self.linear is not None
+
+    def concept_logits(self) -> torch.Tensor:
+        """With a linear head: the per-image contribution s_ik of concept k to the class logit, (n, r)."""
+        if self.linear is None:
+            raise ConceptsError("concept_logits needs a linear head")
+        return self._ubar * self._wproj[:, self.class_index][None]
+
+    # ------------------------------------------------------------------ core
+    def _read(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.score == "probability":
+            return torch.softmax(logits.float(), dim=-1)[:, self.class_index]
+        return logits[:, self.class_index]
+
+    def reconstruct(self, images: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
+        """Edited positions ``(U_i ⊙ m) W + R_i`` for paired images (B,) and masks (B, r) -> (B, N, D)."""
+        u = self.U[images]
+        if masks is not None:
+            u = u * masks[:, None, :]
+        pos = u @ self.W
+        if self.residual is not None:
+            pos = pos + self.residual[images]
+        return pos
+
+    def call_head(self, positions: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        if self.head is None:
+            weight, bias = self.linear
+            return positions.mean(dim=1) @ weight.T + bias
+        if self.prefix is not None:
+            return self.head(positions, self.prefix[images])
+        return self.head(positions)
+
+    @torch.no_grad()
+    def scores(self, images, masks, progress: bool = False, desc: str = "perturbations") -> np.ndarray:
+        """Class score for each pair ``(images[j], masks[j])``; ``masks`` (M, r) in [0, 1]."""
+        images = torch.as_tensor(np.asarray(images), dtype=torch.long, device=self.device)
+        masks = _as_tensor(masks, self.device)
+        if masks.ndim != 2 or masks.shape[1] != self.n_concepts or masks.shape[0] != images.shape[0]:
+            raise ConceptsError(f"masks must be ({images.shape[0]}, {self.n_concepts}); got {tuple(masks.shape)}")
+        if self.linear is not None:
+            out = []
+            for start in range(0, len(images), 65536):
+                img, m = images[start : start + 65536], masks[start : start + 65536]
+                z = m * self._ubar[img]
+                if self.score == "probability":
+                    out.append(self._read(z @ self._wproj + self._offset[img]))
+                else:
+                    out.append(z @ self._wproj[:, self.class_index] + self._offset[img, self.class_index])
+            return torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
+        out = []
+        starts = range(0, len(images), self.batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=desc, leave=False, unit="batch")
+        for start in starts:
+            img = images[start : start + self.batch_size]
+            pos = self.reconstruct(img, masks[start : start + self.batch_size])
+            out.append(self._read(self.call_head(pos, img)).double())
+        return torch.cat(out).cpu().numpy() if out else np.zeros(0)
+
+    def full_scores(self) -> np.ndarray:
+        """Score of every image with all concepts kept (mask of ones)."""
+        n = self.n_images
+        return self.scores(np.arange(n), np.ones((n, self.n_concepts), dtype=np.float32))
+
+    def gradient_input(self, progress: bool = False) -> np.ndarray:
+        """Gradient x input of the class score w.r.t. U at every position: (n, N, r).
+
+        Exact with a linear head (logit score): ``U_pk (W_k · w_c) / N``.
+        """
+        if self.linear is not None and self.score == "logit":
+            weight, _ = self.linear
+            wc = self._wproj[:, self.class_index]  # (r,)
+            return (self.U * wc[None, None] / self.U.shape[1]).double().cpu().numpy()
+        chunk = max(1, self.batch_size // 4)
+        out = []
+        starts: Iterable[int] = range(0, self.n_images, chunk)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="gradient x input", leave=False, unit="batch")
+        for start in starts:
+            img = torch.arange(start, min(start + chunk, self.n_images), device=self.device)
+            with torch.enable_grad():
+                u = self.U[img].clone().requires_grad_(True)
+                pos = u @ self.W
+                if self.residual is not None:
+                    pos = pos + self.residual[img]
+                score = self._read(self.call_head(pos, img))
+                (grad,) = torch.autograd.grad(score.sum(), u)
+            out.append((grad * u).detach().double())
+        return torch.cat(out).cpu().numpy()
+
+
+def images_and_masks(n_images: int, design: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pair every image with every row of ``design``: (n * M,) image indices and (n * M, r) masks."""
+    m = len(design)
+    return np.repeat(np.arange(n_images), m), np.tile(design, (n_images, 1))
