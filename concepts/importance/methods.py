@@ -35,7 +35,8 @@ class ImportanceResult:
     ``per_image`` (n_images, r); ``class_importance`` (r,) mean over images; ``share`` (r,)
     ``class_importance / class_importance.sum()`` (Lens-style share of the class logit);
     ``ci_low`` / ``ci_high`` (r,) the ``confidence`` interval of the mean across images
-    (Student t); ``positions`` optional (n_images, N, r) per-position contributions;
+    (Student t), ``share_ci_low`` / ``share_ci_high`` the same interval divided by the total;
+    ``positions`` optional (n_images, N, r) per-position contributions;
     ``exact`` whether the closed form of a linear head was used.
     """
 
@@ -45,6 +46,8 @@ class ImportanceResult:
     share: np.ndarray
     ci_low: np.ndarray
     ci_high: np.ndarray
+    share_ci_low: np.ndarray
+    share_ci_high: np.ndarray
     exact: bool
     settings: dict[str, Any] = field(default_factory=dict)
     positions: np.ndarray | None = None
@@ -55,22 +58,28 @@ class ImportanceResult:
 
 
 def aggregate(per_image: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, ...]:
-    """Class-level mean, share of the sum, and Student-t confidence interval over images (NaN rows ignored)."""
+    """Class-level mean, share of the sum, Student-t confidence interval of the mean over images, and the
+    interval on the share scale (divided by the summed mean). NaN rows (skipped images) are ignored.
+
+    Returns ``(mean, share, ci_low, ci_high, share_ci_low, share_ci_high)``, each (r,).
+    """
     per_image = np.asarray(per_image, dtype=np.float64)
     valid = per_image[~np.isnan(per_image).any(axis=1)]
     r = per_image.shape[1]
     if len(valid) == 0:
-        nan = np.full(r, np.nan)
-        return nan, nan.copy(), nan.copy(), nan.copy()
+        return tuple(np.full(r, np.nan) for _ in range(6))
     mean = valid.mean(axis=0)
     total = mean.sum()
-    share = mean / total if abs(total) > 1e-12 else np.zeros(r)
+    scale = 1.0 / total if abs(total) > 1e-12 else 0.0
+    share = mean * scale
     if len(valid) > 1:
         sem = valid.std(axis=0, ddof=1) / np.sqrt(len(valid))
         half = stats.t.ppf(0.5 + confidence / 2.0, len(valid) - 1) * sem
     else:
         half = np.full(r, np.nan)
-    return mean, share, mean - half, mean + half
+    low, high = mean - half, mean + half
+    share_low, share_high = np.sort(np.stack([low * scale, high * scale]), axis=0)
+    return mean, share, low, high, share_low, share_high
 
 
 class _Base:
@@ -88,7 +97,9 @@ class _Base:
         return {k: v for k, v in vars(self).items() if not k.endswith("_") and k != "device"}
 
     def _use_exact(self, linear_head) -> bool:
-        if self.exact in (False, "off", "never"):
+        if self.exact not in ("auto", "always", "off", True, False):
+            raise ConceptsError(f"exact must be 'auto', 'always' or 'off', not {self.exact!r}")
+        if self.exact in (False, "off"):
             return False
         if self.exact in ("always", True) and linear_head is None:
             raise ConceptsError(f"{self.method}: the exact path needs a linear head (weight, bias)")
@@ -102,11 +113,11 @@ class _Base:
         )
 
     def _result(self, per_image, exact, positions=None, **settings) -> ImportanceResult:
-        mean, share, low, high = aggregate(per_image, self.confidence)
+        stats_ = aggregate(per_image, self.confidence)
         params = self.get_params()
         params.update(settings)
-        return ImportanceResult(self.method, np.asarray(per_image, dtype=np.float64), mean, share, low, high,
-                                bool(exact), params, positions)
+        return ImportanceResult(self.method, np.asarray(per_image, dtype=np.float64), *stats_,
+                                exact=bool(exact), settings=params, positions=positions)
 
 
 class SobolImportance(_Base):
