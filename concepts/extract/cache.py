@@ -1,0 +1,162 @@
+"""Read ``RUN/activations/<class>.h5`` without loading more than asked for."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+
+from ..artefacts import STAGE_DIRS, read_attrs, read_strings, stage_path
+from ..errors import ConceptsError
+
+
+class ActivationCache:
+    """One class's cached activations. Rows stream in chunks; nothing is loaded at opening."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ConceptsError(f"activations file not found: {self.path}")
+        self._file = h5py.File(self.path, "r")
+        self.attrs = read_attrs(self._file)
+        images = self._file["images"]
+        self.images = {
+            "path": read_strings(images["path"]),
+            "sha256": read_strings(images["sha256"]),
+            "error": read_strings(images["error"]),
+            "width": images["width"][()],
+            "height": images["height"][()],
+            "skipped": images["skipped"][()].astype(bool),
+            "logit": images["logit"][()],
+            "predicted": images["predicted"][()],
+        }
+        self.kept = np.flatnonzero(~self.images["skipped"])
+        self.row_image = self._file["rows/image"][()]
+        self.row_box = self._file["rows/box"][()]
+        self.row_position = self._file["rows/position"][()]
+
+    # -- context manager
+    def __enter__(self) -> "ActivationCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._file.id.valid:
+            self._file.close()
+
+    # -- facts
+    class_id = property(lambda self: self.attrs["class_id"])
+    class_name = property(lambda self: self.attrs["class_name"])
+    class_index = property(lambda self: int(self.attrs["class_index"]))
+    layout = property(lambda self: self.attrs["layout"])
+    grid = property(lambda self: tuple(self.attrs["grid"]))
+    n_prefix = property(lambda self: int(self.attrs.get("n_prefix", 0)))
+    mode = property(lambda self: self.attrs["mode"])
+    n_images = property(lambda self: len(self.images["path"]))
+
+    @property
+    def n_channels(self) -> int:
+        return int(self._file["maps"].shape[-1])
+
+    @property
+    def n_positions(self) -> int:
+        return int(self._file["maps"].shape[1])
+
+    @property
+    def n_rows(self) -> int:
+        if "activations" in self._file:
+            return int(self._file["activations"].shape[0])
+        return len(self.kept) * self.n_positions
+
+    # -- rows
+    def _row_slice(self, start: int, stop: int, dtype) -> np.ndarray:
+        if "activations" in self._file:
+            return self._file["activations"][start:stop].astype(dtype)
+        n = self.n_positions
+        first, last = start // n, (stop - 1) // n
+        blocks = []
+        for k in range(first, last + 1):
+            block = self._file["maps"][int(self.kept[k])]
+            lo = start - k * n if k == first else 0
+            hi = stop - k * n if k == last else n
+            blocks.append(block[lo:hi])
+        return np.concatenate(blocks).astype(dtype) if blocks else np.zeros((0, self.n_channels), dtype)
+
+    def rows(self, dtype=np.float32) -> np.ndarray:
+        """All rows (R, D)."""
+        if "activations" in self._file:
+            return self._file["activations"][()].astype(dtype)
+        return self._file["maps"][self.kept.tolist()].reshape(-1, self.n_channels).astype(dtype) \
+            if len(self.kept) else np.zeros((0, self.n_channels), dtype)
+
+    def iter_rows(self, chunk_rows: int = 65536, dtype=np.float32) -> Iterator[np.ndarray]:
+        """Rows in order, ``chunk_rows`` at a time."""
+        for start in range(0, self.n_rows, chunk_rows):
+            yield self._row_slice(start, min(self.n_rows, start + chunk_rows), dtype)
+
+    def sample_rows(self, n: int, seed: int = 0, dtype=np.float32) -> np.ndarray:
+        """A uniform sample of ``n`` rows without replacement (returned in row order)."""
+        total = self.n_rows
+        if n >= total:
+            return self.rows(dtype)
+        picked = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+        out = np.empty((n, self.n_channels), dtype)
+        chunk = 65536
+        for start in range(0, total, chunk):
+            sel = picked[(picked >= start) & (picked < start + chunk)]
+            if len(sel):
+                block = self._row_slice(start, min(total, start + chunk), dtype)
+                where = np.searchsorted(picked, sel)
+                out[where] = block[sel - start]
+        return out
+
+    # -- images
+    def maps(self, images=None, dtype=np.float32) -> np.ndarray:
+        """Positions of whole images (n, N, D); ``images`` is a list of image indices (default: kept images)."""
+        images = self.kept if images is None else np.asarray(images)
+        if len(images) == 0:
+            return np.zeros((0, self.n_positions, self.n_channels), dtype)
+        order = np.argsort(images)
+        data = self._file["maps"][np.asarray(images)[order].tolist()]
+        out = np.empty_like(data)
+        out[order] = data
+        return out.astype(dtype)
+
+    def prefix(self, images=None, dtype=np.float32) -> np.ndarray | None:
+        if "prefix" not in self._file:
+            return None
+        images = self.kept if images is None else np.asarray(images)
+        order = np.argsort(images)
+        data = self._file["prefix"][np.asarray(images)[order].tolist()]
+        out = np.empty_like(data)
+        out[order] = data
+        return out.astype(dtype)
+
+    def __repr__(self) -> str:
+        return (f"ActivationCache({self.class_id!r}: {self.n_rows} rows x {self.n_channels}, "
+                f"{self.n_images} images, mode={self.mode})")
+
+
+def list_classes(run: str | os.PathLike, stage: str = "extract") -> list[str]:
+    """Class ids with a finished file for ``stage`` in ``run``, sorted."""
+    folder = Path(run) / STAGE_DIRS[stage]
+    ids = []
+    for path in sorted(folder.glob("*.h5")):
+        try:
+            with h5py.File(path, "r") as handle:
+                value = handle.attrs.get("class_id", path.stem)
+        except OSError:
+            continue
+        ids.append(value.decode() if isinstance(value, bytes) else str(value))
+    return sorted(ids)
+
+
+def open_activations(run: str | os.PathLike, class_id: str) -> ActivationCache:
+    path = stage_path(run, "extract", class_id)
+    if not path.is_file():
+        raise ConceptsError(f"no activations for class {class_id!r} in {run} (run `concepts extract` first)")
+    return ActivationCache(path)
