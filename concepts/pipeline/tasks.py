@@ -1,0 +1,219 @@
+"""The units of work of ``concepts run``: a batch of classes (map) and the final reduce.
+
+``process_classes`` runs extract -> factorize -> importance for a few classes, loading the model
+once for the batch; each stage goes class by class, so one class's data is in memory at a time.
+``reduce_run`` builds the atlas index and the exports from the per-class files.
+Both are top-level functions of plain arguments so that they pickle to worker processes and
+Slurm jobs.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..artefacts import stage_path
+from ..errors import ConceptsError
+from .config import RunConfig
+
+STAGES = ("extract", "factorize", "importance")
+
+
+@dataclass
+class TaskSpec:
+    """One task: a batch of classes of a run, with the resolved config."""
+
+    config: RunConfig
+    run: str
+    classes: list[str]
+    overwrite: bool = False
+    progress: bool = True
+    verify: bool = False  # call every stage even where its file exists (it checks the config hash)
+
+
+@dataclass
+class TaskResult:
+    classes: list[str]
+    seconds: dict[str, float] = field(default_factory=dict)
+    load_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    host: str = ""
+    pid: int = 0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (MiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def class_done(run: str | os.PathLike, class_id: str) -> bool:
+    """Every per-class stage file exists (what a finished class looks like on disk)."""
+    return all(stage_path(run, stage, class_id).exists() for stage in STAGES)
+
+
+def stages_done(run: str | os.PathLike, class_id: str) -> list[str]:
+    return [stage for stage in STAGES if stage_path(run, stage, class_id).exists()]
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _device(cfg: RunConfig) -> str | None:
+    return None if cfg.model.device == "auto" else cfg.model.device
+
+
+def _check_layout(cfg: RunConfig, run: str, classes: list[str]) -> None:
+    if cfg.model.layout == "auto":
+        return
+    from ..extract.cache import ActivationCache
+
+    for class_id in classes:
+        path = stage_path(run, "extract", class_id)
+        if not path.exists():
+            continue
+        with ActivationCache(path) as cache:
+            layout = cache.layout
+        if layout != cfg.model.layout:
+            raise ConceptsError(
+                f"config: model.layout: {cfg.model.layout!r} expected but the model's cut gives {layout!r} "
+                f"(class {class_id}); set model.layout to auto or {layout}"
+            )
+        return  # one class tells the layout of the cut
+
+
+_SPLITS: dict[tuple, tuple[Any, Any]] = {}
+
+
+def _load_split_cached(cfg: RunConfig, device: str | None) -> tuple[Any, Any]:
+    """Load the model split once per process (tasks run in-process reuse it)."""
+    from ..models import load_split
+
+    key = (cfg.model.name, cfg.model.checkpoint, cfg.model.layer, device)
+    if key not in _SPLITS:
+        _SPLITS.clear()  # one model in memory at a time
+        _SPLITS[key] = load_split(cfg.model.name, cfg.model.checkpoint, cfg.model.layer, device)
+    return _SPLITS[key]
+
+
+def process_classes(spec: TaskSpec) -> TaskResult:
+    """Run extract, factorize and importance for ``spec.classes`` (finished stages are skipped).
+
+    The model is loaded once for the batch (only if some class still needs extraction or
+    importance). Returns the seconds spent per stage.
+    """
+    from ..runtime import set_threads
+
+    cfg, run = spec.config, spec.run
+    set_threads(cfg.executor.threads)
+    result = TaskResult(classes=list(spec.classes), host=os.uname().nodename, pid=os.getpid())
+    device = _device(cfg)
+    redo = spec.overwrite or spec.verify
+    todo = [c for c in spec.classes if redo or not class_done(run, c)]
+    split = info = None
+
+    def model() -> tuple[Any, Any]:
+        nonlocal split, info
+        if split is None:
+            t0 = time.perf_counter()
+            split, info = _load_split_cached(cfg, device)
+            result.load_s += time.perf_counter() - t0
+        return split, info
+
+    # 1. extract
+    t0 = time.perf_counter()
+    need = [c for c in todo if redo or not stage_path(run, "extract", c).exists()]
+    if need:
+        from ..extract import extract_run
+
+        kwargs: dict[str, Any] = {}
+        if _accepts(extract_run, "split"):
+            kwargs["split"], kwargs["info"] = model()
+        extract_run(
+            cfg.data.images, run, model=cfg.model.name, checkpoint=cfg.model.checkpoint, layer=cfg.model.layer,
+            mode=cfg.extract.mode, patch_size=cfg.extract.patch_size, classes=need,
+            max_images=cfg.data.max_images, labels=cfg.data.labels, batch_size=cfg.extract.batch_size,
+            workers=cfg.extract.workers, device=device, precision=cfg.model.precision,
+            threads=cfg.executor.threads, dtype=cfg.extract.dtype, overwrite=spec.overwrite,
+            progress=spec.progress, **kwargs,
+        )
+        _check_layout(cfg, run, need)
+    # classes without any readable image get no activations file: nothing more to do for them
+    todo = [c for c in todo if stage_path(run, "extract", c).exists()]
+    result.seconds["extract"] = time.perf_counter() - t0
+
+    # 2. factorize
+    t0 = time.perf_counter()
+    need = [c for c in todo if redo or not stage_path(run, "factorize", c).exists()]
+    if need:
+        from ..factorize import factorize_run
+
+        factorize_run(
+            run, method=cfg.factorize.method, n_concepts=cfg.factorize.n_concepts, seed=cfg.factorize.seed,
+            classes=need, device=device, overwrite=spec.overwrite, progress=spec.progress,
+            **dict(cfg.factorize.params),
+        )
+    result.seconds["factorize"] = time.perf_counter() - t0
+
+    # 3. importance
+    t0 = time.perf_counter()
+    need = [c for c in todo if redo or not stage_path(run, "importance", c).exists()]
+    if need:
+        from ..importance import importance_run
+
+        kwargs = {}
+        if _accepts(importance_run, "split"):
+            kwargs["split"] = model()[0]
+        importance_run(
+            run, methods=tuple(cfg.importance.methods), designs=cfg.importance.designs, classes=need,
+            device=device, overwrite=spec.overwrite, progress=spec.progress, **kwargs,
+        )
+    result.seconds["importance"] = time.perf_counter() - t0
+    result.peak_rss_mb = peak_rss_mb()
+    return result
+
+
+def reduce_run(cfg: RunConfig, run: str, classes: list[str], progress: bool = True) -> dict[str, Any]:
+    """Build the atlas index and the exports of ``classes`` from their per-class files."""
+    seconds: dict[str, float] = {}
+    outputs: dict[str, str] = {}
+    if cfg.atlas.enabled:
+        from ..atlas import build_atlas
+
+        t0 = time.perf_counter()
+        kwargs: dict[str, Any] = {"classes": classes, "progress": progress}
+        if cfg.atlas.top_k is not None:
+            kwargs["top_k"] = cfg.atlas.top_k
+        outputs["atlas"] = str(build_atlas(run, **kwargs))
+        seconds["atlas"] = time.perf_counter() - t0
+    if cfg.export.enabled:
+        from ..export import export_run
+
+        t0 = time.perf_counter()
+        kwargs = {"formats": tuple(cfg.export.formats)}
+        if _accepts(export_run, "classes"):
+            kwargs["classes"] = classes
+        outputs["export"] = str(export_run(run, **kwargs))
+        seconds["export"] = time.perf_counter() - t0
+    return {"seconds": seconds, "outputs": outputs}
+
+
+def task_batches(classes: list[str], per_task: int) -> list[list[str]]:
+    """Split ``classes`` into consecutive batches of at most ``per_task``."""
+    per_task = max(1, int(per_task))
+    return [classes[i : i + per_task] for i in range(0, len(classes), per_task)]
+
+
+def run_dirs(run: str | os.PathLike) -> dict[str, Path]:
+    run = Path(run)
+    return {"pipeline": run / "pipeline", "slurm": run / "slurm"}
