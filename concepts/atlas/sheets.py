@@ -1,0 +1,145 @@
+"""PNG atlas sheets (matplotlib): one figure per class with the content of its atlas page,
+for papers and slides: the importance bars, the most important concepts with their top crops
+and heatmaps, a few images with the concept maps, and the embedding of the images."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .data import ClassData, list_run_classes, load_class
+from .images import upsample
+from .view import ClassView, PhotoStore, build_view
+
+
+def _crop_with_heat(store: PhotoStore, image: int, concept: int, box, colour: str) -> np.ndarray:
+    """RGB float image of the crop ``box`` of ``image`` with the concept's heatmap blended in."""
+    view = store.view(image).astype(np.float32) / 255.0
+    heat = store.heat(image, concept)
+    if heat is not None:
+        size = view.shape[0]
+        alpha = np.clip(upsample(heat, size), 0, 1)[..., None] * 0.7
+        rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], np.float32) / 255.0
+        view = view * (1 - alpha) + rgb * alpha
+    x0, y0, x1, y1 = (int(v) for v in box)
+    return view[max(y0, 0):max(y1, y0 + 1), max(x0, 0):max(x1, x0 + 1)]
+
+
+def _composite(store: PhotoStore, example, concepts: list[int]) -> np.ndarray:
+    view = store.view(example.image).astype(np.float32) / 255.0
+    if store.data.presence is None or not concepts:
+        return view
+    size = view.shape[0]
+    heats = np.clip(upsample(np.stack([store.heat(example.image, c) for c in concepts]), size), 0, 1)
+    winner = heats.argmax(axis=0)
+    strength = heats.max(axis=0)
+    colours = np.array([[int(item["colour"][i:i + 2], 16) for i in (1, 3, 5)] for item in example.legend],
+                       np.float32) / 255.0
+    alpha = (np.where(strength >= 0.15, strength, 0.0) * 0.75)[..., None]
+    return view * (1 - alpha) + colours[winner] * alpha
+
+
+def render_sheet(data: ClassData, view: ClassView, store: PhotoStore, path: str | os.PathLike, *,
+                 max_concepts: int = 8, dpi: int = 100) -> Path:
+    """Draw the sheet of one class to ``path`` (PNG) and return the path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    concepts = view.concepts[:max_concepts]
+    k = max([len(c.crops) for c in concepts] + [1])
+    n_ex = len(view.examples)
+    cols = max(k + 1, n_ex + 2, 4)
+    rows = 3 + len(concepts) + (1 if n_ex or view.points else 0)
+    fig = Figure(figsize=(1.4 * cols + 1.0, 1.45 * rows + 0.2), dpi=dpi)
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(rows, cols, hspace=0.45, wspace=0.08, left=0.04, right=0.98, top=0.95, bottom=0.02,
+                            width_ratios=[1.7] + [1] * (cols - 1), height_ratios=[1, 1, 0.35] + [1] * (rows - 3))
+    fig.suptitle(f"{view.class_name} ({view.class_id}) - {view.n_images} images, {view.n_concepts} concepts "
+                 f"({view.factorization}), ranked by {view.method}", fontsize=11)
+
+    bars = fig.add_subplot(grid[0:2, 1:])
+    labels = [f"concept {c.index}" for c in view.concepts]
+    shares = [100 * c.share for c in view.concepts]
+    ypos = np.arange(len(labels))
+    bars.barh(ypos, shares, color=[c.colour for c in view.concepts])
+    bars.set_yticks(ypos, labels, fontsize=7)
+    bars.invert_yaxis()
+    bars.set_xlabel(f"share of the class logit (%), {view.method}", fontsize=8)
+    bars.tick_params(axis="x", labelsize=7)
+    for y, s in zip(ypos, shares):
+        bars.text(max(s, 0) + 0.3, y, f"{s:.1f}%", va="center", fontsize=6)
+
+    for r, concept in enumerate(concepts):
+        label = fig.add_subplot(grid[3 + r, 0])
+        label.axis("off")
+        text = f"#{concept.rank} concept {concept.index}\n{100 * concept.share:.1f}% ({view.method})"
+        if concept.similar:
+            best = concept.similar[0]
+            text += f"\n~ {best['class_name'][:18]} c{best['concept']} ({best['cosine']:.2f})"
+        label.text(0.0, 0.5, text, fontsize=6.5, va="center", color="black",
+                   bbox={"facecolor": concept.colour, "alpha": 0.25, "edgecolor": "none"})
+        for j, crop in enumerate(concept.crops[:cols - 1]):
+            ax = fig.add_subplot(grid[3 + r, 1 + j])
+            ax.imshow(_crop_with_heat(store, crop.image, concept.index, crop.box, concept.colour))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(crop.image_name[-18:], fontsize=5)
+
+    if n_ex or view.points:
+        last = rows - 1
+        overlay_concepts = [item["concept"] for item in view.examples[0].legend] if n_ex else []
+        for j, example in enumerate(view.examples[:cols - 2]):
+            ax = fig.add_subplot(grid[last, j])
+            ax.imshow(np.clip(_composite(store, example, overlay_concepts), 0, 1))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(example.image_name[-18:], fontsize=5)
+        if n_ex:
+            legend = fig.add_subplot(grid[last, min(n_ex, cols - 2)])
+            legend.axis("off")
+            for i, item in enumerate(view.examples[0].legend):
+                legend.text(0, 1 - 0.18 * i, f"concept {item['concept']}", fontsize=7, va="top",
+                            bbox={"facecolor": item["colour"], "edgecolor": "none", "alpha": 0.8})
+        if view.points:
+            ax = fig.add_subplot(grid[last, cols - 1])
+            ax.scatter([p["x"] for p in view.points], [p["y"] for p in view.points],
+                       c=[p["colour"] for p in view.points], s=10, edgecolors="k", linewidths=0.3)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title("images by concept importance", fontsize=6)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=dpi)
+    return path
+
+
+def write_sheets(run: str | os.PathLike, *, classes: Iterable[str] | None = None,
+                 out: str | os.PathLike | None = None, top_k: int = 6, n_examples: int = 4,
+                 n_overlay: int = 5, max_concepts: int = 8, dpi: int = 100,
+                 progress: bool = True) -> list[Path]:
+    """Write one PNG sheet per class to ``out`` (default ``RUN/atlas/sheets``); returns the paths.
+
+    Similar concepts across classes are computed over the chosen classes.
+    """
+    from .analysis import similar_concepts
+    from .site import _progress, _select
+
+    run = Path(run)
+    found = _select(list_run_classes(run), classes)
+    out = Path(out) if out is not None else run / "atlas" / "sheets"
+    metas, banks = [], []
+    for _, stem in found:
+        data = load_class(run, stem, with_maps=False)
+        metas.append((data.class_id, data.class_name, stem))
+        banks.append(data.components)
+    neighbours = similar_concepts(banks)
+    written = []
+    for pos, (_, stem) in enumerate(_progress(found, progress, "sheets")):
+        data = load_class(run, stem)
+        store = PhotoStore(run, data, None)
+        view = build_view(data, store, top_k=top_k, n_examples=n_examples, n_overlay=n_overlay,
+                          neighbours=neighbours[pos], others=metas, write=False)
+        written.append(render_sheet(data, view, store, out / f"{stem}.png", max_concepts=max_concepts, dpi=dpi))
+    return written

@@ -1,0 +1,166 @@
+"""The static atlas website: ``RUN/atlas/index.html``, one page per class, pictures, local CSS/JS.
+
+The site has no server code and no external resource: every link is relative, so it opens from
+``file://`` as well as from any static server. Templates are Jinja2 with autoescaping, so class
+and file names can never inject markup.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import jinja2
+import numpy as np
+
+from .._version import __version__
+from ..errors import ConceptsError
+from .analysis import similar_concepts
+from .data import ClassData, list_run_classes, load_class
+from .view import ClassView, PhotoStore, build_view
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+TEMPLATES = PACKAGE_DIR / "templates"
+STATIC = PACKAGE_DIR / "static"
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=jinja2.select_autoescape(["html", "svg", "xml"], default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["pct"] = lambda v, digits=1: "n/a" if v is None or not np.isfinite(v) else f"{100 * v:.{digits}f}%"
+    env.filters["num"] = lambda v, digits=3: "n/a" if v is None or not np.isfinite(v) else f"{v:.{digits}g}"
+    env.globals["crop_style"] = crop_style
+    return env
+
+
+def crop_style(box: Iterable[int], input_size: int, display: int = 112) -> dict[str, str]:
+    """CSS sizes that show the ``box`` (x0, y0, x1, y1 in model-input pixels) of a full picture
+    in a frame ``display`` pixels wide: the picture is scaled and shifted inside the frame."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    w = max(x1 - x0, 1.0)
+    h = max(y1 - y0, 1.0)
+    scale = display / w
+    return {
+        "frame": f"width:{display}px;height:{round(h * scale)}px",
+        "img": f"width:{input_size * scale:.1f}px;height:{input_size * scale:.1f}px;"
+               f"left:{-x0 * scale:.1f}px;top:{-y0 * scale:.1f}px",
+    }
+
+
+def _select(found: list[tuple[str, str]], classes: Iterable[str] | None) -> list[tuple[str, str]]:
+    if classes is None:
+        return found
+    wanted = list(classes)
+    by_id = {cid: (cid, stem) for cid, stem in found}
+    by_stem = {stem: (cid, stem) for cid, stem in found}
+    chosen, unknown = [], []
+    for name in wanted:
+        item = by_id.get(name) or by_stem.get(name)
+        (chosen if item else unknown).append(item or name)
+    if unknown:
+        raise ConceptsError(f"unknown class(es) {', '.join(map(str, unknown))}; the run has "
+                            f"{', '.join(cid for cid, _ in found[:10])}{' ...' if len(found) > 10 else ''}")
+    return sorted(set(chosen))
+
+
+def _progress(items, enabled: bool, desc: str):
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="class")
+
+
+def build_atlas(run: str | os.PathLike, *, classes: Iterable[str] | None = None, top_k: int = 6,
+                n_examples: int = 4, n_overlay: int = 5, n_similar: int = 3, thumb_size: int = 192,
+                image_format: str = "jpeg", sheets: bool = True, out: str | os.PathLike | None = None,
+                progress: bool = True) -> Path:
+    """Build the static atlas of a run and return the path of its ``index.html``.
+
+    Reads ``RUN/activations``, ``RUN/concepts`` and ``RUN/importance`` and writes ``RUN/atlas/``
+    (or ``out``): ``index.html`` (every class, filterable and sortable), ``classes/<stem>.html``
+    (concept cards sorted by importance with top-``top_k`` crops and heatmaps, an importance
+    bar chart, ``n_examples`` images with the maps of the ``n_overlay`` most important
+    concepts, an embedding of the images by their concept importances and, for each concept,
+    the ``n_similar`` most similar concepts of other classes), each photo once as a
+    ``thumb_size`` JPEG/WebP, and (``sheets``) one PNG sheet per class in ``sheets/``.
+    The folder is built aside and swapped in at the end, so a failed build leaves the old one.
+    """
+    run = Path(run)
+    if not run.is_dir():
+        raise ConceptsError(f"run folder {run} does not exist")
+    found = _select(list_run_classes(run), classes)
+    if not found:
+        raise ConceptsError(f"{run} has no class with both activations and concepts; "
+                            "run `concepts extract` and `concepts factorize` first")
+    site = Path(out) if out is not None else run / "atlas"
+    work = site.with_name(site.name + ".tmp")
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "classes").mkdir(parents=True)
+    shutil.copytree(STATIC, work / "static")
+
+    # pass 1: the concept banks of every class, for the cross-class similarities
+    meta: list[tuple[str, str, str]] = []
+    banks: list[np.ndarray] = []
+    for class_id, stem in found:
+        data = load_class(run, stem, with_maps=False)
+        meta.append((data.class_id, data.class_name, stem))
+        banks.append(data.components)
+    neighbours = similar_concepts(banks, k=n_similar)
+
+    env = _environment()
+    class_template = env.get_template("class.html")
+    views: list[ClassView] = []
+    missing: list[str] = []
+    try:
+        for pos, (class_id, stem) in enumerate(_progress(found, progress, "atlas")):
+            data = load_class(run, stem)
+            store = PhotoStore(run, data, work, thumb_size=thumb_size, image_format=image_format)
+            view = build_view(data, store, top_k=top_k, n_examples=n_examples, n_overlay=n_overlay,
+                              neighbours=neighbours[pos], others=meta)
+            html = class_template.render(view=view, root="../", version=__version__, has_sheet=sheets,
+                                         title=f"{view.class_name} - concept atlas")
+            (work / "classes" / f"{stem}.html").write_text(html, encoding="utf-8")
+            if sheets:
+                from .sheets import render_sheet
+
+                (work / "sheets").mkdir(exist_ok=True)
+                render_sheet(data, view, store, work / "sheets" / f"{stem}.png")
+            missing += store.missing
+            views.append(view)
+        index = env.get_template("index.html").render(
+            views=views, root="", version=__version__, run_name=run.resolve().name,
+            title=f"{run.resolve().name} - concept atlas",
+            model=views[0].model if views else "?", layer=views[0].layer if views else "?")
+        (work / "index.html").write_text(index, encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if missing:
+        warnings.warn(f"{len(missing)} photo(s) not found (shown in grey), e.g. {missing[0]}", stacklevel=2)
+    if site.exists():
+        old = site.with_name(site.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(site, old)
+        os.replace(work, site)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(work, site)
+    return site / "index.html"
+
+
+def class_page_data(run: str | os.PathLike, class_id: str) -> ClassData:
+    """Convenience: the data of one class by class id (or file stem)."""
+    for cid, stem in list_run_classes(run):
+        if class_id in (cid, stem):
+            return load_class(run, stem)
+    raise ConceptsError(f"class {class_id} is not in {run}")

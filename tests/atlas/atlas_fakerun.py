@@ -1,0 +1,152 @@
+"""A fabricated run folder that follows the artefact contract of docs/ARCHITECTURE.md.
+
+Real photos (Imagenette val50) when the shared data is there, otherwise generated pictures;
+random but valid arrays with planted structure (a known concept order, blob-shaped presence maps).
+Used for the edge cases that a real run cannot produce (a class name with markup, missing
+photos, skipped images).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+from PIL import Image
+
+from concepts.artefacts import atomic_h5, base_attributes, stage_path, string_dataset, write_attrs
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "imagenette" / "val50"
+PREPROCESSING = {"input_size": 224, "interpolation": "bicubic", "crop_pct": 0.875,
+                 "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+
+
+def _photos(root: Path, wnid: str | None, n: int, rng: np.random.Generator) -> list[str]:
+    if wnid and (SHARED / wnid).is_dir():
+        files = sorted((SHARED / wnid).glob("*.JPEG"))[:n]
+        if len(files) == n:
+            return [str(p.resolve()) for p in files]
+    out = root / "photos" / (wnid or "synthetic")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        w, h = int(rng.integers(200, 320)), int(rng.integers(200, 320))
+        base = rng.integers(0, 255, size=3)
+        pix = np.clip(base + rng.normal(0, 40, size=(h, w, 3)), 0, 255).astype(np.uint8)
+        path = out / f"img_{i:03d}.jpg"
+        Image.fromarray(pix).save(path, quality=85)
+        paths.append(str(path))
+    return paths
+
+
+def crop_boxes(size: int = 224, patch: int = 64) -> np.ndarray:
+    stride = int(round(0.8 * patch))
+    starts = list(range(0, size - patch + 1, stride))
+    return np.array([[x, y, x + patch, y + patch] for y in starts for x in starts], dtype=np.int32)
+
+
+def write_class(run: Path, class_id: str, class_name: str, class_index: int, *, wnid: str | None = None,
+                n_images: int = 6, r: int = 5, dim: int = 24, grid: int = 7, seed: int = 0,
+                methods=("sobol", "gradient", "occlusion"), skipped: tuple[int, ...] = (),
+                missing_photo: bool = False, common: np.ndarray | None = None) -> dict:
+    """Write the three artefacts of one class; returns the arrays written (ground truth)."""
+    rng = np.random.default_rng(seed)
+    paths = _photos(run, wnid, n_images, rng)
+    if missing_photo:
+        paths[-1] = str(run / "nowhere" / "lost.jpg")
+    skip = np.zeros(n_images, bool)
+    skip[list(skipped)] = True
+    boxes = crop_boxes()
+    kept = np.flatnonzero(~skip)
+    row_image = np.repeat(kept, len(boxes)).astype(np.int32)
+    row_box = np.tile(boxes, (len(kept), 1)).astype(np.int32)
+    row_pos = np.tile(np.stack(np.divmod(np.arange(len(boxes)), 4), axis=1), (len(kept), 1)).astype(np.int32)
+    n_rows = len(row_image)
+    maps = np.abs(rng.normal(size=(n_images, grid * grid, dim))).astype(np.float16)
+    maps[skip] = 0
+    attrs = dict(base_attributes(), stage="extract", class_id=class_id, class_name=class_name,
+                 class_index=class_index, class_index_source="fixture", model="fake_model", weights="fake",
+                 weights_sha256="0" * 64, layer="features", layout="spatial", grid=[grid, grid], n_prefix=0,
+                 preprocessing=PREPROCESSING, mode="crops", patch_size=64, stride=51, dtype="float16",
+                 config={"images": str(run)}, config_hash="fixture01")
+    with atomic_h5(stage_path(run, "extract", class_id)) as handle:
+        handle.create_dataset("maps", data=maps)
+        handle.create_dataset("activations", data=np.abs(rng.normal(size=(n_rows, dim))).astype(np.float16))
+        rows = handle.create_group("rows")
+        rows.create_dataset("image", data=row_image)
+        rows.create_dataset("box", data=row_box)
+        rows.create_dataset("position", data=row_pos)
+        images = handle.create_group("images")
+        string_dataset(images, "path", paths)
+        string_dataset(images, "sha256", [f"{i:064x}" for i in range(n_images)])
+        string_dataset(images, "error", ["unreadable" if s else "" for s in skip])
+        images.create_dataset("width", data=np.full(n_images, 256, np.int32))
+        images.create_dataset("height", data=np.full(n_images, 256, np.int32))
+        images.create_dataset("skipped", data=skip)
+        images.create_dataset("logit", data=rng.normal(8, 2, n_images).astype(np.float32))
+        images.create_dataset("predicted", data=np.full(n_images, class_index, np.int32))
+        write_attrs(handle, attrs)
+
+    components = np.abs(rng.normal(size=(r, dim))).astype(np.float32)
+    if common is not None:  # plant a concept shared with another class
+        components[0] = common
+    coefficients = np.abs(rng.normal(size=(n_rows, r))).astype(np.float32)
+    with atomic_h5(stage_path(run, "factorize", class_id)) as handle:
+        handle.create_dataset("components", data=components)
+        handle.create_dataset("coefficients", data=coefficients)
+        write_attrs(handle, dict(base_attributes(), stage="factorize", method="nmf", n_concepts=r, seed=0,
+                                 params={"max_iter": 200}, rel_error=0.4, config_hash="fixture02",
+                                 source_config_hash="fixture01", model="fake_model", layer="features"))
+
+    truth = {"paths": paths, "components": components, "coefficients": coefficients, "skipped": skip,
+             "row_image": row_image, "row_box": row_box, "methods": {}}
+    presence = np.zeros((n_images, r, grid, grid), np.float32)
+    yy, xx = np.mgrid[0:grid, 0:grid]
+    for i in kept:
+        for k in range(r):
+            cy, cx = rng.uniform(0, grid - 1, 2)
+            presence[i, k] = rng.uniform(0.2, 2.0) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 3.0)
+    with atomic_h5(stage_path(run, "importance", class_id)) as handle:
+        for m, method in enumerate(methods):
+            per_image = np.abs(rng.normal(size=(n_images, r))).astype(np.float32)
+            per_image[skip] = 0
+            raw = (per_image[kept].mean(axis=0) * (1 + m * 0.1)).astype(np.float32)
+            share = (raw / raw.sum()).astype(np.float32)
+            group = handle.create_group(method)
+            group.create_dataset("per_image", data=per_image)
+            group.create_dataset("class_importance", data=raw)
+            group.create_dataset("share", data=share)
+            group.create_dataset("ci_low", data=(share * 0.9).astype(np.float32))
+            group.create_dataset("ci_high", data=(share * 1.1).astype(np.float32))
+            write_attrs(group, {"designs": 32})
+            truth["methods"][method] = {"per_image": per_image, "class_importance": raw, "share": share}
+        maps = handle.create_group("maps")
+        maps.create_dataset("presence", data=presence.astype(np.float16))
+        maps.create_dataset("contribution", data=presence.astype(np.float16))
+        write_attrs(handle, dict(base_attributes(), stage="importance", config_hash="fixture03",
+                                 class_id=class_id))
+    truth["presence"] = presence.astype(np.float16)
+    return truth
+
+
+EVIL_NAME = '<script>window.__pwned = 1</script> & "tench"'
+
+
+def make_fake_run(root: Path, *, evil: bool = True, n_images: int = 6, r: int = 5) -> dict:
+    """Three classes: two Imagenette-like ones and (``evil``) one whose name is markup.
+
+    Concept 0 of class B is a copy of concept 0 of class A (cosine 1): the similar-concept
+    link of A's concept 0 must point to it.
+    """
+    root = Path(root)
+    rng = np.random.default_rng(123)
+    common = np.abs(rng.normal(size=24)).astype(np.float32)
+    truth = {
+        "n01440764": write_class(root, "n01440764", "tench", 0, wnid="n01440764", n_images=n_images, r=r,
+                                 seed=1, common=common),
+        "n02102040": write_class(root, "n02102040", "English springer", 217, wnid="n02102040",
+                                 n_images=n_images, r=r, seed=2, common=common, skipped=(1,)),
+    }
+    if evil:
+        truth["n99<evil>"] = write_class(root, "n99<evil>", EVIL_NAME, 999, wnid=None, n_images=4, r=r, seed=3,
+                                         methods=("gradient",), missing_photo=True)
+    return truth
