@@ -71,6 +71,7 @@ class FactorizeConfig:
 class ImportanceConfig:
     methods: tuple[Literal["sobol", "gradient", "occlusion"], ...] = IMPORTANCE_METHODS
     designs: int = 32
+    params: dict = field(default_factory=dict)  # extra settings: estimator, seed, score, batch_size ...
 
 
 @dataclass(frozen=True)

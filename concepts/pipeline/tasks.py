@@ -62,11 +62,11 @@ def stages_done(run: str | os.PathLike, class_id: str) -> list[str]:
 
 
 def _accepts(fn: Any, name: str) -> bool:
+    """``fn`` has a parameter called ``name`` (not merely ``**kwargs``)."""
     try:
-        params = inspect.signature(fn).parameters
+        return name in inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def _device(cfg: RunConfig) -> str | None:
@@ -176,7 +176,8 @@ def process_classes(spec: TaskSpec) -> TaskResult:
             kwargs["split"] = model()[0]
         importance_run(
             run, methods=tuple(cfg.importance.methods), designs=cfg.importance.designs, classes=need,
-            device=device, overwrite=spec.overwrite, progress=spec.progress, **kwargs,
+            device=device, overwrite=spec.overwrite, progress=spec.progress,
+            **dict(cfg.importance.params), **kwargs,
         )
     result.seconds["importance"] = time.perf_counter() - t0
     result.peak_rss_mb = peak_rss_mb()

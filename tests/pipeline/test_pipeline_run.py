@@ -1,0 +1,175 @@
+"""`concepts run` end to end on real photos: all stages, resume at class and stage granularity,
+a finished run does no work, config changes are refused, worker processes and Slurm give the
+same results as one process."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from concepts.artefacts import stage_path
+from concepts.errors import ConceptsError
+from concepts.pipeline import load_config, run_pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+VAL50 = ROOT / ".." / "shared" / "data" / "imagenette" / "val50"
+CLASSES = ["n01440764", "n03888257"]  # tench, parachute
+STAGES = ("extract", "factorize", "importance")
+
+pytestmark = pytest.mark.slow
+
+
+def _need_stages():
+    if not VAL50.is_dir():
+        pytest.skip(f"shared Imagenette photos not found at {VAL50}")
+    try:
+        from concepts.extract import extract_run  # noqa: F401
+        from concepts.factorize import factorize_run  # noqa: F401
+        from concepts.importance import importance_run  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"a pipeline stage is not available yet: {exc}")
+
+
+def tiny(out, **extra):
+    overrides = {
+        "out": str(out), "data.images": str(VAL50), "data.classes": CLASSES, "data.max_images": 4,
+        "extract.patch_size": 112, "extract.workers": 0, "factorize.n_concepts": 3,
+        "importance.methods": ["sobol", "gradient"], "importance.designs": 8, "model.device": "cpu",
+        "executor.threads": 1, "atlas.enabled": False, "export.formats": ["csv", "json"],
+    }
+    overrides.update(extra)
+    return load_config(None, overrides)
+
+
+def mtimes(run):
+    return {(s, c): stage_path(run, s, c).stat().st_mtime_ns for s in STAGES for c in CLASSES}
+
+
+def read_results(run, class_id):
+    with h5py.File(stage_path(run, "factorize", class_id), "r") as f:
+        components = f["components"][()]
+    with h5py.File(stage_path(run, "importance", class_id), "r") as f:
+        importance = {m: f[m]["class_importance"][()] for m in ("sobol", "gradient")}
+    return components, importance
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    _need_stages()
+    out = tmp_path_factory.mktemp("pipe") / "run"
+    result = run_pipeline(tiny(out), progress=False)
+    return out, result
+
+
+def test_run_writes_every_stage_and_the_resolved_config(finished_run):
+    run, result = finished_run
+    assert sorted(result.processed) == CLASSES and result.skipped == []
+    for stage in STAGES:
+        for class_id in CLASSES:
+            assert stage_path(run, stage, class_id).is_file()
+    saved = load_config(run / "config.yaml")
+    assert saved.factorize.n_concepts == 3 and saved.data.classes == tuple(CLASSES)
+    assert Path(saved.out) == run.resolve() and Path(saved.data.images).is_absolute()
+    assert (run / "exports").is_dir() and any((run / "exports").iterdir())
+    assert result.reduced and set(result.seconds) >= {"extract", "factorize", "importance", "export"}
+    for class_id in CLASSES:
+        components, importance = read_results(run, class_id)
+        assert components.shape[0] == 3 and np.all(np.isfinite(importance["sobol"]))
+
+
+def test_rerun_of_finished_run_does_nothing(finished_run, capsys):
+    run, _ = finished_run
+    before = mtimes(run)
+    result = run_pipeline(tiny(run), progress=True)
+    assert result.nothing_to_do and result.processed == []
+    assert "nothing to do" in capsys.readouterr().err
+    assert mtimes(run) == before
+
+
+def test_resume_redoes_only_missing_class_stages(finished_run, tmp_path):
+    run, _ = finished_run
+    # a copy of the run, with one class missing its importance and the other its concepts+importance
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    stage_path(copy, "importance", CLASSES[0]).unlink()
+    stage_path(copy, "factorize", CLASSES[1]).unlink()
+    stage_path(copy, "importance", CLASSES[1]).unlink()
+    # (the copied config.yaml names the old folder; `out` is not part of the work signature)
+    kept = {(s, c): stage_path(copy, s, c).stat().st_mtime_ns
+            for s in STAGES for c in CLASSES if stage_path(copy, s, c).exists()}
+    assert len(kept) == 3
+    result = run_pipeline(tiny(copy), progress=False)
+    assert sorted(result.processed) == CLASSES
+    after = mtimes(copy)
+    for key, value in kept.items():
+        assert after[key] == value, f"{key} was redone"  # finished stages kept
+    for class_id in CLASSES:  # same seed, same data: the redone stages give the same results
+        (c_ref, i_ref), (c_got, i_got) = read_results(run, class_id), read_results(copy, class_id)
+        np.testing.assert_allclose(c_got, c_ref, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(i_got["sobol"], i_ref["sobol"], rtol=1e-3, atol=1e-5)
+
+
+def test_changed_settings_are_refused_not_mixed(finished_run):
+    run, _ = finished_run
+    with pytest.raises(ConceptsError, match="config"):
+        run_pipeline(tiny(run, **{"factorize.n_concepts": 4}), progress=False)
+    # the saved config still describes the artefacts on disk
+    assert load_config(run / "config.yaml").factorize.n_concepts == 3
+
+
+def test_cli_run_says_nothing_to_do(finished_run):
+    run, _ = finished_run
+    cmd = [sys.executable, "-m", "concepts", "run", str(run / "config.yaml")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "nothing to do" in out.stderr
+
+
+def test_worker_processes_match_in_process(finished_run, tmp_path):
+    run, _ = finished_run
+    out = tmp_path / "workers"
+    result = run_pipeline(tiny(out, **{"executor.workers": 2, "executor.classes_per_task": 1}), progress=False)
+    assert result.tasks == 2
+    for class_id in CLASSES:
+        (c_ref, i_ref), (c_got, i_got) = read_results(run, class_id), read_results(out, class_id)
+        np.testing.assert_allclose(c_got, c_ref, rtol=1e-4, atol=1e-5)
+        for method in i_ref:
+            np.testing.assert_allclose(i_got[method], i_ref[method], rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.slurm
+def test_slurm_run_matches_local(finished_run, tmp_path):
+    from test_pipeline_executors import slurm_ready
+
+    reason = slurm_ready()
+    if reason:
+        pytest.skip(reason)
+    run, _ = finished_run
+    out = tmp_path / "slurm-run"
+    cmd = [sys.executable, "-m", "concepts", "run", "--out", str(out), "--images", str(VAL50),
+           "--classes", ",".join(CLASSES), "--max-images", "4", "--patch-size", "112", "--concepts", "3",
+           "--importance", "sobol,gradient", "--designs", "8", "--device", "cpu", "--threads", "1",
+           "--set", "extract.workers=0", "--no-atlas", "--set", "export.formats=[csv,json]",
+           "--executor", "slurm", "--cpus-per-task", "1", "--classes-per-task", "1", "--timeout-min", "10"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "submitted Slurm job array" in done.stderr
+    logs = list((out / "slurm").rglob("*_log.out"))
+    assert len(logs) == 2  # one array task per class
+    for class_id in CLASSES:
+        (c_ref, i_ref), (c_got, i_got) = read_results(run, class_id), read_results(out, class_id)
+        np.testing.assert_allclose(c_got, c_ref, rtol=1e-4, atol=1e-5)
+        for method in i_ref:
+            np.testing.assert_allclose(i_got[method], i_ref[method], rtol=1e-3, atol=1e-5)
+    assert (out / "exports").is_dir()
+    # re-submitting skips the finished classes: no new job
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert again.returncode == 0 and "nothing to do" in again.stderr
+    assert "submitted" not in again.stderr
