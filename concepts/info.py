@@ -1,0 +1,109 @@
+"""What a run folder holds: classes, rows, shapes, stages done, provenance, diagnostics and rankings."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .artefacts import STAGE_DIRS, read_attrs
+from .errors import ConceptsError
+
+IMPORTANCE_METHODS = ("sobol", "gradient", "occlusion")
+
+
+def _class_files(run: Path, stage: str) -> dict[str, Path]:
+    out = {}
+    for path in sorted((run / STAGE_DIRS[stage]).glob("*.h5")):
+        try:
+            with h5py.File(path, "r") as handle:
+                value = handle.attrs.get("class_id", path.stem)
+        except OSError:
+            continue
+        out[value.decode() if isinstance(value, bytes) else str(value)] = path
+    return out
+
+
+def run_summary(run: str | os.PathLike) -> dict[str, Any]:
+    """A JSON-able summary of the run folder."""
+    run = Path(run)
+    if not run.is_dir():
+        raise ConceptsError(f"run folder not found: {run}")
+    stages = {stage: _class_files(run, stage) for stage in STAGE_DIRS}
+    if not any(stages.values()):
+        raise ConceptsError(f"{run} holds no activations, concepts or importance files")
+    summary: dict[str, Any] = {"run": str(run), "classes": {}, "provenance": {}}
+    for class_id in sorted(set().union(*[set(v) for v in stages.values()])):
+        entry: dict[str, Any] = {}
+        if class_id in stages["extract"]:
+            with h5py.File(stages["extract"][class_id], "r") as handle:
+                attrs = read_attrs(handle)
+                rows = handle["activations"].shape[0] if "activations" in handle else \
+                    int((~handle["images/skipped"][()]).sum()) * handle["maps"].shape[1]
+                entry.update(class_name=attrs.get("class_name"), class_index=attrs.get("class_index"),
+                             class_index_source=attrs.get("class_index_source"), images=attrs.get("n_images"),
+                             skipped=attrs.get("n_skipped"), rows=int(rows), channels=int(handle["maps"].shape[-1]),
+                             maps_shape=list(handle["maps"].shape))
+                if not summary["provenance"]:
+                    summary["provenance"] = {k: attrs.get(k) for k in (
+                        "model", "weights", "weights_sha256", "layer", "layout", "grid", "n_prefix", "mode",
+                        "patch_size", "stride", "dtype", "precision", "preprocessing", "package_version", "created")}
+        if class_id in stages["factorize"]:
+            with h5py.File(stages["factorize"][class_id], "r") as handle:
+                attrs = read_attrs(handle)
+                entry["concepts"] = {k: attrs.get(k) for k in (
+                    "method", "n_concepts", "seed", "rel_error", "sparsity_l0", "hoyer", "dead", "n_iter",
+                    "converged", "seconds")}
+        if class_id in stages["importance"]:
+            with h5py.File(stages["importance"][class_id], "r") as handle:
+                ranking = {}
+                for method in IMPORTANCE_METHODS:
+                    if method in handle and "share" in handle[method]:
+                        share = np.asarray(handle[method]["share"][()], float)
+                        order = np.argsort(-share)
+                        ranking[method] = [[int(k), round(float(share[k]), 4)] for k in order]
+                entry["importance"] = ranking
+                if "fidelity" in handle:
+                    entry["fidelity"] = read_attrs(handle["fidelity"])
+        summary["classes"][class_id] = entry
+    summary["stages"] = {stage: len(files) for stage, files in stages.items()}
+    summary["stages"]["atlas"] = (run / "atlas" / "index.html").is_file()
+    summary["stages"]["export"] = (run / "exports" / "manifest.json").is_file()
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [f"run: {summary['run']}"]
+    prov = summary["provenance"]
+    if prov:
+        lines.append(f"model: {prov.get('model')}  weights: {prov.get('weights')} (sha256 {str(prov.get('weights_sha256'))[:12]})")
+        lines.append(f"layer: {prov.get('layer')}  layout: {prov.get('layout')} grid {prov.get('grid')}  "
+                     f"mode: {prov.get('mode')}" + (f" patch {prov.get('patch_size')} stride {prov.get('stride')}"
+                                                   if prov.get("mode") == "crops" else ""))
+        lines.append(f"preprocessing: {prov.get('preprocessing')}  storage: {prov.get('dtype')}  "
+                     f"precision: {prov.get('precision')}  concepts {prov.get('package_version')}  {prov.get('created')}")
+    stages = summary["stages"]
+    n = len(summary["classes"])
+    lines.append(f"stages: extract {stages['extract']}/{n}, factorize {stages['factorize']}/{n}, "
+                 f"importance {stages['importance']}/{n}, atlas {'yes' if stages['atlas'] else 'no'}, "
+                 f"export {'yes' if stages['export'] else 'no'}")
+    lines.append(f"classes ({n}):")
+    for class_id, entry in summary["classes"].items():
+        head = f"  {class_id}"
+        if "class_name" in entry:
+            head += (f"  {entry['class_name']!r} -> logit {entry['class_index']} ({entry['class_index_source']})  "
+                     f"images {entry['images']} (skipped {entry['skipped']})  rows {entry['rows']} x {entry['channels']}")
+        lines.append(head)
+        c = entry.get("concepts")
+        if c:
+            err = c.get("rel_error")
+            lines.append(f"    concepts: {c.get('method')} r={c.get('n_concepts')} seed={c.get('seed')} "
+                         f"rel.error={err if err is None else round(float(err), 4)} dead={c.get('dead')} "
+                         f"iters={c.get('n_iter')} converged={c.get('converged')} "
+                         f"{round(float(c.get('seconds') or 0), 2)} s")
+        for method, ranking in (entry.get("importance") or {}).items():
+            top = ", ".join(f"#{k} {share:.1%}" for k, share in ranking[:5])
+            lines.append(f"    importance[{method}]: {top}")
+    return "\n".join(lines)

@@ -1,0 +1,51 @@
+"""Shared fixtures: the reference photos in ../shared/data and a small real run built once per session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+VAL50 = SHARED_DATA / "imagenette" / "val50"
+RUN_CLASSES = ["n01440764", "n03000684"]  # tench, chain saw
+
+
+def require_val50() -> Path:
+    if not VAL50.is_dir():
+        pytest.skip(f"reference photos not found at {VAL50} (the shared data folder beside the project)")
+    return VAL50
+
+
+@pytest.fixture(scope="session")
+def val50() -> Path:
+    return require_val50()
+
+
+@pytest.fixture(scope="session")
+def real_run(tmp_path_factory) -> Path:
+    """A small real run: 2 Imagenette classes x 8 images, default model, crops mode, every stage that exists."""
+    images = require_val50()
+    run = tmp_path_factory.mktemp("real_run")
+    from concepts.extract import extract_run
+
+    extract_run(images, run, classes=RUN_CLASSES, max_images=8, workers=0, progress=False)
+    try:
+        from concepts.factorize import factorize_run
+    except ImportError:
+        return run
+    factorize_run(run, method="nmf", n_concepts=6, seed=0, progress=False)
+    try:
+        from concepts.importance import importance_run
+    except ImportError:
+        return run
+    importance_run(run, progress=False)
+    return run
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _threads():
+    import torch
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

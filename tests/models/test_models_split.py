@@ -1,0 +1,118 @@
+"""The split f = h o g reproduces the model for every supported family; loading rules."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from concepts.errors import ConceptsError
+from concepts.models import ModelSplit, load_model, load_split
+
+FAMILIES = [
+    ("resnet18", None),
+    ("convnext_atto", None),
+    ("vit_tiny_patch16_224", None),
+    ("tf_efficientnet_lite0", "blocks.5"),
+    ("resnet18", "layer3"),
+    ("vit_tiny_patch16_224", "blocks.6"),
+]
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+
+
+def test_default_model_split_is_exact_and_linear(images):
+    split, info = load_split()
+    assert info["model"] == "tf_efficientnet_lite0" and info["weights"].startswith("bundled:")
+    with torch.no_grad():
+        a = split.g(images)
+        assert a.shape == (2, 7, 7, 1280) and (a >= 0).all()  # ReLU6 output: NMF-ready
+        torch.testing.assert_close(split.h(a), split.model(images), rtol=1e-5, atol=1e-5)
+        weight, bias = split.linear_head()
+        torch.testing.assert_close(a.mean(dim=(1, 2)) @ weight.T + bias, split.model(images), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name,layer", FAMILIES)
+def test_h_of_g_equals_f(name, layer, images):
+    split, _ = load_split(name, layer=layer, pretrained=False)
+    with torch.no_grad():
+        a = split.g(images)
+        torch.testing.assert_close(split.h(a), split.model(images), rtol=1e-4, atol=1e-4)
+        pos = split.positions(a)
+        assert pos.shape == (2, split.grid[0] * split.grid[1], split.n_channels)
+        torch.testing.assert_close(split.h_positions(pos, split.prefix(a)), split.model(images), rtol=1e-4, atol=1e-4)
+
+
+def test_token_layout_keeps_prefix_out_of_rows(images):
+    split, _ = load_split("vit_tiny_patch16_224", pretrained=False)
+    assert split.layout == "tokens" and split.n_prefix == 1 and split.grid == (14, 14)
+    with torch.no_grad():
+        a = split.g(images)
+    assert a.shape[1] == 197 and split.positions(a).shape[1] == 196
+    torch.testing.assert_close(split.prefix(a), a[:, :1])
+
+
+@pytest.mark.parametrize("name,linear", [("resnet18", True), ("convnext_atto", False), ("vit_tiny_patch16_224", False)])
+def test_linear_head_detected_only_when_exact(name, linear):
+    split, _ = load_split(name, pretrained=False)
+    assert (split.linear_head() is not None) == linear
+
+
+def test_checkpoint_loading_unwraps_and_renames(tmp_path, images):
+    model, _ = load_model("resnet18", pretrained=False)
+    state = {f"module.{k}": v.clone() for k, v in model.state_dict().items()}
+    path = tmp_path / "ckpt.pth"
+    torch.save({"epoch": 3, "state_dict": state}, path)
+    loaded, info = load_model("resnet18", checkpoint=path)
+    assert info["weights"].startswith("checkpoint:") and len(info["weights_sha256"]) == 64
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), model(images))
+    # renamed keys, same order and shapes (like the bundled EfficientNet weights)
+    renamed = {f"x{i}": v for i, v in enumerate(model.state_dict().values())}
+    torch.save(renamed, tmp_path / "renamed.pth")
+    again, _ = load_model("resnet18", checkpoint=tmp_path / "renamed.pth")
+    with torch.no_grad():
+        torch.testing.assert_close(again(images), model(images))
+
+
+def test_checkpoint_for_another_architecture_is_a_clear_error(tmp_path):
+    model, _ = load_model("resnet18", pretrained=False)
+    torch.save(model.state_dict(), tmp_path / "r18.pth")
+    with pytest.raises(ConceptsError, match="does not fit"):
+        load_model("resnet34", checkpoint=tmp_path / "r18.pth")
+    with pytest.raises(ConceptsError, match="not found"):
+        load_model("resnet18", checkpoint=tmp_path / "missing.pth")
+
+
+def test_unknown_model_and_layer_are_clear_errors():
+    with pytest.raises(ConceptsError, match="unknown model"):
+        load_model("not_a_model_xyz")
+    model, _ = load_model("resnet18", pretrained=False)
+    with pytest.raises(ConceptsError, match="unknown layer"):
+        ModelSplit(model, layer="layer9")
+
+
+def test_offline_pretrained_download_points_to_checkpoint(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConceptsError, match="--checkpoint"):
+        load_model("resnet10t")
+
+
+def test_bundled_weights_classify_real_photos(val50):
+    """Loading by tensor order must give a working ImageNet model (~70% top-1 on val50)."""
+    from concepts.datasets import load_image
+    from concepts.datasets.labels import resolve_label
+
+    split, _ = load_split()
+    prep = split.preprocessing
+    xs, ys = [], []
+    for folder in sorted(val50.iterdir()):
+        if folder.is_dir():
+            for f in sorted(folder.iterdir())[:3]:
+                xs.append(prep.normalize(prep.to_tensor(load_image(f)[0])))
+                ys.append(resolve_label(folder.name, 1000).index)
+    with torch.no_grad():
+        pred = split.model(torch.stack(xs)).argmax(1)
+    accuracy = (pred == torch.tensor(ys)).float().mean().item()
+    assert accuracy >= 0.5, accuracy
