@@ -27,8 +27,8 @@ def qmc_points(dim: int, n: int, sampler: str = "halton", seed: int | None = 0) 
 
     ``sobol`` / ``halton`` are unscrambled (deterministic, CRAFT uses unscrambled Halton),
     ``*-scrambled`` use Owen scrambling seeded by ``seed``; ``random`` is plain uniform
-    Monte Carlo.  Unscrambled sequences skip their first point (the origin) so that no row
-    is degenerate.
+    Monte Carlo.  Unscrambled sequences start at the origin, as in CRAFT (so ``halton``
+    reproduces CRAFT's masks exactly).
     """
     if dim < 1 or n < 1:
         raise ConceptsError(f"a QMC design needs dim >= 1 and n >= 1 (got dim={dim}, n={n})")
@@ -42,8 +42,6 @@ def qmc_points(dim: int, n: int, sampler: str = "halton", seed: int | None = 0) 
         engine = qmc.Halton(dim, scramble=scramble, seed=seed if scramble else None)
     else:
         raise ConceptsError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    if not scramble:
-        engine.fast_forward(1)  # the first unscrambled point is the origin
     import warnings
 
     with warnings.catch_warnings():  # Sobol warns when n is not a power of two
@@ -81,7 +79,7 @@ def total_indices(outputs: np.ndarray, designs: int, dim: int, estimator: str = 
     """Total-order Sobol indices from the outputs of the stacked design.
 
     ``outputs`` is ``(..., designs * (dim + 2))`` (leading axes, e.g. images, are batched);
-    returns ``(..., dim)``.  With ``V = Var f(A)``:
+    returns ``(..., dim)``.  With ``V = Var f(A)`` (unbiased, ddof = 1, as CRAFT):
 
     * ``jansen``:    S_Ti = sum_k (f(A_k) - f(C_i,k))^2 / (2 N V)
     * ``sobol2007``: S_Ti = sum_k f(A_k) (f(A_k) - f(C_i,k)) / (N V)  (equal to Homma-Saltelli's)
@@ -89,7 +87,7 @@ def total_indices(outputs: np.ndarray, designs: int, dim: int, estimator: str = 
     A constant output (V = 0) gives indices of 0.
     """
     f_a, _, f_c = split_outputs(outputs, designs, dim)
-    var = f_a.var(axis=-1)[..., None]
+    var = f_a.var(axis=-1, ddof=1)[..., None]
     fa = f_a[..., None, :]
     if estimator == "jansen":
         num = ((fa - f_c) ** 2).mean(axis=-1) / 2.0

@@ -75,16 +75,18 @@ def _source_hash(path: Path) -> str:
 
 
 class _SplitCache:
-    """One model per (model, weights, layer) across the classes of a run."""
+    """One model per (model, weights, layer) across the classes of a run; ``split`` preloaded by the caller."""
 
-    def __init__(self, device):
+    def __init__(self, device, split=None):
         self.device = device
         self._key = None
-        self._split = None
+        self._split = split
 
     def get(self, attrs: dict[str, Any]):
         key = (attrs.get("model"), attrs.get("weights"), attrs.get("weights_sha256"), attrs.get("layer"),
                attrs.get("checkpoint"))
+        if self._split is not None and self._key is None:
+            self._key = key  # trust a split handed in by the caller for the run it was made for
         if key != self._key:
             from ..models import split_from_provenance
 
@@ -171,6 +173,7 @@ def importance_class(
     res = None if res is None else res.reshape(n, N, D)
 
     split = splits.get(attrs)
+    device = split.device
     head = split.h_positions
     linear = split.linear_head()
     common = dict(exact=exact, batch_size=batch_size, device=device, confidence=confidence, progress=progress)
@@ -256,12 +259,14 @@ def importance_run(
     device=None,
     overwrite: bool = False,
     progress: bool = True,
+    split=None,
     **params,
 ) -> list[Path]:
     """Stage 3 for every class with concepts (or ``classes``); returns the written/kept file paths.
 
     ``params`` go to :func:`importance_class`: sampler, estimator, seed, residual, exact, score,
-    steps, n_subsets, correlation, confidence, batch_size.
+    steps, n_subsets, correlation, confidence, batch_size.  ``split``: an already loaded
+    :class:`~concepts.models.ModelSplit` of the run's model (else rebuilt from the provenance).
     """
     run = Path(run)
     if not run.is_dir():
@@ -278,7 +283,7 @@ def importance_run(
     if not todo:
         raise ConceptsError(f"no concept files in {run}/concepts (run `concepts factorize` first)")
     methods = _methods(methods)
-    splits = _SplitCache(pick_device(device))
+    splits = _SplitCache(pick_device(device), split)
     iterator = todo
     if progress:
         from tqdm.auto import tqdm

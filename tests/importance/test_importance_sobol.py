@@ -40,7 +40,7 @@ def test_design_structure():
         np.testing.assert_array_equal(c[i][:, i], b[:, i])
     assert not np.allclose(a, b)
     assert design.min() >= 0 and design.max() <= 1
-    assert not np.all(design[0] == 0), "the origin of an unscrambled sequence is skipped"
+    assert np.all(design[0] == 0), "unscrambled sequences start at the origin, as CRAFT's"
 
 
 def test_scrambled_depends_on_seed_and_unscrambled_does_not():
@@ -66,3 +66,23 @@ def test_constant_output_gives_zero_and_errors():
         total_indices(np.ones(10), 8, 3)
     with pytest.raises(ConceptsError):
         qmc_points(2, 4, sampler="lattice")
+
+
+def test_matches_craft_reference_sampler_and_jansen(monkeypatch):
+    """Same masks and same Jansen indices as CRAFT (craft-xai) when it is installed."""
+    import sys
+    import types
+
+    # craft.sobol.sampler imports tensorflow at module level without needing it for these classes
+    if "tensorflow" not in sys.modules:
+        monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+    sampler = pytest.importorskip("craft.sobol.sampler")
+    estimators = pytest.importorskip("craft.sobol.estimators")
+    r, n = 10, 32
+    theirs = sampler.HaltonSequence()(r, nb_design=n)
+    ours = sobol_design(r, n, sampler="halton")
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    rng = np.random.default_rng(0)
+    outputs = np.tanh(ours @ rng.normal(size=r)) + 0.1 * (ours[:, 0] * ours[:, 3])
+    np.testing.assert_allclose(total_indices(outputs, n, r),
+                               estimators.JansenEstimator()(theirs, outputs.astype(np.float32), n), rtol=1e-4)
