@@ -78,7 +78,7 @@ def bare_forward(images: Path, device: str, batch_size: int, precision: str) -> 
     tensors = []
     for path in files:
         image, _ = load_image(path)
-        tensors.append(prep.to_tensor(image))
+        tensors.append(prep.normalize(prep.to_tensor(image)))
     x = torch.stack(tensors).to(device)
     dtype = autocast_dtype(precision)
 

@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("config", nargs="?", help="YAML config (default: built-in defaults)")
     for flag, (key, kind, help_text) in FLAGS.items():
         parser.add_argument(flag, dest=key.replace(".", "__"), type=kind, default=None,
-                            help=f"{help_text} [{key}]")
+                            metavar=flag[2:].replace("-", "_").upper(), help=f"{help_text} [{key}]")
     parser.add_argument("--no-atlas", action="store_true", help="skip the atlas [atlas.enabled=false]")
     parser.add_argument("--no-export", action="store_true", help="skip the exports [export.enabled=false]")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",

@@ -141,8 +141,11 @@ class LocalExecutor(Executor):
             queue.put(slot)
         results: list[Any] = [None] * len(items)
         errors: list[tuple[int, BaseException]] = []
+        threads = self.threads
+        if threads is None and slots[0] is None:  # CPU workers: share the cores instead of oversubscribing
+            threads = max(1, (os.cpu_count() or 1) // n)
         with futures.ProcessPoolExecutor(
-            max_workers=n, mp_context=context, initializer=_init_worker, initargs=(queue, self.threads)
+            max_workers=n, mp_context=context, initializer=_init_worker, initargs=(queue, threads)
         ) as pool:
             pending = {pool.submit(_call, fn, item): index for index, item in enumerate(items)}
             for future in futures.as_completed(pending):
