@@ -17,15 +17,16 @@
       });
       if (count) { count.textContent = shown + " shown"; }
     };
+    var cmp = function (x, y) { return x < y ? -1 : (x > y ? 1 : 0); };
     var reorder = function () {
       var key = sort.value;
       var sorted = cards.slice().sort(function (a, b) {
         if (key === "concentration") {
           return parseFloat(b.dataset.concentration) - parseFloat(a.dataset.concentration) ||
-            a.dataset.name.localeCompare(b.dataset.name);
+            cmp(a.dataset.name, b.dataset.name);
         }
         if (key === "index") { return parseInt(a.dataset.index, 10) - parseInt(b.dataset.index, 10); }
-        return a.dataset.name.localeCompare(b.dataset.name) || a.dataset.id.localeCompare(b.dataset.id);
+        return cmp(a.dataset.name, b.dataset.name) || cmp(a.dataset.id, b.dataset.id);
       });
       sorted.forEach(function (card) { list.appendChild(card); });
     };

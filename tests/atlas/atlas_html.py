@@ -1,0 +1,74 @@
+"""A tiny HTML tree (stdlib html.parser) for checking atlas pages without a browser."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+@dataclass
+class Element:
+    tag: str
+    attrs: dict[str, str]
+    children: list["Element"] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.texts) + "".join(child.text for child in self.children)
+
+    def iter(self):
+        yield self
+        for child in self.children:
+            yield from child.iter()
+
+    def find_all(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> list["Element"]:
+        out = []
+        for el in self.iter():
+            if tag and el.tag != tag:
+                continue
+            if cls and cls not in el.attrs.get("class", "").split():
+                continue
+            if any(el.attrs.get(k.replace("_", "-")) != v for k, v in attrs.items()):
+                continue
+            out.append(el)
+        return out
+
+    def find(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> "Element":
+        found = self.find_all(tag, cls, **attrs)
+        assert found, f"no <{tag} class={cls} {attrs}>"
+        return found[0]
+
+
+class _Builder(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.root = Element("#root", {})
+        self.stack = [self.root]
+
+    def handle_starttag(self, tag, attrs):
+        el = Element(tag, {k: (v if v is not None else "") for k, v in attrs})
+        self.stack[-1].children.append(el)
+        if tag not in VOID:
+            self.stack.append(el)
+
+    def handle_startendtag(self, tag, attrs):
+        self.stack[-1].children.append(Element(tag, {k: (v or "") for k, v in attrs}))
+
+    def handle_endtag(self, tag):
+        for i in range(len(self.stack) - 1, 0, -1):
+            if self.stack[i].tag == tag:
+                del self.stack[i:]
+                return
+
+    def handle_data(self, data):
+        self.stack[-1].texts.append(data)
+
+
+def parse(path: str | Path) -> Element:
+    builder = _Builder()
+    builder.feed(Path(path).read_text(encoding="utf-8"))
+    builder.close()
+    return builder.root

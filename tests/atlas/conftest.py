@@ -1,0 +1,46 @@
+"""Fixtures of the atlas tests: a fabricated run (edge cases) and the lead's real run when it is complete."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from atlas_fakerun import make_fake_run
+
+
+@pytest.fixture(scope="session")
+def fake_run(tmp_path_factory) -> tuple[Path, dict]:
+    """A fabricated run (3 classes, one named with markup, one photo missing, one image skipped)."""
+    root = tmp_path_factory.mktemp("fake_run")
+    truth = make_fake_run(root)
+    return root, truth
+
+
+@pytest.fixture(scope="session")
+def fake_atlas(fake_run) -> Path:
+    """The atlas of the fabricated run, built once (with sheets)."""
+    from concepts.atlas import build_atlas
+
+    run, _ = fake_run
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build_atlas(run, top_k=4, progress=False).parent
+
+
+def complete_real_run(request) -> Path:
+    """The lead's ``real_run`` with every stage done, or a skip saying what is missing."""
+    run = request.getfixturevalue("real_run")
+    for folder in ("activations", "concepts", "importance"):
+        if not any((run / folder).glob("*.h5")):
+            pytest.skip(f"real_run has no {folder}/ yet (that stage has not landed)")
+    return run
+
+
+@pytest.fixture(scope="session")
+def real_atlas(request) -> Path:
+    """The atlas of the lead's real run (2 Imagenette classes x 8 images), built once."""
+    from concepts.atlas import build_atlas
+
+    run = complete_real_run(request)
+    return build_atlas(run, progress=False).parent

@@ -1,0 +1,118 @@
+"""Numbers and pictures of the atlas, against analytic answers and reference implementations."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from concepts.atlas.analysis import concentration, embed_2d, n_important, similar_concepts, top_rows
+from concepts.atlas.images import composite_overlay, heat_overlay, model_input_view, upsample
+from concepts.atlas.site import crop_style
+
+
+def test_concentration_extremes_and_clipping():
+    assert concentration(np.array([0, 1.0, 0, 0])) == pytest.approx(1.0)
+    assert concentration(np.full(8, 1 / 8)) == pytest.approx(1 / 8)
+    # a negative share does not count, the rest is renormalised: [0.5, 0.5] -> 0.5
+    assert concentration(np.array([0.6, 0.6, -0.2])) == pytest.approx(0.5)
+    assert concentration(np.zeros(3)) == 0.0
+
+
+def test_n_important_counts_concepts_to_reach_the_mass():
+    assert n_important(np.array([0.2, 0.5, 0.3])) == 2  # 0.5 + 0.3 = 0.8
+    assert n_important(np.full(10, 0.1)) == 8
+    assert n_important(np.array([0.9, 0.05, 0.05])) == 1
+    assert n_important(np.array([0.2, 0.5, 0.3]), mass=1.0) == 3
+
+
+def test_top_rows_takes_the_largest_coefficients_one_per_image():
+    coef = np.zeros((6, 2), np.float32)
+    coef[:, 1] = [0.1, 0.9, 0.8, 0.3, 0.7, 0.2]
+    row_image = np.array([0, 0, 0, 1, 1, 2])
+    assert top_rows(coef, 1, 3, row_image, distinct_images=False).tolist() == [1, 2, 4]
+    # rows 1 and 2 are the same image: the second pick is row 4 (image 1), then row 5 (image 2)
+    assert top_rows(coef, 1, 3, row_image).tolist() == [1, 4, 5]
+    assert top_rows(coef, 1, 10, row_image).tolist() == [1, 4, 5]
+
+
+def test_similar_concepts_finds_a_planted_copy_and_ignores_its_own_class():
+    rng = np.random.default_rng(0)
+    a = np.abs(rng.normal(size=(4, 16)))
+    b = np.abs(rng.normal(size=(3, 16)))
+    c = np.abs(rng.normal(size=(5, 16)))
+    b[2] = 3.0 * a[1]  # same direction, other scale: cosine 1
+    a[0] = a[3]  # a duplicate inside class a must not be its neighbour
+    result = similar_concepts([a, b, c], k=2)
+    best = result[0][1][0]
+    assert (best.class_pos, best.concept) == (1, 2) and best.cosine == pytest.approx(1.0, abs=1e-6)
+    assert result[1][2][0].class_pos == 0 and result[1][2][0].concept == 1
+    for pos, per_class in enumerate(result):
+        for neighbours in per_class:
+            assert len(neighbours) == 2
+            assert all(nb.class_pos != pos for nb in neighbours)
+            assert neighbours[0].cosine >= neighbours[1].cosine
+    # reference: brute-force cosine for concept 0 of class c
+    allv = np.concatenate([a, b])
+    cos = (allv @ c[0]) / (np.linalg.norm(allv, axis=1) * np.linalg.norm(c[0]))
+    assert result[2][0][0].cosine == pytest.approx(cos.max(), abs=1e-5)
+
+
+def test_similar_concepts_skips_banks_of_another_dimension():
+    result = similar_concepts([np.ones((2, 4)), np.ones((3, 5)), np.eye(2, 4)], k=3)
+    assert result[1] == [[], [], []]
+    assert all(nb.class_pos == 2 for nb in result[0][0])
+
+
+def test_embed_2d_separates_two_planted_groups():
+    rng = np.random.default_rng(1)
+    group_a = rng.normal(0, 0.05, size=(10, 6)) + np.eye(6)[0] * 3
+    group_b = rng.normal(0, 0.05, size=(10, 6)) + np.eye(6)[3] * 3
+    xy = embed_2d(np.concatenate([group_a, group_b]))
+    assert xy.shape == (20, 2) and xy.min() >= 0 and xy.max() <= 1
+    gap = abs(xy[:10, 0].mean() - xy[10:, 0].mean())
+    assert gap > 0.9  # the first axis is the one that separates them
+    assert embed_2d(np.ones((3, 4))).tolist() == [[0.5, 0.5]] * 3
+    assert embed_2d(np.zeros((0, 4))).shape == (0, 2)
+
+
+def test_upsample_matches_torch_bilinear():
+    torch = pytest.importorskip("torch")
+    maps = np.random.default_rng(2).random((3, 2, 7, 5)).astype(np.float32)
+    ours = upsample(maps, (40, 33))
+    ref = torch.nn.functional.interpolate(torch.from_numpy(maps), size=(40, 33), mode="bilinear",
+                                          align_corners=False).numpy()
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_model_input_view_matches_the_model_preprocessing(tmp_path):
+    rng = np.random.default_rng(3)
+    photo = Image.fromarray(rng.integers(0, 255, size=(300, 410, 3), dtype=np.uint8))
+    prep = {"input_size": 224, "interpolation": "bicubic", "crop_pct": 0.875, "mean": [0.5] * 3, "std": [0.5] * 3}
+    view = model_input_view(photo, prep)
+    assert view.size == (224, 224)
+    try:
+        from concepts.models.preprocessing import Preprocessing
+    except ImportError:
+        pytest.skip("concepts.models.preprocessing is not available")
+    ref = Preprocessing(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in prep.items()}).view(photo)
+    np.testing.assert_array_equal(np.asarray(view), np.asarray(ref))
+
+
+def test_heat_overlays_follow_the_values():
+    heat = np.zeros((7, 7), np.float32)
+    heat[3, 3] = 1.0
+    over = np.asarray(heat_overlay(heat, (255, 0, 0), 56))
+    assert over.shape == (56, 56, 4) and (over[..., 0] == 255).all()
+    assert over[28, 28, 3] > 150 and over[0, 0, 3] == 0
+    two = np.zeros((2, 7, 7), np.float32)
+    two[0, :, :3] = 1.0  # left: concept 0
+    two[1, :, 4:] = 1.0  # right: concept 1
+    comp = np.asarray(composite_overlay(two, [(255, 0, 0), (0, 0, 255)], 70))
+    assert tuple(comp[35, 5, :3]) == (255, 0, 0) and tuple(comp[35, 64, :3]) == (0, 0, 255)
+    assert comp[35, 5, 3] > 0 and comp[35, 64, 3] > 0
+
+
+def test_crop_style_puts_the_box_in_the_frame():
+    st = crop_style((56, 112, 120, 176), 224, display=128)  # a 64-px box shown 128 px wide: scale 2
+    assert st["frame"] == "width:128px;height:128px"
+    assert st["img"] == "width:448.0px;height:448.0px;left:-112.0px;top:-224.0px"

@@ -1,0 +1,266 @@
+"""Structure of the atlas website, checked by parsing the HTML (no browser needed)."""
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from atlas_fakerun import EVIL_NAME
+from atlas_html import parse
+from concepts.artefacts import safe_filename
+from concepts.atlas import build_atlas, write_sheets
+from concepts.atlas.analysis import n_important, top_rows
+from concepts.errors import ConceptsError
+
+TOP_K = 4  # as in the fake_atlas fixture
+
+
+def _primary(methods: dict) -> str:
+    return next(m for m in ("sobol", "gradient", "occlusion") if m in methods)
+
+
+def _cards(page):
+    return page.find_all("article", cls="concept-card")
+
+
+def _local_refs(page, page_path: Path):
+    for el in page.iter():
+        for attr in ("src", "href"):
+            if attr in el.attrs:
+                yield el, attr, el.attrs[attr]
+
+
+def test_index_lists_every_class_with_its_numbers(fake_atlas, fake_run):
+    _, truth = fake_run
+    index = parse(fake_atlas / "index.html")
+    cards = index.find_all("li", cls="class-card")
+    assert len(cards) == len(truth)
+    by_id = {card.attrs["data-id"]: card for card in cards}
+    for class_id, t in truth.items():
+        card = by_id[class_id.lower()]
+        link = card.find("a", cls="class-link")
+        assert link.attrs["href"] == f"classes/{safe_filename(class_id)}.html"
+        assert (fake_atlas / link.attrs["href"]).is_file()
+        kept = int((~t["skipped"]).sum())
+        assert card.find("span", cls="n-images").text == str(kept)
+        share = t["methods"][_primary(t["methods"])]["share"]
+        assert card.find("span", cls="n-important").text == str(n_important(share))
+        thumb = card.find("img", cls="thumb")
+        assert (fake_atlas / thumb.attrs["src"]).is_file()
+        assert float(card.attrs["data-concentration"]) == pytest.approx(float(((share / share.sum()) ** 2).sum()),
+                                                                        abs=1e-5)
+    assert index.find("input", id="filter") and index.find("select", id="sort")
+
+
+def test_every_reference_is_local_relative_and_exists(fake_atlas):
+    pages = [fake_atlas / "index.html", *sorted((fake_atlas / "classes").glob("*.html"))]
+    assert len(pages) == 4
+    checked = 0
+    for page_path in pages:
+        page = parse(page_path)
+        for el, attr, ref in _local_refs(page, page_path):
+            parts = urlsplit(ref)
+            assert not parts.scheme and not parts.netloc, f"external reference {ref} in {page_path.name}"
+            assert not ref.startswith("/"), f"absolute path {ref}"
+            target = page_path if not parts.path else (page_path.parent / unquote(parts.path)).resolve()
+            assert target.is_file(), f"{page_path.name}: {attr}={ref} does not exist"
+            assert fake_atlas.resolve() in target.parents or target == page_path
+            if parts.fragment:
+                assert parse(target).find_all(id=parts.fragment), f"{ref}: no element with that id"
+            checked += 1
+    assert checked > 50
+    css = (fake_atlas / "static" / "atlas.css").read_text()
+    assert "url(" not in css and "@import" not in css
+
+
+def test_concept_cards_descend_by_importance_and_match_the_run(fake_atlas, fake_run):
+    _, truth = fake_run
+    for class_id, t in truth.items():
+        method = _primary(t["methods"])
+        share = t["methods"][method]["share"]
+        page = parse(fake_atlas / "classes" / f"{safe_filename(class_id)}.html")
+        cards = _cards(page)
+        assert len(cards) == len(share)
+        shares = [float(c.attrs["data-share"]) for c in cards]
+        assert shares == sorted(shares, reverse=True)
+        concepts = [int(c.attrs["data-concept"]) for c in cards]
+        assert concepts == np.argsort(-share.astype(np.float64), kind="stable").tolist()
+        np.testing.assert_allclose(shares, share[concepts], atol=1e-7)
+        assert [int(c.attrs["data-rank"]) for c in cards] == list(range(1, len(share) + 1))
+        assert page.find("strong", cls="method").text == method
+        assert f"({method})" in cards[0].find("span", cls="share").text
+        bars = page.find("svg", cls="bars").find_all("rect")
+        widths = [float(b.attrs["width"]) for b in bars]
+        assert widths == sorted(widths, reverse=True) and widths[0] == pytest.approx(300.0)
+
+
+def test_crops_are_the_rows_with_the_largest_coefficients(fake_atlas, fake_run):
+    _, truth = fake_run
+    for class_id, t in truth.items():
+        stem = safe_filename(class_id)
+        page = parse(fake_atlas / "classes" / f"{stem}.html")
+        for card in _cards(page):
+            k = int(card.attrs["data-concept"])
+            expected = top_rows(t["coefficients"], k, TOP_K, t["row_image"])
+            shown = [int(re.search(r"/(\d+)\.jpg$", img.attrs["src"]).group(1))
+                     for img in card.find_all("img", cls="photo")]
+            assert shown == [int(t["row_image"][r]) for r in expected]
+            heats = card.find_all("img", cls="heat")
+            assert len(heats) == len(shown)
+            assert all(h.attrs["src"].endswith(f"_c{k}.png") for h in heats)
+            # the frame shows the crop box: picture shifted by -x0 * scale
+            frame = card.find("div", cls="frame")
+            x0 = int(t["row_box"][expected[0]][0])
+            left = float(re.search(r"left:(-?[\d.]+)px", card.find("img", cls="photo").attrs["style"]).group(1))
+            assert left == pytest.approx(-x0 * 112 / 64, abs=0.06)
+            assert "width:112px;height:112px" in frame.attrs["style"]
+
+
+def test_skipped_images_are_never_shown(fake_atlas, fake_run):
+    _, truth = fake_run
+    skipped = np.flatnonzero(truth["n02102040"]["skipped"])
+    assert len(skipped) == 1
+    html = (fake_atlas / "classes" / "n02102040.html").read_text()
+    assert f"img/n02102040/{skipped[0]}.jpg" not in html
+    assert not (fake_atlas / "img" / "n02102040" / f"{skipped[0]}.jpg").exists()
+
+
+def test_similar_concept_links_reach_the_planted_twin(fake_atlas):
+    page = parse(fake_atlas / "classes" / "n01440764.html")
+    card = page.find("article", id="c0")
+    links = card.find_all("a", cls="similar-link")
+    assert links[0].attrs["href"] == "../classes/n02102040.html#c0"
+    assert "English springer" in links[0].text
+    assert len(links) == 3 and all("n01440764" not in a.attrs["href"] for a in links)
+    back = parse(fake_atlas / "classes" / "n02102040.html").find("article", id="c0")
+    assert back.find_all("a", cls="similar-link")[0].attrs["href"] == "../classes/n01440764.html#c0"
+
+
+def test_markup_in_class_names_is_shown_as_text(fake_atlas):
+    stem = safe_filename("n99<evil>")
+    pages = [fake_atlas / "index.html", *(fake_atlas / "classes").glob("*.html")]
+    for page_path in pages:
+        html = page_path.read_text()
+        assert "<script>window" not in html and "<evil>" not in html
+        scripts = parse(page_path).find_all("script")
+        assert [s.attrs.get("src", "") for s in scripts] in (["static/atlas.js"], ["../static/atlas.js"])
+    page = parse(fake_atlas / "classes" / f"{stem}.html")
+    assert page.find("h1", cls="class-title").text == EVIL_NAME
+    card = [c for c in parse(fake_atlas / "index.html").find_all("li", cls="class-card")
+            if c.attrs["data-id"] == "n99<evil>"][0]
+    assert card.find("span", cls="class-name").text == EVIL_NAME
+    assert card.attrs["data-name"] == EVIL_NAME.lower()
+
+
+def test_per_image_view_and_embedding(fake_atlas, fake_run):
+    _, truth = fake_run
+    t = truth["n01440764"]
+    page = parse(fake_atlas / "classes" / "n01440764.html")
+    examples = page.find_all("figure", cls="example")
+    assert len(examples) == 4
+    with h5py.File(next((fake_atlas.parent / "activations").glob("n01440764.h5")), "r") as handle:
+        logit = handle["images/logit"][()]
+    assert [int(e.attrs["data-image"]) for e in examples] == np.argsort(-logit, kind="stable")[:4].tolist()
+    for example in examples:
+        swatches = example.find_all("span", cls="swatch")
+        colours = [s.attrs["style"] for s in swatches]
+        assert len(colours) == 5 and len(set(colours)) == 5
+        overlay = example.find("img", cls="heat").attrs["src"]
+        picture = Image.open(fake_atlas / "classes" / overlay)
+        assert picture.mode == "RGBA" and np.asarray(picture)[..., 3].max() > 0
+    points = page.find("svg", cls="embedding").find_all("circle")
+    assert len(points) == int((~t["skipped"]).sum())
+    b_points = parse(fake_atlas / "classes" / "n02102040.html").find("svg", cls="embedding").find_all("circle")
+    assert len(b_points) == int((~truth["n02102040"]["skipped"]).sum())
+
+
+def test_pictures_are_small_and_written_once(fake_atlas):
+    for page_path in (fake_atlas / "classes").glob("*.html"):
+        html = page_path.read_text()
+        refs = set(re.findall(r'src="\.\./(img/[^"]+)"', html))
+        total = page_path.stat().st_size + sum((fake_atlas / r).stat().st_size for r in refs)
+        assert total < 400_000, f"{page_path.name} needs {total} bytes"
+        assert len(refs) == len(list((fake_atlas / "img" / page_path.stem).iterdir()))
+    for jpg in fake_atlas.glob("img/*/*.jpg"):
+        with Image.open(jpg) as picture:
+            assert picture.format == "JPEG" and picture.size == (192, 192)
+
+
+def test_missing_photo_is_a_grey_placeholder(fake_run, tmp_path):
+    run, truth = fake_run
+    with pytest.warns(UserWarning, match="not found"):
+        build_atlas(run, classes=["n99<evil>"], top_k=6, sheets=False, out=tmp_path / "site", progress=False)
+    lost = len(truth["n99<evil>"]["paths"]) - 1
+    with Image.open(tmp_path / "site" / "img" / safe_filename("n99<evil>") / f"{lost}.jpg") as picture:
+        pix = np.asarray(picture).astype(int)
+    assert abs(pix - 200).max() <= 3
+
+
+def test_sheets_are_png_per_class(fake_atlas, fake_run, tmp_path):
+    _, truth = fake_run
+    sheets = sorted((fake_atlas / "sheets").glob("*.png"))
+    assert [p.stem for p in sheets] == sorted(safe_filename(c) for c in truth)
+    for sheet in sheets:
+        with Image.open(sheet) as picture:
+            assert picture.format == "PNG" and picture.size[0] > 600 and picture.size[1] > 600
+            # not blank: the crops put many colours on the sheet
+            assert len(picture.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 1000
+
+
+def test_rebuild_replaces_the_previous_site_and_unknown_classes_fail(fake_run, tmp_path):
+    run, _ = fake_run
+    site = tmp_path / "site"
+    build_atlas(run, classes=["n01440764"], top_k=1, n_examples=1, sheets=False, out=site, progress=False)
+    assert (site / "classes" / "n01440764.html").exists()
+    build_atlas(run, classes=["n02102040"], top_k=1, n_examples=1, sheets=False, out=site, progress=False)
+    assert not (site / "classes" / "n01440764.html").exists() and not (site / "img" / "n01440764").exists()
+    assert not (tmp_path / "site.tmp").exists()
+    with pytest.raises(ConceptsError, match="unknown class"):
+        build_atlas(run, classes=["n00000000"], out=site, progress=False)
+    with pytest.raises(ConceptsError, match="does not exist"):
+        build_atlas(tmp_path / "nowhere", progress=False)
+    paths = write_sheets(run, classes=["n01440764"], out=tmp_path / "sheets", progress=False)
+    assert [p.name for p in paths] == ["n01440764.png"] and paths[0].stat().st_size > 10_000
+
+
+def test_cli_builds_the_atlas(fake_run, tmp_path):
+    from concepts.cli import main
+
+    run, _ = fake_run
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["atlas", str(run), "--out", str(tmp_path / "a"), "--no-sheets", "--quiet", "--top-k", "2",
+                     "--classes", "n01440764,n02102040"])
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "a" / "classes").iterdir()) == ["n01440764.html", "n02102040.html"]
+    assert not (tmp_path / "a" / "sheets").exists()
+    assert "PNG sheet" not in (tmp_path / "a" / "classes" / "n01440764.html").read_text()
+    assert main(["atlas", str(tmp_path / "missing"), "--quiet"]) == 2
+
+
+def test_real_run_atlas(real_atlas):
+    """On the lead's real run: every class page ranks concepts as the sobol shares of the file."""
+    run = real_atlas.parent
+    index = parse(real_atlas / "index.html")
+    classes = index.find_all("li", cls="class-card")
+    assert len(classes) == len(list((run / "importance").glob("*.h5"))) >= 2
+    for card in classes:
+        href = card.find("a", cls="class-link").attrs["href"]
+        stem = Path(href).stem
+        with h5py.File(run / "importance" / f"{stem}.h5", "r") as handle:
+            method = next(m for m in ("sobol", "gradient", "occlusion") if m in handle)
+            share = handle[method]["share"][()]
+        page = parse(real_atlas / href)
+        cards = _cards(page)
+        got = [float(c.attrs["data-share"]) for c in cards]
+        np.testing.assert_allclose(got, np.sort(share)[::-1], atol=1e-7)
+        assert page.find("strong", cls="method").text == method
+        photos = page.find_all("img", cls="photo")
+        assert photos and all((real_atlas / "classes" / p.attrs["src"]).is_file() for p in photos)
+        assert len(page.find("svg", cls="embedding").find_all("circle")) == int(card.find("span", cls="n-images").text)
