@@ -260,7 +260,8 @@ def extract_run(
         num_classes = int(getattr(split.model, "num_classes", 0) or 0)
         todo.append((cls, path, resolve_label(cls.class_id, num_classes, table)))
     if not todo:
-        _say(f"extract: all {len(written)} classes already done in {out}", progress)
+        _say(f"extract: all {len(written)} classes already done in {out}; nothing to do", progress)
+        return sorted(written)
     for cls, path, label in tqdm(todo, desc="extract", unit="class", disable=not progress):
         try:
             extract_class(split, info, cls.class_id, cls.files, path, mode=mode, patch_size=patch_size,
