@@ -7,13 +7,21 @@ returns the class logit (or probability) for many ``(image, mask)`` pairs, build
 ``batch_size`` activation tensors at a time on the device.  With a linear head
 (``h(a) = mean_p a_p @ weight.T + bias``) it skips the head entirely: the logits are
 ``(m ⊙ ū_i) (W weightᵀ) + mean_p R_i weightᵀ + bias`` with ``ū_i = mean_p U_i``.
+
+The general path builds ``Ã`` channel-first, ``(B, D, N)`` contiguous, and hands the head its
+``(B, N, D)`` transpose: a feature-map head that permutes back to NCHW then needs no copy.  When the
+head is a :class:`~concepts.models.ModelSplit` method whose model ends in a linear classifier, only
+the class's row of that classifier is evaluated (checked numerically against the full head).
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Iterable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from ..errors import ConceptsError
 from ..runtime import pick_device
@@ -73,12 +81,17 @@ class ConceptScorer:
         self.class_index = int(class_index)
         self.score = score
         self.batch_size = max(1, int(batch_size))
-        self.residual = None if residual is None else _as_tensor(residual, self.device)
-        if self.residual is not None and self.residual.shape != (*self.U.shape[:2], self.W.shape[1]):
-            raise ConceptsError(
-                f"residual must be (n_images, N, D) = {(*self.U.shape[:2], self.W.shape[1])}; "
-                f"got {tuple(self.residual.shape)}"
-            )
+        self._Wt = self.W.T.contiguous()  # (D, r)
+        self._resT = None  # residual stored channel-first (n, D, N)
+        if residual is not None:
+            res = _as_tensor(residual, self.device)
+            if res.shape != (*self.U.shape[:2], self.W.shape[1]):
+                raise ConceptsError(
+                    f"residual must be (n_images, N, D) = {(*self.U.shape[:2], self.W.shape[1])}; "
+                    f"got {tuple(res.shape)}"
+                )
+            self._resT = res.transpose(1, 2).contiguous()
+            del res
         self.prefix = None if prefix is None else _as_tensor(prefix, self.device)
         self.linear = None
         if linear_head is not None:
@@ -95,6 +108,11 @@ class ConceptScorer:
             if self.residual is not None:
                 offset = offset + self.residual.mean(dim=1) @ weight.T
             self._offset = offset
+
+    @property
+    def residual(self) -> torch.Tensor | None:
+        """The residual as (n_images, N, D) (a view of the channel-first copy)."""
+        return None if self._resT is None else self._resT.transpose(1, 2)
 
     @property
     def n_images(self) -> int:
@@ -116,20 +134,28 @@ class ConceptScorer:
         return self._ubar * self._wproj[:, self.class_index][None]
 
     # ------------------------------------------------------------------ core
-    def _read(self, logits: torch.Tensor) -> torch.Tensor:
+    def _read(self, logits: torch.Tensor, sliced: bool = False) -> torch.Tensor:
+        if sliced:
+            return logits[:, 0]
         if self.score == "probability":
             return torch.softmax(logits.float(), dim=-1)[:, self.class_index]
         return logits[:, self.class_index]
 
     def reconstruct(self, images: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
-        """Edited positions ``(U_i ⊙ m) W + R_i`` for paired images (B,) and masks (B, r) -> (B, N, D)."""
+        """Edited positions ``(U_i ⊙ m) W + R_i`` for paired images (B,) and masks (B, r) -> (B, N, D).
+
+        The result is the transpose of a channel-first ``(B, D, N)`` contiguous tensor.
+        """
         u = self.U[images]
         if masks is not None:
             u = u * masks[:, None, :]
-        pos = u @ self.W
-        if self.residual is not None:
-            pos = pos + self.residual[images]
-        return pos
+        ut = u.transpose(1, 2)  # (B, r, N)
+        wt = self._Wt.expand(len(images), -1, -1)
+        if self._resT is not None:
+            out = torch.baddbmm(self._resT[images], wt, ut)
+        else:
+            out = torch.bmm(wt, ut)
+        return out.transpose(1, 2)
 
     def call_head(self, positions: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         if self.head is None:
@@ -138,6 +164,41 @@ class ConceptScorer:
         if self.prefix is not None:
             return self.head(positions, self.prefix[images])
         return self.head(positions)
+
+    def _classifier(self) -> nn.Linear | None:
+        """The final linear classifier of a ModelSplit head, when slicing it to the class row is exact."""
+        if self.score != "logit" or self.head is None:
+            return None
+        if hasattr(self, "_sliceable"):
+            return self._sliceable
+        self._sliceable = None
+        model = getattr(getattr(self.head, "__self__", None), "model", None)
+        clf = model.get_classifier() if model is not None and hasattr(model, "get_classifier") else None
+        if isinstance(clf, nn.Linear) and 0 <= self.class_index < clf.out_features:
+            img = torch.arange(min(2, self.n_images), device=self.device)
+            with torch.no_grad():
+                pos = self.reconstruct(img, None)
+                full = self._read(self.call_head(pos, img))
+                with self._class_only(clf):
+                    part = self.call_head(pos, img)
+            if part.shape[-1] == 1 and torch.allclose(part[:, 0], full, rtol=1e-4, atol=1e-4):
+                self._sliceable = clf
+        return self._sliceable
+
+    @contextlib.contextmanager
+    def _class_only(self, clf: nn.Linear | None):
+        """Make ``clf`` compute only the class's logit (one output column) while active."""
+        if clf is None:
+            yield False
+            return
+        c = self.class_index
+        weight = clf.weight[c : c + 1]
+        bias = None if clf.bias is None else clf.bias[c : c + 1]
+        clf.forward = lambda x: F.linear(x, weight, bias)
+        try:
+            yield True
+        finally:
+            del clf.forward
 
     @torch.no_grad()
     def scores(self, images, masks, progress: bool = False, desc: str = "perturbations") -> np.ndarray:
@@ -162,10 +223,11 @@ class ConceptScorer:
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc=desc, leave=False, unit="batch")
-        for start in starts:
-            img = images[start : start + self.batch_size]
-            pos = self.reconstruct(img, masks[start : start + self.batch_size])
-            out.append(self._read(self.call_head(pos, img)).double())
+        with self._class_only(self._classifier()) as sliced:
+            for start in starts:
+                img = images[start : start + self.batch_size]
+                pos = self.reconstruct(img, masks[start : start + self.batch_size])
+                out.append(self._read(self.call_head(pos, img), sliced).double())
         return torch.cat(out).cpu().numpy() if out else np.zeros(0)
 
     def full_scores(self) -> np.ndarray:
@@ -189,16 +251,17 @@ class ConceptScorer:
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc="gradient x input", leave=False, unit="batch")
-        for start in starts:
-            img = torch.arange(start, min(start + chunk, self.n_images), device=self.device)
-            with torch.enable_grad():
-                u = self.U[img].clone().requires_grad_(True)
-                pos = u @ self.W
-                if self.residual is not None:
-                    pos = pos + self.residual[img]
-                score = self._read(self.call_head(pos, img))
-                (grad,) = torch.autograd.grad(score.sum(), u)
-            out.append((grad * u).detach().double())
+        with self._class_only(self._classifier()) as sliced:
+            for start in starts:
+                img = torch.arange(start, min(start + chunk, self.n_images), device=self.device)
+                with torch.enable_grad():
+                    u = self.U[img].clone().requires_grad_(True)
+                    pos = u @ self.W
+                    if self._resT is not None:
+                        pos = pos + self.residual[img]
+                    score = self._read(self.call_head(pos, img), sliced)
+                    (grad,) = torch.autograd.grad(score.sum(), u)
+                out.append((grad * u).detach().double())
         return torch.cat(out).cpu().numpy()
 
 

@@ -165,3 +165,51 @@ def test_bad_inputs_raise_concepts_errors():
         SobolImportance(sampler="latin")
     with pytest.raises(ConceptsError):
         ConceptScorer(U, W, lambda p: p.mean(1), 0, residual=torch.rand(2, 4, 4))
+
+
+class _TinyNet(torch.nn.Module):
+    """A timm-like model: forward_features (conv) / forward_head (pool -> MLP -> classifier)."""
+
+    def __init__(self, linear_head: bool):
+        super().__init__()
+        gen = torch.Generator().manual_seed(7)
+        self.conv = torch.nn.Conv2d(3, D, 3, stride=4, padding=1)
+        self.mlp = torch.nn.Identity() if linear_head else torch.nn.Sequential(torch.nn.Linear(D, 8), torch.nn.GELU())
+        self.classifier = torch.nn.Linear(D if linear_head else 8, C)
+        for p in self.parameters():
+            p.data = torch.randn(p.shape, generator=gen) * 0.5
+
+    def forward_features(self, x):
+        return torch.relu(self.conv(x))
+
+    def forward_head(self, a):
+        return self.classifier(self.mlp(a.mean(dim=(2, 3))))
+
+    def get_classifier(self):
+        return self.classifier
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+@pytest.mark.parametrize("linear", [True, False])
+def test_model_split_head_class_only_classifier_is_exact(linear):
+    from concepts.models.split import ModelSplit
+
+    split = ModelSplit(_TinyNet(linear), input_size=12)  # 3x3 grid
+    assert (split.linear_head() is not None) == linear
+    gen = torch.Generator().manual_seed(8)
+    U, W = torch.rand(3, 9, R, generator=gen), torch.rand(R, D, generator=gen)
+    residual = 0.1 * torch.rand(3, 9, D, generator=gen)
+    fast = ConceptScorer(U, W, split.h_positions, CLS, residual=residual, batch_size=5)
+    plain = ConceptScorer(U, W, lambda p: split.h_positions(p), CLS, residual=residual, batch_size=5)
+    assert fast._classifier() is split.model.classifier and plain._classifier() is None
+    masks = torch.rand(12, R, generator=gen)
+    images = np.repeat(np.arange(3), 4)
+    np.testing.assert_allclose(fast.scores(images, masks), plain.scores(images, masks), rtol=1e-5, atol=1e-6)
+    want = split.h((((U * masks[::4, None]) @ W) + residual).reshape(3, 3, 3, D))[:, CLS]
+    np.testing.assert_allclose(fast.scores(np.arange(3), masks[::4]), want.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fast.gradient_input(), plain.gradient_input(), rtol=1e-5, atol=1e-6)
+    assert "forward" not in vars(split.model.classifier), "the classifier is restored"
+    sobol = SobolImportance(designs=8, exact="off").attribute(U, W, split.h_positions, CLS, residual=residual)
+    assert np.isfinite(sobol.per_image).all()
