@@ -173,3 +173,34 @@ def test_slurm_run_matches_local(finished_run, tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert again.returncode == 0 and "nothing to do" in again.stderr
     assert "submitted" not in again.stderr
+
+
+def test_interrupted_run_resumes_at_class_and_stage(finished_run, tmp_path, monkeypatch):
+    import concepts.importance as importance_module
+
+    run, _ = finished_run
+    out = tmp_path / "interrupted"
+    real = importance_module.importance_run
+    calls = []
+
+    def interrupt_second_class(*args, **kwargs):
+        calls.append(list(kwargs["classes"]))
+        if CLASSES[1] in kwargs["classes"]:
+            raise KeyboardInterrupt  # Ctrl-C while the second task computes importance
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(importance_module, "importance_run", interrupt_second_class)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(tiny(out, **{"executor.classes_per_task": 1}), progress=False)
+    assert stage_path(out, "importance", CLASSES[0]).exists()
+    assert stage_path(out, "factorize", CLASSES[1]).exists()
+    assert not stage_path(out, "importance", CLASSES[1]).exists()
+    kept = {(s, c): stage_path(out, s, c).stat().st_mtime_ns for s in STAGES for c in CLASSES
+            if stage_path(out, s, c).exists()}
+    monkeypatch.setattr(importance_module, "importance_run", real)
+    result = run_pipeline(tiny(out, **{"executor.classes_per_task": 1}), progress=False)
+    assert result.processed == [CLASSES[1]] and result.skipped == [CLASSES[0]]
+    assert {k: stage_path(out, *k).stat().st_mtime_ns for k in kept} == kept  # nothing finished was redone
+    c_ref, i_ref = read_results(run, CLASSES[1])
+    c_got, i_got = read_results(out, CLASSES[1])
+    np.testing.assert_allclose(i_got["sobol"], i_ref["sobol"], rtol=1e-3, atol=1e-5)
