@@ -182,6 +182,23 @@ class ClassView:
     input_size: int
 
 
+def display_box(box, size: int, min_size: int) -> tuple[int, int, int, int]:
+    """The box to show for a row: its own box, grown around its centre to at least ``min_size``
+    pixels (feature-map cells of 32 px are unreadable alone) and kept inside the picture."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    side = min(max(x1 - x0, y1 - y0, min_size), size)
+    out = []
+    for lo, hi in ((x0, x1), (y0, y1)):
+        if hi - lo >= side:
+            out.append((lo, hi))
+            continue
+        start = int(round((lo + hi) / 2 - side / 2))
+        start = min(max(start, 0), size - side)
+        out.append((start, start + side))
+    (x0, x1), (y0, y1) = out
+    return x0, y0, x1, y1
+
+
 def _image_name(raw: str) -> str:
     return os.path.basename(raw) or raw
 
@@ -189,7 +206,7 @@ def _image_name(raw: str) -> str:
 def build_view(data: ClassData, store: PhotoStore, *, top_k: int = 6, n_examples: int = 4,
                n_overlay: int = 5, neighbours: list[list[Neighbour]] | None = None,
                others: list[tuple[str, str, str]] | None = None, write: bool = True,
-               max_points: int = 600) -> ClassView:
+               max_points: int = 600, min_crop: int = 64) -> ClassView:
     """Decide what the class shows and (with ``write``) write its pictures through ``store``.
 
     ``neighbours[k]`` are the similar concepts of concept ``k``; ``others[pos]`` is the
@@ -222,7 +239,7 @@ def build_view(data: ClassData, store: PhotoStore, *, top_k: int = 6, n_examples
                 if not np.isfinite(coefficients[row, k]):
                     continue
                 image = int(data.row_image[row])
-                crop = Crop(image=image, row=row, box=tuple(int(v) for v in data.row_box[row]),
+                crop = Crop(image=image, row=row, box=display_box(data.row_box[row], data.input_size, min_crop),
                             coefficient=float(data.coefficients[row, k]),
                             image_name=_image_name(data.image_paths[image]))
                 if write:

@@ -116,3 +116,12 @@ def test_crop_style_puts_the_box_in_the_frame():
     st = crop_style((56, 112, 120, 176), 224, display=128)  # a 64-px box shown 128 px wide: scale 2
     assert st["frame"] == "width:128px;height:128px"
     assert st["img"] == "width:448.0px;height:448.0px;left:-112.0px;top:-224.0px"
+
+
+def test_display_box_grows_small_cells_inside_the_picture():
+    from concepts.atlas.view import display_box
+
+    assert display_box((51, 51, 115, 115), 224, 64) == (51, 51, 115, 115)  # a crop stays as it is
+    assert display_box((96, 96, 128, 128), 224, 64) == (80, 80, 144, 144)  # a 32-px cell, centred
+    assert display_box((0, 192, 32, 224), 224, 64) == (0, 160, 64, 224)  # at the corner: shifted inside
+    assert display_box((0, 0, 10, 10), 32, 64) == (0, 0, 32, 32)  # never larger than the picture
