@@ -5,6 +5,13 @@ then global average pooling and a linear layer: ``forward_features`` gives the l
 map and ``forward_head`` is GAP + linear, so the default split of the toolkit cuts exactly
 there and the class logit is linear in concept coefficients.
 
+Training adds an auxiliary loss: a second linear layer on the pooled features predicts which
+planted concepts are present (multi-label). Without it the network keeps only what separates
+the classes (the key concepts) and its last map is nearly blind to the shared ones, so no
+extraction method could recover them; with it, the map represents every planted concept, as a
+real network's features represent far more than its task needs. The class logits (``fc``) still
+depend only on what separates the classes: the key concepts.
+
 Importing this module registers the architecture, after which
 ``timm.create_model('synth_cnn', num_classes=5)`` works and a checkpoint written by
 ``concepts synth`` loads with ``model.load_state_dict(torch.load(path))``.
@@ -50,6 +57,9 @@ class SynthCNN(nn.Module):
         self.num_classes = num_classes
         self.drop_rate = drop_rate
         self.fc = nn.Linear(d, num_classes)
+        # Auxiliary concept-presence head, used only in training (see ``train``): it makes the last
+        # feature map represent every planted concept, not only the class-defining ones.
+        self.aux = nn.Linear(d, len(synthetic.CONCEPTS) - 1)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
@@ -108,7 +118,8 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def train(n_per_class: int = 300, epochs: int = 6, seed: int = 0, batch_size: int = 64, lr: float = 3e-3,
-          threads: int | None = None, device=None, progress: bool = True, log=print) -> tuple[SynthCNN, dict]:
+          threads: int | None = None, device=None, progress: bool = True, aux_weight: float = 3.0,
+          log=print) -> tuple[SynthCNN, dict]:
     """Train :class:`SynthCNN` on freshly generated scenes (data seed ``seed + 1000``, disjoint from the
     explanation images written with ``seed``) and report held-out accuracy on another fresh set."""
     from tqdm.auto import tqdm
@@ -119,8 +130,10 @@ def train(n_per_class: int = 300, epochs: int = 6, seed: int = 0, batch_size: in
     device = pick_device(device)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    images, _, classes = synthetic.generate_arrays(n_per_class, seed=seed + 1000)
+    images, labels, classes = synthetic.generate_arrays(n_per_class, seed=seed + 1000)
     x_all, y_all = to_tensor(images), torch.from_numpy(classes)
+    present = (labels.reshape(len(labels), -1)[:, :, None] == np.arange(1, len(synthetic.CONCEPTS))).any(axis=1)
+    z_all = torch.from_numpy(present.astype(np.float32))
     model = create().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * int(np.ceil(len(x_all) / batch_size))
@@ -133,11 +146,12 @@ def train(n_per_class: int = 300, epochs: int = 6, seed: int = 0, batch_size: in
         total, correct, loss_sum = 0, 0, 0.0
         for i in range(0, len(perm), batch_size):
             idx = perm[i:i + batch_size]
-            xb, yb = x_all[idx].to(device), y_all[idx].to(device)
+            xb, yb, zb = x_all[idx].to(device), y_all[idx].to(device), z_all[idx].to(device)
             if torch.rand((), generator=gen) < 0.5:  # flips keep every concept's identity
                 xb = xb.flip(3)
-            out = model(xb)
-            loss = F.cross_entropy(out, yb)
+            pooled = model.forward_head(model.forward_features(xb), pre_logits=True)
+            out = model.fc(pooled)
+            loss = F.cross_entropy(out, yb) + aux_weight * F.binary_cross_entropy_with_logits(model.aux(pooled), zb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

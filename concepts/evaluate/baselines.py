@@ -1,0 +1,45 @@
+"""Reference 'methods' for the evaluation: a bank of random atoms.
+
+:class:`RandomAtoms` draws its concepts at random (absolute Gaussian vectors, so non-negative
+like NMF's) and only fits the coefficients: non-negative least squares with the bank fixed.
+It is the floor every extraction method should clear on recovery and stability.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..factorize._solvers import clipped_least_squares, nnls_rows
+from ..factorize.base import ConceptExtractor, randn
+
+
+class RandomAtoms(ConceptExtractor):
+    """Random non-negative atoms ``|N(0, 1)|`` scaled to the data; U by non-negative least squares.
+
+    ``fit`` ignores the data except for its scale and dimension: a different ``random_state``
+    gives an unrelated bank.
+    """
+
+    method = "random"
+
+    def __init__(self, n_components: int = 10, *, random_state=None, nnls_iter: int = 50, device=None):
+        self.n_components = n_components
+        self.random_state = random_state
+        self.nnls_iter = nnls_iter
+        self.device = device
+
+    def _fit(self, X: torch.Tensor, gen: torch.Generator):
+        r = int(self.n_components)
+        W = randn((r, X.shape[1]), gen, X).abs()
+        W = W / torch.linalg.vector_norm(W, dim=1, keepdim=True) * torch.linalg.vector_norm(X, dim=1).mean()
+        self._W_cache = W
+        U = self._nnls(X, W)
+        return W, U, {"n_iter": 0, "converged": True}
+
+    def _nnls(self, X: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+        P, G = W @ X.T, W @ W.T
+        Ut = clipped_least_squares(P, G)
+        nnls_rows(Ut, P, G, max_iter=self.nnls_iter)
+        return Ut.T.contiguous()
+
+    def _transform(self, X: torch.Tensor) -> torch.Tensor:
+        return self._nnls(X, self._W)
