@@ -149,12 +149,14 @@ class ConceptScorer:
         u = self.U[images]
         if masks is not None:
             u = u * masks[:, None, :]
-        ut = u.transpose(1, 2)  # (B, r, N)
-        wt = self._Wt.expand(len(images), -1, -1)
+        out = torch.matmul(self._Wt, u.transpose(1, 2))  # (B, D, N)
         if self._resT is not None:
-            out = torch.baddbmm(self._resT[images], wt, ut)
-        else:
-            out = torch.bmm(wt, ut)
+            # add each image's residual by broadcasting over its run of rows (no (B, D, N) gather)
+            values, counts = torch.unique_consecutive(images, return_counts=True)
+            start = 0
+            for value, count in zip(values.tolist(), counts.tolist()):
+                out[start : start + count] += self._resT[value]
+                start += count
         return out.transpose(1, 2)
 
     def call_head(self, positions: torch.Tensor, images: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,216 @@
+"""Stage 3 on a fabricated run (tiny model, no weights to load) and on the shared real run."""
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from concepts.artefacts import atomic_h5, base_attributes, stage_path, string_dataset, write_attrs
+from concepts.errors import ConceptsError, ConfigMismatchError
+
+D, GRID, R, CLASS_INDEX = 16, 7, 4, 2
+
+
+class _Net(torch.nn.Module):
+    """timm-like: forward_features (B, D, 7, 7) >= 0, forward_head pool -> GELU MLP -> classifier."""
+
+    def __init__(self):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, D, 3, stride=4, padding=1)
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(D, 8), torch.nn.GELU())
+        self.classifier = torch.nn.Linear(8, 5)
+        for p in self.parameters():
+            p.data = torch.randn(p.shape, generator=gen) * 0.5
+
+    def forward_features(self, x):
+        return torch.relu(self.conv(x))
+
+    def forward_head(self, a):
+        return self.classifier(self.mlp(a.mean(dim=(2, 3))))
+
+    def get_classifier(self):
+        return self.classifier
+
+
+class _FakeConcepts:
+    def __init__(self, W):
+        self.components_ = W
+
+    def transform(self, A):
+        U, *_ = np.linalg.lstsq(self.components_.T, np.asarray(A, np.float64).T, rcond=None)
+        return np.clip(U.T, 0, None).astype(np.float32)
+
+    def inverse_transform(self, U):
+        return np.asarray(U) @ self.components_
+
+
+def _fabricate(run: Path, class_id: str, n_images=5, skipped=(1,), seed=0):
+    rng = np.random.default_rng(seed)
+    W = np.abs(rng.normal(size=(R, D))).astype(np.float32)
+    U = np.abs(rng.normal(size=(n_images, GRID * GRID, R))).astype(np.float32)
+    maps = (U @ W + 0.05 * np.abs(rng.normal(size=(n_images, GRID * GRID, D)))).astype(np.float16)
+    skip = np.zeros(n_images, bool)
+    skip[list(skipped)] = True
+    maps[skip] = 0
+    kept = np.flatnonzero(~skip)
+    attrs = dict(base_attributes(), stage="extract", class_id=class_id, class_name=class_id.upper(),
+                 class_index=CLASS_INDEX, model="tiny", weights="random", weights_sha256="0" * 64, layer="features",
+                 layout="spatial", grid=[GRID, GRID], n_prefix=0, mode="patches", patch_size=0, stride=0,
+                 dtype="float16", config_hash="fake")
+    with atomic_h5(stage_path(run, "extract", class_id)) as handle:
+        handle.create_dataset("maps", data=maps)
+        rows = handle.create_group("rows")
+        n_rows = len(kept) * GRID * GRID
+        rows.create_dataset("image", data=np.repeat(kept, GRID * GRID).astype(np.int32))
+        rows.create_dataset("box", data=np.zeros((n_rows, 4), np.int32))
+        rows.create_dataset("position", data=np.zeros((n_rows, 2), np.int32))
+        images = handle.create_group("images")
+        string_dataset(images, "path", [f"img{i}.jpg" for i in range(n_images)])
+        string_dataset(images, "sha256", ["0" * 64] * n_images)
+        string_dataset(images, "error", [""] * n_images)
+        images.create_dataset("width", data=np.full(n_images, 28, np.int32))
+        images.create_dataset("height", data=np.full(n_images, 28, np.int32))
+        images.create_dataset("skipped", data=skip)
+        images.create_dataset("logit", data=np.zeros(n_images, np.float32))
+        images.create_dataset("predicted", data=np.zeros(n_images, np.int32))
+        write_attrs(handle, attrs)
+    with atomic_h5(stage_path(run, "factorize", class_id)) as handle:
+        handle.create_dataset("components", data=W)
+        write_attrs(handle, dict(stage="factorize", class_id=class_id, method="fake", config_hash=f"c-{seed}"))
+    return W
+
+
+@pytest.fixture()
+def fake_run(tmp_path, monkeypatch):
+    import concepts.factorize as factorize
+    from concepts.models.split import ModelSplit
+
+    banks = {cid: _fabricate(tmp_path, cid, seed=i) for i, cid in enumerate(["a", "b"])}
+
+    def load_concepts(run, class_id):
+        return _FakeConcepts(banks[class_id])
+
+    monkeypatch.setattr(factorize, "load_concepts", load_concepts, raising=False)
+    split = ModelSplit(_Net(), input_size=28)
+    assert split.grid == (GRID, GRID) and split.linear_head() is None
+    return tmp_path, split, banks
+
+
+def test_stage_writes_contract_layout(fake_run):
+    from concepts.importance import importance_run, load_importance
+
+    run, split, banks = fake_run
+    paths = importance_run(run, designs=8, device="cpu", progress=False, split=split)
+    assert [p.name for p in paths] == ["a.h5", "b.h5"] and all(p.exists() for p in paths)
+    assert not list((run / "importance").glob("*.tmp"))
+    data = load_importance(run, "a")
+    assert data["methods"] == ["sobol", "gradient", "occlusion"]
+    attrs = data["attrs"]
+    assert attrs["stage"] == "importance" and attrs["class_index"] == CLASS_INDEX and attrs["designs"] == 8
+    assert attrs["residual"] is True and attrs["linear_head"] is False
+    kept = data["images"]["kept"]
+    assert kept.tolist() == [True, False, True, True, True]
+    for name in data["methods"]:
+        m = data[name]
+        assert m["per_image"].shape == (5, R)
+        assert np.isnan(m["per_image"][1]).all() and np.isfinite(m["per_image"][kept]).all()
+        np.testing.assert_allclose(m["class_importance"], m["per_image"][kept].mean(0), rtol=1e-5)
+        assert m["share"].sum() == pytest.approx(1.0, abs=1e-5)
+        assert np.all(m["ci_low"] <= m["class_importance"] + 1e-6) and np.all(m["class_importance"] <= m["ci_high"] + 1e-6)
+        assert m["attrs"]["exact"] is False  # non-linear head: general path
+    # presence maps: the coefficients at each grid position
+    with h5py.File(stage_path(run, "extract", "a"), "r") as handle:
+        maps0 = handle["maps"][0].astype(np.float32)
+    U0 = _FakeConcepts(banks["a"]).transform(maps0)  # (49, R)
+    np.testing.assert_allclose(data["maps"]["presence"][0], U0.T.reshape(R, GRID, GRID), rtol=2e-3, atol=2e-3)
+    assert data["maps"]["contribution"].shape == (5, R, GRID, GRID)
+    assert np.all(data["maps"]["presence"][1] == 0)
+    # contribution maps sum to the gradient x input importance
+    np.testing.assert_allclose(data["maps"]["contribution"][kept].sum((2, 3)), data["gradient"]["per_image"][kept],
+                               rtol=1e-2, atol=1e-3)
+    fid = data["fidelity"]
+    for name in data["methods"]:
+        for key in ("c_deletion", "c_insertion", "c_mufidelity"):
+            assert np.isfinite(fid[f"{name}_{key}"])
+        assert fid[name]["deletion_curve"].shape == (R + 1,)
+    # residual added back: the first deletion point is the model's logit on its own activations
+    with torch.no_grad():
+        A = torch.from_numpy(maps0)[None]
+        logits = [split.h_positions(torch.from_numpy(
+            h5py.File(stage_path(run, "extract", "a"), "r")["maps"][i].astype(np.float32))[None])[0, CLASS_INDEX]
+            for i in np.flatnonzero(kept)]
+    assert fid["gradient"]["deletion_curve"][0] == pytest.approx(float(np.mean(logits)), rel=1e-4)
+    assert fid["reconstruction_logit_original"] == pytest.approx(float(np.mean(logits)), rel=1e-4)
+    assert 0 < fid["reconstruction_relative_error"] < 0.5
+    del A
+
+
+def test_stage_resumes_refuses_mismatch_and_overwrites(fake_run):
+    from concepts.importance import importance_run
+
+    run, split, _ = fake_run
+    (path,) = importance_run(run, methods=["gradient"], classes=["a"], progress=False, split=split, device="cpu")
+    stamp = path.stat().st_mtime_ns
+    importance_run(run, methods="gradient", classes=["a"], progress=False, split=split, device="cpu")
+    assert path.stat().st_mtime_ns == stamp  # finished: skipped
+    with pytest.raises(ConfigMismatchError):
+        importance_run(run, methods=["occlusion"], classes=["a"], progress=False, split=split, device="cpu")
+    importance_run(run, methods=["occlusion"], classes=["a"], progress=False, split=split, device="cpu",
+                   overwrite=True)
+    with h5py.File(path, "r") as handle:
+        assert "occlusion" in handle and "gradient" not in handle
+    with pytest.raises(ConceptsError, match="unknown importance method"):
+        importance_run(run, methods=["lime"], progress=False, split=split)
+    with pytest.raises(ConceptsError, match="no concepts"):
+        importance_run(run, classes=["zzz"], progress=False, split=split)
+
+
+def test_cli_importance_on_real_run(real_run, tmp_path):
+    """`concepts importance` on a copy of the shared real run: skip, mismatch (exit 2), overwrite."""
+    from concepts.cli import main
+    from concepts.importance import load_importance
+
+    if not (real_run / "concepts").is_dir():
+        pytest.skip("the factorize stage is not available yet")
+    run = tmp_path / "run"
+    shutil.copytree(real_run, run, ignore=shutil.ignore_patterns("atlas", "exports"))
+    classes = sorted(p.stem for p in (run / "importance").glob("*.h5"))
+    assert classes, "real_run ran the importance stage"
+    assert main(["importance", str(run), "--no-progress"]) == 0  # all done: resumes
+    assert main(["importance", str(run), "--designs", "16", "--no-progress"]) == 2  # mismatch
+    assert main(["importance", str(run), "--method", "gradient,occlusion", "--designs", "16", "--classes",
+                 classes[0], "--overwrite", "--no-progress"]) == 0
+    data = load_importance(run, classes[0])
+    assert data["methods"] == ["gradient", "occlusion"] and data["attrs"]["designs"] == 16
+
+
+def test_real_run_importance_is_consistent(real_run):
+    """Default model (linear head) + residual: closed forms; the concept logit shares add up to h(UW)."""
+    from concepts.importance import load_importance
+
+    files = sorted((real_run / "importance").glob("*.h5"))
+    if not files:
+        pytest.skip("the factorize stage is not available yet")
+    from concepts.models import load_split
+
+    split, _ = load_split(device="cpu")
+    weight, bias = split.linear_head()
+    for path in files:
+        data = load_importance(real_run, path.stem)
+        attrs = data["attrs"]
+        assert attrs["linear_head"] is True and attrs["mode"] == "crops"
+        kept = data["images"]["kept"]
+        grad, occ, sob = data["gradient"], data["occlusion"], data["sobol"]
+        assert grad["attrs"]["exact"] and sob["attrs"]["exact"]
+        np.testing.assert_allclose(occ["per_image"][kept], grad["per_image"][kept], rtol=1e-4, atol=1e-5)
+        s = grad["per_image"][kept]
+        np.testing.assert_allclose(sob["per_image"][kept], s**2 / (s**2).sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
+        c = attrs["class_index"]
+        # sum_k s_k + b_c = logit of h(UW), averaged over images
+        fid = data["fidelity"]
+        assert s.sum(1).mean() + float(bias[c]) == pytest.approx(fid["reconstruction_logit_reconstructed"], rel=1e-3)
+        # the ranking removes the logit faster than its reverse
+        assert fid["gradient_c_deletion"] < fid["gradient_c_insertion"]
