@@ -1,5 +1,62 @@
-"""concepts: explain what a vision model has learned, one class at a time, in human-readable concepts."""
-from ._version import __version__
-from .errors import ConceptsError
+"""concepts: explain what a vision model has learned, one class at a time, in human-readable concepts.
 
-__all__ = ["__version__", "ConceptsError"]
+The data flow, one function per stage (each reads the artefacts of the one before)::
+
+    import concepts
+    concepts.extract_run("images/", "run/", classes=["n01440764"])  # RUN/activations/<class>.h5
+    concepts.factorize_run("run/", method="nmf", n_concepts=10)       # RUN/concepts/<class>.h5
+    concepts.importance_run("run/")                                    # RUN/importance/<class>.h5
+    concepts.build_atlas("run/"); concepts.export_run("run/")          # RUN/atlas/, RUN/exports/
+
+(The sub-packages ``concepts.extract``, ``concepts.factorize`` ... hold the building blocks.)
+Names are imported lazily so that ``import concepts`` and the CLI start fast.
+"""
+from __future__ import annotations
+
+import importlib
+
+from ._version import __version__
+from .errors import ConceptsError, ConfigMismatchError
+
+_LAZY = {
+    # stage functions
+    "extract_run": ("concepts.extract", "extract_run"),
+    "factorize_run": ("concepts.factorize", "factorize_run"),
+    "importance_run": ("concepts.importance", "importance_run"),
+    "build_atlas": ("concepts.atlas", "build_atlas"),
+    "export_run": ("concepts.export", "export_run"),
+    "run_pipeline": ("concepts.pipeline", "run_pipeline"),
+    "load_config": ("concepts.pipeline", "load_config"),
+    "run_demo": ("concepts.demo", "run_demo"),
+    # readers
+    "ActivationCache": ("concepts.extract", "ActivationCache"),
+    "open_activations": ("concepts.extract", "open_activations"),
+    "list_classes": ("concepts.extract", "list_classes"),
+    "load_concepts": ("concepts.factorize", "load_concepts"),
+    "load_importance": ("concepts.importance", "load_importance"),
+    "load_export": ("concepts.export", "load_export"),
+    "run_summary": ("concepts.info", "run_summary"),
+    # building blocks
+    "load_split": ("concepts.models", "load_split"),
+    "make_estimator": ("concepts.factorize", "make_estimator"),
+    "NMF": ("concepts.factorize", "NMF"),
+    "SemiNMF": ("concepts.factorize", "SemiNMF"),
+    "SobolImportance": ("concepts.importance", "SobolImportance"),
+    "GradientInput": ("concepts.importance", "GradientInput"),
+    "Occlusion": ("concepts.importance", "Occlusion"),
+}
+
+__all__ = ["__version__", "ConceptsError", "ConfigMismatchError", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'concepts' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
