@@ -3,9 +3,6 @@ a finished run does no work, config changes are refused, worker processes and Sl
 same results as one process."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -124,12 +121,12 @@ def test_changed_settings_are_refused_not_mixed(finished_run):
     assert load_config(run / "config.yaml").factorize.n_concepts == 3
 
 
-def test_cli_run_says_nothing_to_do(finished_run):
+def test_cli_run_says_nothing_to_do(finished_run, capsys):
+    from concepts.cli import main
+
     run, _ = finished_run
-    cmd = [sys.executable, "-m", "concepts", "run", str(run / "config.yaml")]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert out.returncode == 0, out.stderr
-    assert "nothing to do" in out.stderr
+    assert main(["run", str(run / "config.yaml")]) == 0
+    assert "nothing to do" in capsys.readouterr().err
 
 
 def test_worker_processes_match_in_process(finished_run, tmp_path):
@@ -145,7 +142,7 @@ def test_worker_processes_match_in_process(finished_run, tmp_path):
 
 
 @pytest.mark.slurm
-def test_slurm_run_matches_local(finished_run, tmp_path):
+def test_slurm_run_matches_local(finished_run, tmp_path, capsys, monkeypatch):
     from test_pipeline_executors import slurm_ready
 
     reason = slurm_ready()
@@ -153,14 +150,16 @@ def test_slurm_run_matches_local(finished_run, tmp_path):
         pytest.skip(reason)
     run, _ = finished_run
     out = tmp_path / "slurm-run"
-    cmd = [sys.executable, "-m", "concepts", "run", "--out", str(out), "--images", str(VAL50),
+    from concepts.cli import main
+
+    monkeypatch.chdir(tmp_path)  # Slurm jobs start in the submitting directory
+    cmd = ["run", "--out", str(out), "--images", str(VAL50),
            "--classes", ",".join(CLASSES), "--max-images", "4", "--patch-size", "112", "--concepts", "3",
            "--importance", "sobol,gradient", "--designs", "8", "--device", "cpu", "--threads", "1",
            "--set", "extract.workers=0", "--no-atlas", "--set", "export.formats=[csv,json]",
            "--executor", "slurm", "--cpus-per-task", "1", "--classes-per-task", "1", "--timeout-min", "10"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "submitted Slurm job array" in done.stderr
+    assert main(cmd) == 0
+    assert "submitted Slurm job array" in capsys.readouterr().err
     logs = list((out / "slurm").rglob("*_log.out"))
     assert len(logs) == 2  # one array task per class
     for class_id in CLASSES:
@@ -170,9 +169,9 @@ def test_slurm_run_matches_local(finished_run, tmp_path):
             np.testing.assert_allclose(i_got[method], i_ref[method], rtol=1e-3, atol=1e-5)
     assert (out / "exports").is_dir()
     # re-submitting skips the finished classes: no new job
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert again.returncode == 0 and "nothing to do" in again.stderr
-    assert "submitted" not in again.stderr
+    assert main(cmd) == 0
+    again = capsys.readouterr().err
+    assert "nothing to do" in again and "submitted" not in again
 
 
 def test_interrupted_run_resumes_at_class_and_stage(finished_run, tmp_path, monkeypatch):
