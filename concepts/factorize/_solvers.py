@@ -65,17 +65,25 @@ def inner_iterations(update, X, Q, H, max_inner: int, inner_tol: float) -> int:
     return max(1, max_inner)
 
 
-def nnls_rows(Ut: torch.Tensor, P: torch.Tensor, G: torch.Tensor, max_iter: int = 200, tol: float = 1e-4) -> int:
+def nnls_rows(Ut: torch.Tensor, P: torch.Tensor, G: torch.Tensor, max_iter: int = 200, tol: float = 1e-5,
+              check_every: int = 5) -> int:
     """Refine ``Ut`` (r x n, in place) towards the non-negative least squares solution with W fixed.
 
-    Exact coordinate descent sweeps until the change of a sweep is below ``tol`` times the norm of Ut.
+    Exact coordinate descent sweeps until the projected gradient (the KKT violation) has Frobenius norm
+    ``<= tol * ||P||`` (the gradient norm at U = 0), checked every ``check_every`` sweeps.
     Returns the number of sweeps.
     """
-    for it in range(max_iter):
-        change = hals_rows(Ut, P, G)
-        norm = float(torch.linalg.vector_norm(Ut).square())
-        if change <= (tol ** 2) * max(norm, 1e-30):
-            return it + 1
+    scale = float(torch.linalg.vector_norm(P))
+    if scale == 0:
+        Ut.zero_()
+        return 0
+    for it in range(1, max_iter + 1):
+        hals_rows(Ut, P, G)
+        if it % check_every == 0 or it == max_iter:
+            grad = G @ Ut - P
+            pg = torch.where(Ut > 0, grad, grad.clamp_max(0))
+            if float(torch.linalg.vector_norm(pg)) <= tol * scale:
+                return it
     return max_iter
 
 

@@ -60,6 +60,8 @@ class ConceptExtractor(BaseEstimator):
     signed = False
     #: names of fitted attributes with one entry per concept along axis 0 (permuted with the bank)
     _per_concept: tuple[str, ...] = ()
+    #: the same, but also multiplied by the concept's sign when a signed method flips it
+    _per_concept_signed: tuple[str, ...] = ()
     #: names of fitted attributes (besides components_) needed to rebuild the estimator from a file
     _state: tuple[str, ...] = ()
     #: requires non-negative input
@@ -155,8 +157,9 @@ class ConceptExtractor(BaseEstimator):
         W, U = W[perm].contiguous(), U[:, perm].contiguous()
         signs_np = signs.cpu().numpy()[order]
         for name in self._per_concept:
-            value = getattr(self, name)
-            value = np.asarray(value)[order]
+            setattr(self, name, np.asarray(getattr(self, name))[order])
+        for name in self._per_concept_signed:
+            value = np.asarray(getattr(self, name))[order]
             shape = (-1,) + (1,) * (value.ndim - 1)
             setattr(self, name, value * signs_np.reshape(shape).astype(value.dtype))
         return W, U

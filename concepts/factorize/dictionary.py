@@ -54,8 +54,8 @@ class DictionaryLearning(ConceptExtractor):
     method = "dictionary"
     _state = ("lambda_",)
 
-    def __init__(self, n_components=10, *, alpha=0.1, positive_code=False, positive_dict=False, max_iter=100,
-                 tol=1e-4, window=5, code_iter=30, transform_max_iter=500, transform_tol=1e-5,
+    def __init__(self, n_components=10, *, alpha=0.1, positive_code=False, positive_dict=False, max_iter=200,
+                 tol=1e-6, window=5, code_iter=30, transform_max_iter=500, transform_tol=1e-5,
                  chunk_rows=65536, random_state=None, device=None):
         self.n_components = n_components
         self.alpha = alpha

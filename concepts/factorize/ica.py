@@ -26,7 +26,7 @@ class ICA(ConceptExtractor):
 
     signed = True
     method = "ica"
-    _per_concept = ("unmixing_",)
+    _per_concept_signed = ("unmixing_",)
     _state = ("unmixing_", "mean_")
 
     def __init__(self, n_components=10, *, algorithm="parallel", fun="logcosh", max_iter=200, tol=1e-4,

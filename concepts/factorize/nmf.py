@@ -56,7 +56,7 @@ class NMF(ConceptExtractor):
 
     def __init__(self, n_components=10, *, solver="hals", init="nndsvda", max_iter=200, tol=1e-5,
                  window=10, max_inner=None, inner_tol=0.1, reseed_dead=True, transform_max_iter=200,
-                 transform_tol=1e-4, chunk_rows=65536, random_state=None, device=None, verbose=False):
+                 transform_tol=1e-5, chunk_rows=65536, random_state=None, device=None, verbose=False):
         self.n_components = n_components
         self.solver = solver
         self.init = init
@@ -105,8 +105,16 @@ class NMF(ConceptExtractor):
             if float(atom.max()) <= 0:
                 atom = X[i].clone()
             W[k] = atom
-            Ut[k] = 0
             P[k] = W[k] @ X.T
+            if self.solver == "mu":
+                # multiplicative updates cannot leave exact zeros: start from a positive, half-size
+                # single-atom least squares fit and fill the atom's zeros with a small value
+                fill = 1e-3 * float(X.mean())
+                W[k] = atom.clamp_min(fill)
+                P[k] = W[k] @ X.T
+                Ut[k] = 0.5 * (P[k] / float(W[k] @ W[k])).clamp_min(0) + fill
+            else:
+                Ut[k] = 0  # the next HALS pass gives the exact coefficients
         G.copy_(W @ W.T)
         return True
 

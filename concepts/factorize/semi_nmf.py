@@ -26,7 +26,7 @@ class SemiNMF(ConceptExtractor):
     method = "semi_nmf"
 
     def __init__(self, n_components=10, *, max_iter=200, tol=1e-5, window=10, max_inner=10, inner_tol=0.1,
-                 transform_max_iter=200, transform_tol=1e-4, chunk_rows=65536, random_state=None, device=None):
+                 transform_max_iter=200, transform_tol=1e-5, chunk_rows=65536, random_state=None, device=None):
         self.n_components = n_components
         self.max_iter = max_iter
         self.tol = tol
@@ -87,13 +87,14 @@ class SemiNMF(ConceptExtractor):
                 converged = True
                 break
         W, _, _ = self._solve_bank(Ut, X)
-        P = W @ X.T
-        G = W @ W.T
-        S.nnls_rows(Ut, P, G, self.transform_max_iter, self.transform_tol)
-        return W, Ut.T, {"n_iter": it, "converged": converged}
+        # final coefficients: exactly what transform gives (the NNLS of Semi-NMF can be ill-conditioned,
+        # so a warm start and a cold start may stop at visibly different points)
+        return W, self._nnls(X, W), {"n_iter": it, "converged": converged}
 
     def _transform(self, X):
-        W = self._W_of(X)
+        return self._nnls(X, self._W_of(X))
+
+    def _nnls(self, X, W):
         G = W @ W.T
         out = torch.empty((X.shape[0], W.shape[0]), dtype=X.dtype, device=X.device)
         for sl in chunks(X.shape[0], self.chunk_rows):
