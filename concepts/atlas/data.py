@@ -31,6 +31,8 @@ class MethodImportance:
     ci_low: np.ndarray | None
     ci_high: np.ndarray | None
     attrs: dict[str, Any] = field(default_factory=dict)
+    share_ci_low: np.ndarray | None = None  # (r,) interval of the share, when the method gives one
+    share_ci_high: np.ndarray | None = None
 
 
 @dataclass
@@ -207,6 +209,8 @@ def load_class(run: str | os.PathLike, stem: str, *, with_maps: bool = True) -> 
                         ci_low=_read_opt(group, "ci_low"),
                         ci_high=_read_opt(group, "ci_high"),
                         attrs=read_attrs(group),
+                        share_ci_low=_read_opt(group, "share_ci_low"),
+                        share_ci_high=_read_opt(group, "share_ci_high"),
                     )
                 if with_maps and "maps" in handle and "presence" in handle["maps"]:
                     presence = np.asarray(handle["maps/presence"][()], dtype=np.float32)

@@ -106,7 +106,7 @@ class PhotoStore:
         name = f"h{image}_c{concept}.png"
         if name in self._written:
             return self._written[name]
-        return self._save(name, heat_overlay(heat, colour, self.heat_size), format="PNG", optimize=True)
+        return self._save(name, heat_overlay(heat, colour, self.heat_size), format="PNG")
 
     def overlay_url(self, image: int, concepts: list[int], colours: list[tuple[int, int, int]]) -> str | None:
         if self.data.presence is None or not concepts:
@@ -115,7 +115,7 @@ class PhotoStore:
         if name in self._written:
             return self._written[name]
         heats = np.stack([self.heat(image, c) for c in concepts])
-        return self._save(name, composite_overlay(heats, colours, self.overlay_size), format="PNG", optimize=True)
+        return self._save(name, composite_overlay(heats, colours, self.overlay_size), format="PNG")
 
     @property
     def written(self) -> list[str]:
@@ -229,8 +229,8 @@ def build_view(data: ClassData, store: PhotoStore, *, top_k: int = 6, n_examples
             index=k, rank=rank + 1, share=float(share[k]),
             shares={m: float(v.share[k]) for m, v in sorted(data.methods.items())},
             raw={m: float(v.class_importance[k]) for m, v in sorted(data.methods.items())},
-            ci={m: (float(v.ci_low[k]), float(v.ci_high[k])) for m, v in sorted(data.methods.items())
-                if v.ci_low is not None and v.ci_high is not None},
+            ci={m: (float(v.share_ci_low[k]), float(v.share_ci_high[k])) for m, v in sorted(data.methods.items())
+                if v.share_ci_low is not None and v.share_ci_high is not None},
             colour=hex_colour(colour),
         )
         if top_k > 0 and len(coefficients):

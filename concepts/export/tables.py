@@ -55,8 +55,10 @@ COLUMNS: dict[str, str] = {
     "rank": "1 = most important concept of the class by this method",
     "importance": "share of the class logit explained by the concept (sums to 1 over the class's concepts)",
     "importance_raw": "raw class-level importance from the method (unnormalised)",
-    "ci_low": "lower bound of the importance confidence interval (NaN if not computed)",
-    "ci_high": "upper bound of the importance confidence interval (NaN if not computed)",
+    "ci_low": "lower bound of the confidence interval of importance_raw (NaN if not computed)",
+    "ci_high": "upper bound of the confidence interval of importance_raw (NaN if not computed)",
+    "share_ci_low": "lower bound of the confidence interval of importance (NaN if not computed)",
+    "share_ci_high": "upper bound of the confidence interval of importance (NaN if not computed)",
     "method": "importance method (sobol, gradient, occlusion)",
     "n_images": "number of usable (non-skipped) images of the class",
     "n_concepts": "number of concepts of the class",
@@ -66,7 +68,7 @@ COLUMNS: dict[str, str] = {
     "stem": "file stem of the class's artefacts and key in the .npz files",
 }
 INT_COLUMNS = ("class_index", "concept", "rank", "n_images", "n_concepts")
-FLOAT_COLUMNS = ("importance", "importance_raw", "ci_low", "ci_high")
+FLOAT_COLUMNS = ("importance", "importance_raw", "ci_low", "ci_high", "share_ci_low", "share_ci_high")
 
 IMAGE_COLUMNS = ("class_id", "stem", "image_index", "path", "sha256", "skipped", "logit")
 CLASS_COLUMNS = ("class_id", "class_index", "class_name", "stem", "n_images", "n_images_listed", "n_concepts",
@@ -138,6 +140,10 @@ def _rows_for_class(data) -> list[dict[str, Any]]:
                 "importance_raw": np.float32(imp.class_importance[k]),
                 "ci_low": np.float32(imp.ci_low[k]) if imp.ci_low is not None else np.float32("nan"),
                 "ci_high": np.float32(imp.ci_high[k]) if imp.ci_high is not None else np.float32("nan"),
+                "share_ci_low": (np.float32(imp.share_ci_low[k]) if imp.share_ci_low is not None
+                                 else np.float32("nan")),
+                "share_ci_high": (np.float32(imp.share_ci_high[k]) if imp.share_ci_high is not None
+                                  else np.float32("nan")),
                 "method": method, "n_images": int(data.n_images), "n_concepts": int(data.n_concepts),
                 "factorization": str(data.concept_attrs.get("method", "")),
                 "model": str(data.act_attrs.get("model", "")), "layer": str(data.act_attrs.get("layer", "")),

@@ -117,6 +117,9 @@ def write_class(run: Path, class_id: str, class_name: str, class_index: int, *, 
             group.create_dataset("share", data=share)
             group.create_dataset("ci_low", data=(share * 0.9).astype(np.float32))
             group.create_dataset("ci_high", data=(share * 1.1).astype(np.float32))
+            if method == "sobol":  # only sobol gives an interval of the share here
+                group.create_dataset("share_ci_low", data=(share * 0.8).astype(np.float32))
+                group.create_dataset("share_ci_high", data=(share * 1.2).astype(np.float32))
             write_attrs(group, {"designs": 32})
             truth["methods"][method] = {"per_image": per_image, "class_importance": raw, "share": share}
         maps = handle.create_group("maps")

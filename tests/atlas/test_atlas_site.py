@@ -95,6 +95,9 @@ def test_concept_cards_descend_by_importance_and_match_the_run(fake_atlas, fake_
         assert [int(c.attrs["data-rank"]) for c in cards] == list(range(1, len(share) + 1))
         assert page.find("strong", cls="method").text == method
         assert f"({method})" in cards[0].find("span", cls="share").text
+        if "sobol" in t["methods"]:  # the interval of the share is shown in %
+            low = 100 * 0.8 * t["methods"]["sobol"]["share"][concepts[0]]
+            assert f"sobol {100 * share[concepts[0]]:.1f}% [{low:.1f}%" in cards[0].find("p", cls="methods").text
         bars = page.find("svg", cls="bars").find_all("rect")
         widths = [float(b.attrs["width"]) for b in bars]
         assert widths == sorted(widths, reverse=True) and widths[0] == pytest.approx(300.0)

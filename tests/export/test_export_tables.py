@@ -76,6 +76,8 @@ def test_reimport_gives_back_exactly_the_run(exported, fmt):
                 order = np.argsort(table["concept"][mask])
                 np.testing.assert_array_equal(table["importance_raw"][mask][order], group["class_importance"][()])
                 np.testing.assert_array_equal(table["ci_low"][mask][order], group["ci_low"][()])
+                share_ci = group["share_ci_high"][()] if "share_ci_high" in group else np.full(len(order), np.nan)
+                np.testing.assert_array_equal(table["share_ci_high"][mask][order], share_ci)
                 np.testing.assert_array_equal(back.per_image[class_id][method], group["per_image"][()])
         with h5py.File(run / "activations" / f"{stem}.h5", "r") as handle:
             paths = [p.decode() if isinstance(p, bytes) else p for p in handle["images/path"][()]]
