@@ -82,16 +82,15 @@ class ConceptScorer:
         self.score = score
         self.batch_size = max(1, int(batch_size))
         self._Wt = self.W.T.contiguous()  # (D, r)
-        self._resT = None  # residual stored channel-first (n, D, N)
+        self._res = None  # (n, N, D) as given; a channel-first copy is made only for the general path
+        self._resT_cache = None
         if residual is not None:
-            res = _as_tensor(residual, self.device)
-            if res.shape != (*self.U.shape[:2], self.W.shape[1]):
+            self._res = _as_tensor(residual, self.device)
+            if self._res.shape != (*self.U.shape[:2], self.W.shape[1]):
                 raise ConceptsError(
                     f"residual must be (n_images, N, D) = {(*self.U.shape[:2], self.W.shape[1])}; "
-                    f"got {tuple(res.shape)}"
+                    f"got {tuple(self._res.shape)}"
                 )
-            self._resT = res.transpose(1, 2).contiguous()
-            del res
         self.prefix = None if prefix is None else _as_tensor(prefix, self.device)
         self.linear = None
         if linear_head is not None:
@@ -101,18 +100,30 @@ class ConceptScorer:
             if weight.shape[1] != self.W.shape[1]:
                 raise ConceptsError(f"linear head weight is {tuple(weight.shape)}; expected (C, {self.W.shape[1]})")
             self.linear = (weight, bias)
-            # Everything the linear head needs, per image: (n, r, C) concept-to-logit table and (n, C) offset.
-            self._ubar = self.U.mean(dim=1)  # (n, r)
-            self._wproj = self.W @ weight.T  # (r, C)
-            offset = bias[None].expand(self.U.shape[0], -1)
-            if self.residual is not None:
-                offset = offset + self.residual.mean(dim=1) @ weight.T
-            self._offset = offset
+            # What the linear head needs, per image: ū_i (n, r), the concept-to-class table W w_cᵀ (r,)
+            # and the offset b_c + mean_p R_i · w_c (n,); all classes only for probabilities.
+            self._ubar = self.U.mean(dim=1)
+            rows = weight if score == "probability" else weight[self.class_index : self.class_index + 1]
+            cols = slice(None) if score == "probability" else slice(self.class_index, self.class_index + 1)
+            self._wproj = self.W @ rows.T  # (r, C or 1)
+            offset = bias[cols][None].expand(self.U.shape[0], -1)
+            if self._res is not None:
+                offset = offset + self._res.mean(dim=1) @ rows.T
+            self._offset = offset  # (n, C or 1)
+            self._col = self.class_index if score == "probability" else 0
 
     @property
     def residual(self) -> torch.Tensor | None:
-        """The residual as (n_images, N, D) (a view of the channel-first copy)."""
-        return None if self._resT is None else self._resT.transpose(1, 2)
+        """The residual, (n_images, N, D)."""
+        return self._res
+
+    @property
+    def _resT(self) -> torch.Tensor | None:
+        """The residual channel-first, (n_images, D, N) contiguous (made on first use)."""
+        if self._res is not None and self._resT_cache is None:
+            self._resT_cache = self._res.transpose(1, 2).contiguous()
+            self._res = self._resT_cache.transpose(1, 2)  # keep one copy only
+        return self._resT_cache
 
     @property
     def n_images(self) -> int:
@@ -131,7 +142,7 @@ class ConceptScorer:
         """With a linear head: the per-image contribution s_ik of concept k to the class logit, (n, r)."""
         if self.linear is None:
             raise ConceptsError("concept_logits needs a linear head")
-        return self._ubar * self._wproj[:, self.class_index][None]
+        return self._ubar * self._wproj[:, self._col][None]
 
     # ------------------------------------------------------------------ core
     def _read(self, logits: torch.Tensor, sliced: bool = False) -> torch.Tensor:
@@ -217,7 +228,7 @@ class ConceptScorer:
                 if self.score == "probability":
                     out.append(self._read(z @ self._wproj + self._offset[img]))
                 else:
-                    out.append(z @ self._wproj[:, self.class_index] + self._offset[img, self.class_index])
+                    out.append(z @ self._wproj[:, 0] + self._offset[img, 0])
             return torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
         out = []
         starts = range(0, len(images), self.batch_size)
@@ -244,7 +255,7 @@ class ConceptScorer:
         """
         if self.linear is not None and self.score == "logit":
             weight, _ = self.linear
-            wc = self._wproj[:, self.class_index]  # (r,)
+            wc = self._wproj[:, self._col]  # (r,)
             return (self.U * wc[None, None] / self.U.shape[1]).double().cpu().numpy()
         chunk = max(1, self.batch_size // 4)
         out = []
@@ -259,8 +270,8 @@ class ConceptScorer:
                 with torch.enable_grad():
                     u = self.U[img].clone().requires_grad_(True)
                     pos = u @ self.W
-                    if self._resT is not None:
-                        pos = pos + self.residual[img]
+                    if self._res is not None:
+                        pos = pos + self._res[img]
                     score = self._read(self.call_head(pos, img), sliced)
                     (grad,) = torch.autograd.grad(score.sum(), u)
                 out.append((grad * u).detach().double())

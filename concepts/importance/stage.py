@@ -159,7 +159,7 @@ def importance_class(
         grid = tuple(cache.grid)
     if len(kept) == 0:
         raise ConceptsError(f"class {class_id!r} has no readable images")
-    estimator_ = load_concepts(run, class_id)
+    estimator_ = load_concepts(run, class_id, device=device)
     W = np.asarray(estimator_.components_, dtype=np.float32)
     n, N, D = A.shape
     r = W.shape[0]

@@ -90,7 +90,7 @@ def fake_run(tmp_path, monkeypatch):
 
     banks = {cid: _fabricate(tmp_path, cid, seed=i) for i, cid in enumerate(["a", "b"])}
 
-    def load_concepts(run, class_id):
+    def load_concepts(run, class_id, **kwargs):
         return _FakeConcepts(banks[class_id])
 
     monkeypatch.setattr(factorize, "load_concepts", load_concepts, raising=False)
