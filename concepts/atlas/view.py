@@ -294,6 +294,7 @@ def build_view(data: ClassData, store: PhotoStore, *, top_k: int = 6, n_examples
         kept_sel, features = kept_idx[pick], features[pick]
     else:
         kept_sel = kept_idx
+    features = np.nan_to_num(np.asarray(features, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     coords = embed_2d(features)
     rank_of = {int(k): r for r, k in enumerate(order)}
     points = []

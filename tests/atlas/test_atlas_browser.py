@@ -147,3 +147,30 @@ def test_real_atlas_in_chromium(page, real_atlas):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "real-class.png"), full_page=True)
     assert not page.problems, page.problems
+
+
+def test_atlas_from_a_static_server(page, fake_atlas):
+    """The same site served over HTTP by a plain static server (no server code of ours)."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(fake_atlas))
+    handler.log_message = lambda *args, **kwargs: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
+        page.goto(base + "index.html")
+        _check_images(page)
+        page.click(".class-card[data-id='n02102040'] a.class-link")
+        page.wait_for_load_state("load")
+        assert page.url == base + "classes/n02102040.html"
+        _check_images(page)
+        shares = _shares(page)
+        assert shares == sorted(shares, reverse=True)
+        assert not page.problems, page.problems
+    finally:
+        server.shutdown()
+        server.server_close()
