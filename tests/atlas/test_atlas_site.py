@@ -267,3 +267,27 @@ def test_real_run_atlas(real_atlas):
         photos = page.find_all("img", cls="photo")
         assert photos and all((real_atlas / "classes" / p.attrs["src"]).is_file() for p in photos)
         assert len(page.find("svg", cls="embedding").find_all("circle")) == int(card.find("span", cls="n-images").text)
+
+
+def test_classes_without_importance_or_readable_images(tmp_path):
+    """No importance file: concepts ranked by coefficient mass; no readable image: no picture, no crash."""
+    from atlas_fakerun import write_class
+
+    run = tmp_path / "run"
+    truth = write_class(run, "solo", "one image", 2, n_images=1, r=3, methods=(), seed=5)
+    (run / "importance" / "solo.h5").unlink()
+    write_class(run, "blind", "nothing readable", 3, n_images=2, r=3, methods=(), skipped=(0, 1), seed=6)
+    (run / "importance" / "blind.h5").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        site = build_atlas(run, top_k=2, sheets=False, out=tmp_path / "site", progress=False).parent
+    page = parse(site / "classes" / "solo.html")
+    assert page.find("strong", cls="method").text == "coefficient mass"
+    mass = np.abs(truth["coefficients"]).sum(axis=0)
+    assert [int(c.attrs["data-concept"]) for c in _cards(page)] == np.argsort(-mass, kind="stable").tolist()
+    shares = [float(c.attrs["data-share"]) for c in _cards(page)]
+    assert sum(shares) == pytest.approx(1.0, abs=1e-6)
+    blind = parse(site / "classes" / "blind.html")
+    assert not blind.find_all("img") and len(_cards(blind)) == 3
+    card = [c for c in parse(site / "index.html").find_all("li", cls="class-card") if c.attrs["data-id"] == "blind"][0]
+    assert card.find("span", cls="n-images").text == "0" and not card.find_all("img")
