@@ -27,6 +27,11 @@ def _crop_with_heat(store: PhotoStore, image: int, concept: int, box, colour: st
     return view[max(y0, 0):max(y1, y0 + 1), max(x0, 0):max(x1, x0 + 1)]
 
 
+def _plain(text: str) -> str:
+    """Text drawn as is: a ``$`` would start matplotlib's mathtext (and fail on odd names)."""
+    return str(text).replace("$", r"\$")
+
+
 def _mosaic(tiles: list[np.ndarray], n: int, tile: int = 128, gap: int = 8) -> np.ndarray:
     """Tiles resized to ``tile`` pixels side by side on a white strip with room for ``n`` of them:
     one image per sheet row is far cheaper to draw than one axis per crop."""
@@ -73,7 +78,7 @@ def render_sheet(data: ClassData, view: ClassView, store: PhotoStore, path: str 
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(rows, cols, hspace=0.45, wspace=0.08, left=0.04, right=0.98, top=0.95, bottom=0.02,
                             width_ratios=[1.7] + [1] * (cols - 1), height_ratios=[1, 1, 0.35] + [1] * (rows - 3))
-    fig.suptitle(f"{view.class_name} ({view.class_id}) - {view.n_images} images, {view.n_concepts} concepts "
+    fig.suptitle(f"{_plain(view.class_name)} ({_plain(view.class_id)}) - {view.n_images} images, {view.n_concepts} concepts "
                  f"({view.factorization}), ranked by {view.method}", fontsize=11)
 
     bars = fig.add_subplot(grid[0:2, 1:])
@@ -94,7 +99,7 @@ def render_sheet(data: ClassData, view: ClassView, store: PhotoStore, path: str 
         text = f"#{concept.rank} concept {concept.index}\n{100 * concept.share:.1f}% ({view.method})"
         if concept.similar:
             best = concept.similar[0]
-            text += f"\n~ {best['class_name'][:18]} c{best['concept']} ({best['cosine']:.2f})"
+            text += f"\n~ {_plain(best['class_name'][:18])} c{best['concept']} ({best['cosine']:.2f})"
         label.text(0.0, 0.5, text, fontsize=6.5, va="center", color="black",
                    bbox={"facecolor": concept.colour, "alpha": 0.25, "edgecolor": "none"})
         crops = [_crop_with_heat(store, crop.image, concept.index, crop.box, concept.colour)
@@ -116,7 +121,7 @@ def render_sheet(data: ClassData, view: ClassView, store: PhotoStore, path: str 
             ax.imshow(np.clip(_composite(store, example, overlay_concepts), 0, 1))
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(example.image_name[-18:], fontsize=5)
+            ax.set_title(_plain(example.image_name[-18:]), fontsize=5)
         if n_ex:
             legend = fig.add_subplot(grid[last, min(n_ex, cols - 2)])
             legend.axis("off")

@@ -131,7 +131,7 @@ def write_class(run: Path, class_id: str, class_name: str, class_index: int, *, 
     return truth
 
 
-EVIL_NAME = '<script>window.__pwned = 1</script> & "tench"'
+EVIL_NAME = '<script>window.__pwned = 1</script> & "tench" $\\frac{1 $'
 
 
 def make_fake_run(root: Path, *, evil: bool = True, n_images: int = 6, r: int = 5) -> dict:
