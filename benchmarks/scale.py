@@ -100,6 +100,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="10,50,100", help="numbers of classes")
     p.add_argument("--per-class", type=int, default=8, help="photos per pseudo-class")
+    p.add_argument("--mode", default="crops", help="crops or patches (patches: one forward pass per photo)")
+    p.add_argument("--patch-size", type=int, default=64)
     p.add_argument("--concepts", type=int, default=10)
     p.add_argument("--designs", type=int, default=32)
     p.add_argument("--device", default="cpu")
@@ -114,7 +116,7 @@ def main() -> None:
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="concepts-scale-"))
     tmp.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"{args.per_class} photos per class, r = {args.concepts}, {args.designs} designs, device {args.device}, "
+    print(f"{args.per_class} photos per class, {args.mode} (patch {args.patch_size}), r = {args.concepts}, {args.designs} designs, device {args.device}, "
           f"{args.threads} threads, {args.classes_per_task} classes per task", flush=True)
     print(f"{'classes':>8} {'photos':>7} {'wall s':>8} {'s/class':>8} {'peak MiB':>9} {'photos/s':>9}", flush=True)
     rows = []
@@ -122,7 +124,7 @@ def main() -> None:
         images, labels = pseudo_classes(tmp, n, args.per_class)
         run = tmp / f"run-{n}"
         cmd = [sys.executable, "-m", "concepts", "run", "--out", str(run), "--images", str(images),
-               "--labels", str(labels), "--concepts", str(args.concepts), "--designs", str(args.designs),
+               "--labels", str(labels), "--mode", args.mode, "--patch-size", str(args.patch_size), "--concepts", str(args.concepts), "--designs", str(args.designs),
                "--device", args.device, "--precision", args.precision, "--threads", str(args.threads),
                "--classes-per-task", str(args.classes_per_task), "--quiet"]
         if not args.atlas:

@@ -194,6 +194,7 @@ def test_interrupted_run_resumes_at_class_and_stage(finished_run, tmp_path, monk
     assert stage_path(out, "importance", CLASSES[0]).exists()
     assert stage_path(out, "factorize", CLASSES[1]).exists()
     assert not stage_path(out, "importance", CLASSES[1]).exists()
+    assert calls == [[CLASSES[0]], [CLASSES[1]]]  # one class per task, as asked
     kept = {(s, c): stage_path(out, s, c).stat().st_mtime_ns for s in STAGES for c in CLASSES
             if stage_path(out, s, c).exists()}
     monkeypatch.setattr(importance_module, "importance_run", real)
