@@ -202,6 +202,22 @@ def _write_json(path: Path, rows: list[dict[str, Any]]) -> None:
         handle.write("\n")
 
 
+def _readme() -> str:
+    """The export's own documentation: the module docstring plus the column meanings."""
+    doc = (__doc__ or "").strip()
+    lines = ["# Exports of a concepts run", "", doc, "", "## Columns of importances.*", ""]
+    lines += [f"- `{name}`: {meaning}" for name, meaning in COLUMNS.items()]
+    lines += ["", "## Reload", "", "```python", "from concepts.export import load_export",
+              "export = load_export('RUN/exports')   # checks every sha256 of manifest.json",
+              "export.banks[class_id]               # (n_concepts, D) float32",
+              "export.per_image[class_id][method]   # (n_images, n_concepts) float32",
+              "export.share(class_id, 'sobol')      # (n_concepts,) shares in bank order",
+              "export.dataframe()                   # the table (pandas)", "```",
+              "", "Without the package: `numpy.load('concept_banks.npz')[stem]`, "
+              "`numpy.load('per_image_importances.npz')[stem + '/' + method]`, any CSV/Parquet reader.", ""]
+    return "\n".join(lines)
+
+
 def _input_provenance(run: Path, data) -> dict[str, Any]:
     attrs = {"extract": data.act_attrs, "factorize": data.concept_attrs, "importance": data.importance_attrs}
     out = {}
@@ -305,6 +321,8 @@ def export_run(run: str | os.PathLike, formats: Iterable[str] = FORMATS, *, clas
                                                              "n_concepts) float32 per-image importance; row i "
                                                              "is image_index i of images.csv",
                                               "keys": sorted(per_image)}
+        (work / "README.md").write_text(_readme(), encoding="utf-8")
+        files["README.md"] = {"description": "what each file holds and how to reload it"}
         for name, entry in files.items():
             entry["sha256"] = _sha256(work / name)
             entry["bytes"] = (work / name).stat().st_size

@@ -104,7 +104,10 @@ def test_manifest_records_config_versions_and_provenance(exported):
     for name, info in manifest["files"].items():
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == info["sha256"]
     assert set(manifest["files"]) >= {"importances.csv", "importances.parquet", "importances.json",
-                                      "concept_banks.npz", "per_image_importances.npz", "classes.csv", "images.csv"}
+                                      "concept_banks.npz", "per_image_importances.npz", "classes.csv", "images.csv",
+                                      "README.md"}
+    readme = (folder / "README.md").read_text()
+    assert all(f"`{name}`" in readme for name in COLUMNS)
 
 
 def test_manifest_carries_the_run_config(export_fake_run, tmp_path):
@@ -116,7 +119,7 @@ def test_manifest_carries_the_run_config(export_fake_run, tmp_path):
         (run / "config.yaml").unlink()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["config"] == {"factorize": {"method": "nmf", "n_concepts": 5}}
-    assert sorted(p.name for p in folder.iterdir()) == ["classes.csv", "concept_banks.npz", "images.csv",
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "classes.csv", "concept_banks.npz", "images.csv",
                                                         "importances.csv", "manifest.json",
                                                         "per_image_importances.npz"]
 
