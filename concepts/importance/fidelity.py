@@ -101,9 +101,10 @@ def reconstruction_fidelity(activations, coefficients, components, head, class_i
     """
     import torch
 
-    scorer_full = ConceptScorer(np.zeros_like(np.asarray(coefficients)[..., :1]), np.zeros((1, np.shape(activations)[-1])),
-                                head, class_index, residual=activations, prefix=prefix, batch_size=batch_size,
-                                device=device)
+    n, n_pos, dim = tuple(np.shape(activations))
+    # h(A): no concepts (one all-zero concept) and A as the residual
+    scorer_full = ConceptScorer(torch.zeros(n, n_pos, 1), torch.zeros(1, dim), head, class_index, residual=activations,
+                                prefix=prefix, batch_size=batch_size, device=device)
     scorer_recon = ConceptScorer(coefficients, components, head, class_index, prefix=prefix, batch_size=batch_size,
                                  device=device)
     full = scorer_full.full_scores()
