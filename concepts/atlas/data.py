@@ -89,7 +89,7 @@ class ClassData:
         method = self.primary_method
         if method is not None:
             return np.asarray(self.methods[method].share, dtype=np.float64)
-        mass = np.abs(self.coefficients).sum(axis=0).astype(np.float64)
+        mass = np.abs(self.coefficients).sum(axis=0).astype(np.float64)  # zeros when not loaded
         total = mass.sum()
         return mass / total if total > 0 else np.full(self.n_concepts, 1.0 / max(self.n_concepts, 1))
 
@@ -162,8 +162,13 @@ def _rows_from_grid(skipped: np.ndarray, grid: tuple[int, int], size: int) -> tu
     return row_image, np.tile(boxes, (len(kept), 1))
 
 
-def load_class(run: str | os.PathLike, stem: str, *, with_maps: bool = True) -> ClassData:
-    """Read the artefacts of one class (by file stem) into a :class:`ClassData`."""
+def load_class(run: str | os.PathLike, stem: str, *, with_maps: bool = True,
+               with_coefficients: bool = True) -> ClassData:
+    """Read the artefacts of one class (by file stem) into a :class:`ClassData`.
+
+    ``with_maps=False`` skips ``/maps/presence``; ``with_coefficients=False`` skips the (rows x r)
+    coefficients (then ``coefficients`` is an empty (0, r) array): enough for tables and banks.
+    """
     run = Path(run)
     paths = {stage: _stage_dir(run, stage) / f"{stem}.h5" for stage in STAGE_DIRS}
     for stage in ("extract", "factorize"):
@@ -188,7 +193,10 @@ def load_class(run: str | os.PathLike, stem: str, *, with_maps: bool = True) -> 
         with h5py.File(paths["factorize"], "r") as handle:
             concept_attrs = read_attrs(handle)
             components = np.asarray(handle["components"][()], dtype=np.float32)
-            coefficients = np.asarray(handle["coefficients"][()], dtype=np.float32)
+            if with_coefficients:
+                coefficients = np.asarray(handle["coefficients"][()], dtype=np.float32)
+            else:
+                coefficients = np.zeros((0, handle["components"].shape[0]), np.float32)
         methods: dict[str, MethodImportance] = {}
         importance_attrs: dict[str, Any] = {}
         presence = None
@@ -218,7 +226,7 @@ def load_class(run: str | os.PathLike, stem: str, *, with_maps: bool = True) -> 
         raise ConceptsError(f"the artefacts of class file '{stem}' in {run} are incomplete or unreadable ({exc})") from exc
 
     r = components.shape[0]
-    if coefficients.shape != (len(row_image), r):
+    if with_coefficients and coefficients.shape != (len(row_image), r):
         raise ConceptsError(
             f"{paths['factorize']}: coefficients have shape {coefficients.shape}, expected "
             f"({len(row_image)}, {r}) from the activations rows and the concept bank"
@@ -248,6 +256,23 @@ def load_class(run: str | os.PathLike, stem: str, *, with_maps: bool = True) -> 
         methods=methods,
         presence=presence,
     )
+
+
+def load_bank(run: str | os.PathLike, stem: str) -> tuple[str, str, np.ndarray]:
+    """``(class_id, class_name, components)`` of one class, reading nothing else."""
+    run = Path(run)
+    act = _stage_dir(run, "extract") / f"{stem}.h5"
+    con = _stage_dir(run, "factorize") / f"{stem}.h5"
+    try:
+        with h5py.File(act, "r") as handle:
+            attrs = {k: handle.attrs.get(k) for k in ("class_id", "class_name")}
+        with h5py.File(con, "r") as handle:
+            components = np.asarray(handle["components"][()], dtype=np.float32)
+    except (OSError, KeyError) as exc:
+        raise ConceptsError(f"the artefacts of class file '{stem}' in {run} are unreadable ({exc})") from exc
+    names = [v.decode() if isinstance(v, bytes) else (None if v is None else str(v)) for v in attrs.values()]
+    class_id = names[0] or stem
+    return class_id, names[1] or class_id, components
 
 
 def resolve_image_path(run: str | os.PathLike, raw: str, attrs: dict[str, Any]) -> Path | None:

@@ -9,7 +9,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .data import ClassData, list_run_classes, load_class
+from .data import ClassData, list_run_classes, load_bank, load_class
 from .images import upsample
 from .view import ClassView, PhotoStore, build_view
 
@@ -157,9 +157,9 @@ def write_sheets(run: str | os.PathLike, *, classes: Iterable[str] | None = None
     out = Path(out) if out is not None else run / "atlas" / "sheets"
     metas, banks = [], []
     for _, stem in found:
-        data = load_class(run, stem, with_maps=False)
-        metas.append((data.class_id, data.class_name, stem))
-        banks.append(data.components)
+        cid, name, bank = load_bank(run, stem)
+        metas.append((cid, name, stem))
+        banks.append(bank)
     neighbours = similar_concepts(banks)
     written = []
     for pos, (_, stem) in enumerate(_progress(found, progress, "sheets")):

@@ -18,7 +18,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import ConceptsError
 from .analysis import similar_concepts
-from .data import ClassData, list_run_classes, load_class
+from .data import ClassData, list_run_classes, load_bank, load_class
 from .view import ClassView, PhotoStore, build_view
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -111,9 +111,9 @@ def build_atlas(run: str | os.PathLike, *, classes: Iterable[str] | None = None,
     meta: list[tuple[str, str, str]] = []
     banks: list[np.ndarray] = []
     for class_id, stem in found:
-        data = load_class(run, stem, with_maps=False)
-        meta.append((data.class_id, data.class_name, stem))
-        banks.append(data.components)
+        cid, name, bank = load_bank(run, stem)
+        meta.append((cid, name, stem))
+        banks.append(bank)
     neighbours = similar_concepts(banks, k=n_similar)
 
     env = _environment()

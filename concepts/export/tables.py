@@ -272,7 +272,7 @@ def export_run(run: str | os.PathLike, formats: Iterable[str] = FORMATS, *, clas
     manifest_classes = []
     try:
         for class_id, stem in _progress(found, progress, "export"):
-            data = load_class(run, stem, with_maps=False)
+            data = load_class(run, stem, with_maps=False, with_coefficients=False)
             rows += _rows_for_class(data)
             banks[stem] = np.asarray(data.components, dtype=np.float32)
             for method, imp in sorted(data.methods.items()):
