@@ -192,10 +192,11 @@ class ConceptExtractor(BaseEstimator):
         self.n_iter_ = int(info.get("n_iter", 0))
         self.converged_ = bool(info.get("converged", True))
         self.history_ = info.get("history", [])
-        recon = self._inverse(U)
-        norm = torch.linalg.vector_norm(X.double())
-        err = torch.linalg.vector_norm((X - recon).double())
-        self.reconstruction_err_ = float(err / norm) if float(norm) > 0 else 0.0
+        norm2 = err2 = 0.0
+        for sl in chunks(n, 16384):
+            norm2 += float(torch.linalg.vector_norm(X[sl])) ** 2
+            err2 += float(torch.linalg.vector_norm(X[sl] - self._inverse(U[sl]))) ** 2
+        self.reconstruction_err_ = (err2 / norm2) ** 0.5 if norm2 > 0 else 0.0
         self.seconds_ = time.perf_counter() - start
         return U, is_torch
 

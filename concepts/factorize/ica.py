@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from sklearn.decomposition import FastICA
 from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
 
 from .base import ConceptExtractor
 
@@ -45,7 +46,8 @@ class ICA(ConceptExtractor):
                       whiten="unit-variance", whiten_solver="eigh", max_iter=int(self.max_iter),
                       tol=float(self.tol), random_state=seed)
         data = X.detach().cpu().numpy().astype(np.float64)
-        with warnings.catch_warnings(record=True) as caught:
+        # BLAS follows torch's thread setting (concepts.runtime.set_threads), as the torch methods do
+        with threadpool_limits(torch.get_num_threads()), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             warnings.filterwarnings("ignore", message="There are some small singular values")
             S = ica.fit_transform(data)

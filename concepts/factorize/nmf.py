@@ -54,7 +54,7 @@ class NMF(ConceptExtractor):
     nonnegative_input = True
     method = "nmf"
 
-    def __init__(self, n_components=10, *, solver="hals", init="nndsvda", max_iter=200, tol=1e-5,
+    def __init__(self, n_components=10, *, solver="hals", init="nndsvda", max_iter=200, tol=1e-6,
                  window=10, max_inner=None, inner_tol=0.1, reseed_dead=True, transform_max_iter=200,
                  transform_tol=1e-5, chunk_rows=65536, random_state=None, device=None, verbose=False):
         self.n_components = n_components
@@ -125,7 +125,7 @@ class NMF(ConceptExtractor):
         r = int(self.n_components)
         start = time.perf_counter()
         W, Ut = self._initialise(X, r, gen)
-        normA2 = float(X.double().square().sum())
+        normA2 = float(torch.linalg.vector_norm(X)) ** 2
         if normA2 == 0:
             return W * 0, Ut.T * 0, {"n_iter": 0, "converged": True, "history": []}
         update = S.hals_rows if self.solver == "hals" else S.mu_rows
