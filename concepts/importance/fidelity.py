@@ -54,7 +54,8 @@ def _curve(scorer: ConceptScorer, importance, steps: int | None, insertion: bool
     x = counts / r
     per_image_auc = np.trapezoid(scores, x, axis=1) if hasattr(np, "trapezoid") else np.trapz(scores, x, axis=1)
     mean_curve = scores.mean(axis=0)
-    return {"auc": float(per_image_auc.mean()), "per_image": per_image_auc, "curve": mean_curve, "x": x}
+    return {"auc": float(per_image_auc.mean()), "per_image": per_image_auc, "curve": mean_curve, "x": x,
+            "curves": scores}
 
 
 def c_deletion(scorer: ConceptScorer, importance, steps: int | None = None) -> dict[str, Any]:
@@ -90,6 +91,43 @@ def c_mufidelity(scorer: ConceptScorer, importance, n_subsets: int = 128, fracti
     return {"value": value, "per_image": corr}
 
 
+def reconstruction_parts(activations, coefficients, components, head, class_index: int, *, prefix=None,
+                         batch_size: int = 64, device=None) -> dict[str, np.ndarray]:
+    """Per-image pieces of :func:`reconstruction_fidelity`: class logits of h(A) and h(UW), and the
+    squared norms ``||A - UW||^2`` and ``||A||^2`` per image."""
+    import torch
+
+    n, n_pos, dim = tuple(np.shape(activations))
+    # h(A): no concepts (one all-zero concept) and A as the residual
+    scorer_full = ConceptScorer(torch.zeros(n, n_pos, 1), torch.zeros(1, dim), head, class_index, residual=activations,
+                                prefix=prefix, batch_size=batch_size, device=device)
+    scorer_recon = ConceptScorer(coefficients, components, head, class_index, prefix=prefix, batch_size=batch_size,
+                                 device=device)
+    with torch.no_grad():
+        a = scorer_full.residual
+        diff = a - scorer_recon.U @ scorer_recon.W
+        err2 = (diff.double() ** 2).sum(dim=(1, 2)).cpu().numpy()
+        norm2 = (a.double() ** 2).sum(dim=(1, 2)).cpu().numpy()
+    return {"logit_original": scorer_full.full_scores(), "logit_reconstructed": scorer_recon.full_scores(),
+            "error2": err2, "norm2": norm2}
+
+
+def summarize_reconstruction(parts: dict[str, np.ndarray]) -> dict[str, float]:
+    """Class-level summary of (concatenated) :func:`reconstruction_parts`."""
+    full, recon = np.asarray(parts["logit_original"]), np.asarray(parts["logit_reconstructed"])
+    corr = float(np.corrcoef(full, recon)[0, 1]) if len(full) > 1 and full.std() > 0 and recon.std() > 0 \
+        else float("nan")
+    norm = float(np.sum(parts["norm2"]))
+    return {
+        "logit_original": float(full.mean()),
+        "logit_reconstructed": float(recon.mean()),
+        "logit_ratio": float(recon.mean() / full.mean()) if full.mean() != 0 else float("nan"),
+        "logit_correlation": corr,
+        "logit_abs_diff": float(np.abs(full - recon).mean()),
+        "relative_error": float(np.sqrt(np.sum(parts["error2"]) / norm)) if norm > 0 else float("nan"),
+    }
+
+
 def reconstruction_fidelity(activations, coefficients, components, head, class_index: int, *, prefix=None,
                             batch_size: int = 64, device=None) -> dict[str, float]:
     """How well the concept split reproduces the model: class logit of h(UW) against h(A).
@@ -99,25 +137,5 @@ def reconstruction_fidelity(activations, coefficients, components, head, class_i
     across images, the mean absolute difference, and the relative reconstruction error
     ``||A - UW|| / ||A||`` on these positions.
     """
-    import torch
-
-    n, n_pos, dim = tuple(np.shape(activations))
-    # h(A): no concepts (one all-zero concept) and A as the residual
-    scorer_full = ConceptScorer(torch.zeros(n, n_pos, 1), torch.zeros(1, dim), head, class_index, residual=activations,
-                                prefix=prefix, batch_size=batch_size, device=device)
-    scorer_recon = ConceptScorer(coefficients, components, head, class_index, prefix=prefix, batch_size=batch_size,
-                                 device=device)
-    full = scorer_full.full_scores()
-    recon = scorer_recon.full_scores()
-    with torch.no_grad():
-        a = scorer_full.residual
-        err = torch.linalg.vector_norm(a - scorer_recon.U @ scorer_recon.W) / torch.linalg.vector_norm(a).clamp_min(1e-12)
-    corr = float(np.corrcoef(full, recon)[0, 1]) if len(full) > 1 and full.std() > 0 and recon.std() > 0 else float("nan")
-    return {
-        "logit_original": float(full.mean()),
-        "logit_reconstructed": float(recon.mean()),
-        "logit_ratio": float(recon.mean() / full.mean()) if full.mean() != 0 else float("nan"),
-        "logit_correlation": corr,
-        "logit_abs_diff": float(np.abs(full - recon).mean()),
-        "relative_error": float(err),
-    }
+    return summarize_reconstruction(reconstruction_parts(activations, coefficients, components, head, class_index,
+                                                         prefix=prefix, batch_size=batch_size, device=device))

@@ -32,9 +32,9 @@ from ..artefacts import (
 )
 from ..errors import ConceptsError
 from ..runtime import pick_device
-from .fidelity import c_deletion, c_insertion, c_mufidelity, reconstruction_fidelity
+from .fidelity import c_deletion, c_insertion, c_mufidelity, reconstruction_parts, summarize_reconstruction
 from .maps import contribution_maps, presence_maps
-from .methods import METHODS, GradientInput, make_method
+from .methods import METHODS, GradientInput, ImportanceResult, aggregate, make_method
 from .perturb import ConceptScorer
 
 PROVENANCE = ("model", "weights", "weights_sha256", "checkpoint", "layer", "layout", "grid", "n_prefix",
@@ -95,14 +95,9 @@ class _SplitCache:
         return self._split
 
 
-def _fidelity(scorer: ConceptScorer, result, steps, n_subsets, correlation, seed) -> tuple[dict, dict]:
-    deletion = c_deletion(scorer, result.class_importance, steps=steps)
-    insertion = c_insertion(scorer, result.class_importance, steps=steps)
-    mu = c_mufidelity(scorer, result.per_image, n_subsets=n_subsets, correlation=correlation, seed=seed)
-    values = {"c_deletion": deletion["auc"], "c_insertion": insertion["auc"], "c_mufidelity": mu["value"]}
-    curves = {"x": deletion["x"], "deletion_curve": deletion["curve"], "insertion_curve": insertion["curve"],
-              "mufidelity_per_image": mu["per_image"]}
-    return values, curves
+def _blocks(kept: np.ndarray, size: int) -> list[np.ndarray]:
+    size = max(1, int(size))
+    return [kept[i : i + size] for i in range(0, len(kept), size)]
 
 
 def importance_class(
@@ -122,12 +117,19 @@ def importance_class(
     correlation: str = "spearman",
     confidence: float = 0.95,
     batch_size: int = 64,
+    image_block: int = 256,
     device=None,
     overwrite: bool = False,
     progress: bool = True,
     _splits: _SplitCache | None = None,
 ) -> Path:
-    """Importance, maps and fidelity of one class; returns the path of ``RUN/importance/<class>.h5``."""
+    """Importance, maps and fidelity of one class; returns the path of ``RUN/importance/<class>.h5``.
+
+    Images are processed ``image_block`` at a time (activations, coefficients and residual of one
+    block in memory; the perturbations themselves go ``batch_size`` at a time through the head):
+    a first pass gives the per-image importances, maps and reconstruction logits, a second pass
+    the fidelity curves for the class-level rankings.
+    """
     run = Path(run)
     methods = _methods(methods)
     concepts_path = stage_path(run, "factorize", class_id)
@@ -151,46 +153,120 @@ def importance_class(
     splits = _splits or _SplitCache(device)
     with open_activations(run, class_id) as cache:
         attrs = dict(cache.attrs)
-        kept = cache.kept
-        n_images = cache.n_images
-        A = cache.maps(kept)  # (n, N, D) float32
-        prefix = cache.prefix(kept)
-        class_index = cache.class_index
-        grid = tuple(cache.grid)
-    if len(kept) == 0:
-        raise ConceptsError(f"class {class_id!r} has no readable images")
-    estimator_ = load_concepts(run, class_id, device=device)
-    W = np.asarray(estimator_.components_, dtype=np.float32)
-    n, N, D = A.shape
-    r = W.shape[0]
-    flat = A.reshape(-1, D)
-    U = np.asarray(estimator_.transform(flat), dtype=np.float32)
-    recon = np.asarray(estimator_.inverse_transform(U), dtype=np.float32) if hasattr(estimator_, "inverse_transform") \
-        else U @ W
-    offset = recon - U @ W  # non-zero only for centred methods
-    res = (flat - U @ W) if residual else (offset if np.abs(offset).max(initial=0.0) > 0 else None)
-    U = U.reshape(n, N, r)
-    res = None if res is None else res.reshape(n, N, D)
-
     split = splits.get(attrs)
     device = split.device
     head = split.h_positions
     linear = split.linear_head()
-    common = dict(exact=exact, batch_size=batch_size, device=device, confidence=confidence, progress=progress)
-    results = {}
-    for name in methods:
-        method = make_method(name, designs=designs, sampler=sampler, estimator=estimator, seed=seed, **common)
-        results[name] = method.attribute(U, W, head, class_index, linear_head=linear, residual=res, prefix=prefix)
-    grad = results.get("gradient") or GradientInput(**common).attribute(
-        U, W, head, class_index, linear_head=linear, residual=res, prefix=prefix)
+    estimator_ = load_concepts(run, class_id, device=device)
+    W = np.asarray(estimator_.components_, dtype=np.float32)
+    r = W.shape[0]
+    common = dict(exact=exact, batch_size=batch_size, device=device, confidence=confidence, progress=False)
+    instances = {name: make_method(name, designs=designs, sampler=sampler, estimator=estimator, seed=seed, **common)
+                 for name in methods}
 
-    scorer = ConceptScorer(U, W, head, class_index, linear_head=linear if str(exact) not in ("off", "False") else None, residual=res,
-                           prefix=prefix, score=score, batch_size=batch_size, device=device)
+    def load_block(cache, idx):
+        """Activations (b, N, D), coefficients (b, N, r), residual or centring offset, prefix of images ``idx``."""
+        A = cache.maps(idx)
+        b, N, D = A.shape
+        flat = A.reshape(-1, D)
+        U = np.asarray(estimator_.transform(flat), dtype=np.float32)
+        UW = U @ W
+        if residual:
+            res = flat - UW
+        else:
+            recon = np.asarray(estimator_.inverse_transform(U), dtype=np.float32) \
+                if hasattr(estimator_, "inverse_transform") else UW
+            offset = recon - UW  # non-zero only for centred methods
+            res = offset if np.abs(offset).max(initial=0.0) > 0 else None
+        res = None if res is None else res.reshape(b, N, D)
+        return A, U.reshape(b, N, r), res, cache.prefix(idx)
+
+    with open_activations(run, class_id) as cache:
+        kept = cache.kept
+        n_images = cache.n_images
+        class_index = cache.class_index
+        grid = tuple(cache.grid)
+        N = cache.n_positions
+        if len(kept) == 0:
+            raise ConceptsError(f"class {class_id!r} has no readable images")
+        blocks = _blocks(kept, image_block)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=2 * len(kept), desc=f"importance {class_id}", unit="img", leave=False)
+        per_image = {name: [] for name in methods}
+        exact_used: dict[str, bool] = {}
+        settings_used: dict[str, dict] = {}
+        presence, contribution, recon_parts = [], [], []
+        grad_exact = None
+        # pass 1: importances, maps, reconstruction fidelity
+        for idx in blocks:
+            A, U, res, prefix = load_block(cache, idx)
+            grad_positions = None
+            for name, method in instances.items():
+                result = method.attribute(U, W, head, class_index, linear_head=linear, residual=res, prefix=prefix)
+                per_image[name].append(result.per_image)
+                exact_used[name], settings_used[name] = result.exact, result.settings
+                if name == "gradient":
+                    grad_positions, grad_exact = result.positions, result.exact
+            if grad_positions is None:
+                extra = GradientInput(**common).attribute(U, W, head, class_index, linear_head=linear, residual=res,
+                                                          prefix=prefix)
+                grad_positions, grad_exact = extra.positions, extra.exact
+            presence.append(np.clip(presence_maps(U, grid), -FLOAT16_MAX, FLOAT16_MAX).astype(np.float16))
+            contribution.append(np.clip(contribution_maps(grad_positions, grid), -FLOAT16_MAX, FLOAT16_MAX)
+                                .astype(np.float16))
+            recon_parts.append(reconstruction_parts(A, U, W, head, class_index, prefix=prefix, batch_size=batch_size,
+                                                    device=device))
+            if bar is not None:
+                bar.update(len(idx))
+        results = {}
+        for name in methods:
+            values = np.concatenate(per_image[name])
+            results[name] = ImportanceResult(name, values, *aggregate(values, confidence), exact=exact_used[name],
+                                             settings=settings_used[name])
+        recon_fid = summarize_reconstruction({k: np.concatenate([p[k] for p in recon_parts]) for k in recon_parts[0]})
+        # pass 2: fidelity of each method's class-level ranking (and per-image importances for muFidelity)
+        use_linear = linear if str(exact) not in ("off", "False") else None
+        curves: dict[str, dict[str, list]] = {name: {"deletion": [], "insertion": [], "del_auc": [], "ins_auc": [],
+                                                     "mu": []} for name in methods}
+        offset = 0
+        x = None
+        for idx in blocks:
+            A, U, res, prefix = load_block(cache, idx)
+            scorer = ConceptScorer(U, W, head, class_index, linear_head=use_linear, residual=res, prefix=prefix,
+                                   score=score, batch_size=batch_size, device=device)
+            for name, result in results.items():
+                deletion = c_deletion(scorer, result.class_importance, steps=steps)
+                insertion = c_insertion(scorer, result.class_importance, steps=steps)
+                mu = c_mufidelity(scorer, result.per_image[offset : offset + len(idx)], n_subsets=n_subsets,
+                                  correlation=correlation, seed=seed)
+                c = curves[name]
+                c["deletion"].append(deletion["curves"])
+                c["insertion"].append(insertion["curves"])
+                c["del_auc"].append(deletion["per_image"])
+                c["ins_auc"].append(insertion["per_image"])
+                c["mu"].append(mu["per_image"])
+                x = deletion["x"]
+            offset += len(idx)
+            if bar is not None:
+                bar.update(len(idx))
+        if bar is not None:
+            bar.close()
+    n = len(kept)
     fid_values, fid_curves = {}, {}
-    for name, result in results.items():
-        fid_values[name], fid_curves[name] = _fidelity(scorer, result, steps, n_subsets, correlation, seed)
-    recon_fid = reconstruction_fidelity(A, U, W, head, class_index, prefix=prefix, batch_size=batch_size,
-                                        device=device)
+    for name, c in curves.items():
+        mu = np.concatenate(c["mu"])
+        fid_values[name] = {
+            "c_deletion": float(np.concatenate(c["del_auc"]).mean()),
+            "c_insertion": float(np.concatenate(c["ins_auc"]).mean()),
+            "c_mufidelity": float(np.nanmean(mu)) if np.isfinite(mu).any() else float("nan"),
+        }
+        fid_curves[name] = {"x": x, "deletion_curve": np.concatenate(c["deletion"]).mean(0),
+                            "insertion_curve": np.concatenate(c["insertion"]).mean(0), "mufidelity_per_image": mu}
+    pres = np.concatenate(presence)
+    contrib = np.concatenate(contribution)
 
     def full(per_kept: np.ndarray, fill=np.nan) -> np.ndarray:
         arr = np.full((n_images, *per_kept.shape[1:]), fill, dtype=per_kept.dtype)
@@ -221,13 +297,11 @@ def importance_class(
             write_attrs(group, dict(method=name, exact=result.exact, residual=bool(residual),
                                     class_index=int(class_index), settings=params))
         maps = handle.create_group("maps")
-        pres = np.clip(presence_maps(U, grid), -FLOAT16_MAX, FLOAT16_MAX)
-        contrib = np.clip(contribution_maps(grad.positions, grid), -FLOAT16_MAX, FLOAT16_MAX)
-        maps.create_dataset("presence", data=full(pres.astype(np.float16), 0))
-        maps.create_dataset("contribution", data=full(contrib.astype(np.float16), 0))
+        maps.create_dataset("presence", data=full(pres, 0))
+        maps.create_dataset("contribution", data=full(contrib, 0))
         write_attrs(maps, {"grid": list(grid), "input_size": int(getattr(split, "input_size", 0) or 0),
                            "contribution": "gradient x input of the class logit per position",
-                           "exact": bool(grad.exact)})
+                           "exact": bool(grad_exact)})
         fid = handle.create_group("fidelity")
         flat_attrs: dict[str, Any] = {f"reconstruction_{k}": v for k, v in recon_fid.items()}
         for name, values in fid_values.items():
@@ -265,7 +339,7 @@ def importance_run(
     """Stage 3 for every class with concepts (or ``classes``); returns the written/kept file paths.
 
     ``params`` go to :func:`importance_class`: sampler, estimator, seed, residual, exact, score,
-    steps, n_subsets, correlation, confidence, batch_size.  ``split``: an already loaded
+    steps, n_subsets, correlation, confidence, batch_size, image_block.  ``split``: an already loaded
     :class:`~concepts.models.ModelSplit` of the run's model (else rebuilt from the provenance).
     """
     run = Path(run)
