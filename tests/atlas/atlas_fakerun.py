@@ -153,3 +153,27 @@ def make_fake_run(root: Path, *, evil: bool = True, n_images: int = 6, r: int = 
         truth["n99<evil>"] = write_class(root, "n99<evil>", EVIL_NAME, 999, wnid=None, n_images=4, r=r, seed=3,
                                          methods=("gradient",), missing_photo=True)
     return truth
+
+
+def truth_from_files(run: Path) -> dict:
+    """The same dict as :func:`write_class` returns, read back from any run's artefact files."""
+    from concepts.artefacts import read_strings
+
+    truth = {}
+    for path in sorted((Path(run) / "activations").glob("*.h5")):
+        with h5py.File(path, "r") as handle:
+            class_id = handle.attrs["class_id"]
+            class_id = class_id.decode() if isinstance(class_id, bytes) else str(class_id)
+            entry = {"paths": read_strings(handle["images/path"]), "skipped": handle["images/skipped"][()],
+                     "row_image": handle["rows/image"][()], "row_box": handle["rows/box"][()],
+                     "logit": handle["images/logit"][()], "methods": {}}
+        with h5py.File(Path(run) / "concepts" / path.name, "r") as handle:
+            entry["components"] = handle["components"][()]
+            entry["coefficients"] = handle["coefficients"][()]
+        with h5py.File(Path(run) / "importance" / path.name, "r") as handle:
+            for method in ("sobol", "gradient", "occlusion"):
+                if method in handle:
+                    entry["methods"][method] = {key: handle[method][key][()]
+                                                for key in ("per_image", "class_importance", "share")}
+        truth[class_id] = entry
+    return truth

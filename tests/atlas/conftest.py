@@ -43,4 +43,13 @@ def real_atlas(request) -> Path:
     from concepts.atlas import build_atlas
 
     run = complete_real_run(request)
-    return build_atlas(run, progress=False).parent
+    return build_atlas(run, top_k=4, progress=False).parent
+
+
+@pytest.fixture(params=["fake", "real"])
+def any_atlas(request) -> tuple[Path, dict]:
+    """(site, truth read back from the run's files) for the fabricated run and the real run."""
+    from atlas_fakerun import truth_from_files
+
+    site = request.getfixturevalue(f"{request.param}_atlas")
+    return site, truth_from_files(site.parent)
