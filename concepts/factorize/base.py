@@ -194,8 +194,9 @@ class ConceptExtractor(BaseEstimator):
         self.history_ = info.get("history", [])
         norm2 = err2 = 0.0
         for sl in chunks(n, 16384):
-            norm2 += float(torch.linalg.vector_norm(X[sl])) ** 2
-            err2 += float(torch.linalg.vector_norm(X[sl] - self._inverse(U[sl]))) ** 2
+            # float64 accumulation: float32 norms of ~10^7 entries are off in the third digit
+            norm2 += float(torch.linalg.vector_norm(X[sl], dtype=torch.float64)) ** 2
+            err2 += float(torch.linalg.vector_norm(X[sl] - self._inverse(U[sl]), dtype=torch.float64)) ** 2
         self.reconstruction_err_ = (err2 / norm2) ** 0.5 if norm2 > 0 else 0.0
         self.seconds_ = time.perf_counter() - start
         return U, is_torch

@@ -105,7 +105,7 @@ class DictionaryLearning(ConceptExtractor):
         W = W / torch.linalg.vector_norm(W, dim=1, keepdim=True).clamp_min(1e-30)
         Ut = torch.zeros((r, n), dtype=X.dtype, device=X.device)
         rowsq = X.square().sum(1)
-        normA2 = float(torch.linalg.vector_norm(X)) ** 2
+        normA2 = float(torch.linalg.vector_norm(X, dtype=torch.float64)) ** 2
         history = [math.inf]
         converged = False
         it = 0

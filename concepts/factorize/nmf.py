@@ -125,7 +125,7 @@ class NMF(ConceptExtractor):
         r = int(self.n_components)
         start = time.perf_counter()
         W, Ut = self._initialise(X, r, gen)
-        normA2 = float(torch.linalg.vector_norm(X)) ** 2
+        normA2 = float(torch.linalg.vector_norm(X, dtype=torch.float64)) ** 2
         if normA2 == 0:
             return W * 0, Ut.T * 0, {"n_iter": 0, "converged": True, "history": []}
         update = S.hals_rows if self.solver == "hals" else S.mu_rows

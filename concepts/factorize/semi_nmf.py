@@ -51,7 +51,7 @@ class SemiNMF(ConceptExtractor):
     def _fit(self, X, gen):
         n, d = X.shape
         r = int(self.n_components)
-        normA2 = float(torch.linalg.vector_norm(X)) ** 2
+        normA2 = float(torch.linalg.vector_norm(X, dtype=torch.float64)) ** 2
         C0 = kmeans_pp(X, r, gen)
         _, labels, _, _, _ = lloyd(X, C0, 20, 1e-4)
         Ut = torch.full((r, n), 0.2, dtype=X.dtype, device=X.device)
