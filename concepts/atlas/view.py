@@ -215,10 +215,8 @@ def build_view(data: ClassData, store: PhotoStore, *, top_k: int = 6, n_examples
     order = data.order
     share = data.primary_share
     method = data.primary_method or "coefficient mass"
-    kept = set(int(i) for i in data.kept)
     # rows of skipped images cannot be shown
-    valid_rows = np.array([int(i) in kept for i in data.row_image], dtype=bool) if len(data.row_image) else \
-        np.zeros(0, bool)
+    valid_rows = ~data.skipped[data.row_image] if len(data.row_image) else np.zeros(0, bool)
     coefficients = np.where(valid_rows[:, None], data.coefficients, -np.inf) if len(valid_rows) else data.coefficients
 
     concepts: list[ConceptView] = []
@@ -280,15 +278,12 @@ def build_view(data: ClassData, store: PhotoStore, *, top_k: int = 6, n_examples
     if primary is not None and primary.per_image is not None:
         features = primary.per_image[kept_idx]
     else:  # mean coefficient of each image's rows
-        features = np.zeros((len(kept_idx), data.n_concepts), np.float64)
-        pos = {int(i): p for p, i in enumerate(kept_idx)}
-        counts = np.zeros(len(kept_idx))
-        for row, image in enumerate(data.row_image):
-            p = pos.get(int(image))
-            if p is not None:
-                features[p] += data.coefficients[row]
-                counts[p] += 1
-        features /= np.maximum(counts, 1)[:, None]
+        sums = np.zeros((len(data.skipped), data.n_concepts), np.float64)
+        counts = np.zeros(len(data.skipped))
+        if len(data.coefficients):
+            np.add.at(sums, data.row_image, data.coefficients)
+            np.add.at(counts, data.row_image, 1)
+        features = sums[kept_idx] / np.maximum(counts[kept_idx], 1)[:, None]
     if len(kept_idx) > max_points:
         pick = np.linspace(0, len(kept_idx) - 1, max_points).round().astype(int)
         kept_sel, features = kept_idx[pick], features[pick]

@@ -266,6 +266,9 @@ def test_classes_without_importance_or_readable_images(tmp_path):
     assert [int(c.attrs["data-concept"]) for c in _cards(page)] == np.argsort(-mass, kind="stable").tolist()
     shares = [float(c.attrs["data-share"]) for c in _cards(page)]
     assert sum(shares) == pytest.approx(1.0, abs=1e-6)
+    point = page.find("svg", cls="embedding").find("circle")  # coloured by its mean coefficient's top concept
+    mean = truth["coefficients"].mean(axis=0)
+    assert "concept %d " % int(np.argmax(mean)) in point.text
     blind = parse(site / "classes" / "blind.html")
     assert not blind.find_all("img") and len(_cards(blind)) == 3
     card = [c for c in parse(site / "index.html").find_all("li", cls="class-card") if c.attrs["data-id"] == "blind"][0]
