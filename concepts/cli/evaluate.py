@@ -29,8 +29,8 @@ def register(subparsers) -> None:
     parser.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="refit seeds (default 0,1,2)")
     parser.add_argument("--subsamples", type=int, default=3, help="image-subsample refits (default 3)")
     parser.add_argument("--fraction", type=float, default=0.8, help="share of images per subsample (default 0.8)")
-    parser.add_argument("--importance", default="gradient", choices=["gradient", "sobol", "occlusion"],
-                        help="importance that ranks concepts for the fidelity metrics (default gradient)")
+    parser.add_argument("--importance", default="sobol", choices=["sobol", "gradient", "occlusion"],
+                        help="importance that ranks concepts (fidelity metrics, top concept); default sobol (CRAFT)")
     parser.add_argument("--no-residual", dest="residual", action="store_false",
                         help="perturb (U*M)W alone instead of adding the residual back")
     parser.add_argument("--max-rows", type=int, default=20000, help="at most N fitting rows per class (default 20000)")

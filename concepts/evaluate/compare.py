@@ -6,7 +6,7 @@ For each class of ``RUN/activations`` and each method:
   ``seeds[0]``; **relative l2 error** ``||A - inverse_transform(U)|| / ||A||`` and **sparsity**
   (fraction of zero coefficients, ``l0``, and Hoyer's measure) on those rows;
 * the coefficients of every feature-map position of every image give the concept importance
-  (``importance``: gradient x input by default, exact for a pooled linear head) and the fidelity
+  (``importance``: total Sobol indices by default, as CRAFT; closed form for a pooled linear head) and the fidelity
   metrics of :mod:`concepts.importance.fidelity` — **C-Deletion** (lower is better), **C-Insertion**
   (higher is better), **C-μFidelity** — on the class logit of ``h((U ⊙ M) W + R)`` (the residual
   ``R = A - UW`` added back unless ``residual=False``);
@@ -52,7 +52,7 @@ class EvalConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     n_subsamples: int = 3
     fraction: float = 0.8
-    importance: str = "gradient"
+    importance: str = "sobol"
     residual: bool = True
     steps: int | None = None
     n_subsets: int = 64

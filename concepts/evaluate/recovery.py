@@ -19,8 +19,10 @@ Inputs are the concept coefficients at every feature-map position of every image
    present (an unmatched label counts 0).
 5. ``purity = Σ_j max_l C[j, l] / Σ C``: the share of concept-assigned positions whose concept's
    majority label is their own label (cluster purity, many-to-one).
-6. The *top concept* (largest importance) is labelled with its majority label
-   ``argmax_l C[j*, l]``; ``top_is_key`` says whether that is the concept the class depends on.
+6. The *top concept* (largest importance) is labelled with the label it is matched to (or, when
+   unmatched, its majority label ``argmax_l C[j*, l]``); ``top_is_key`` says whether that is the
+   concept the class depends on. (The matched label, not the majority: a concept map spreads
+   over the receptive field around its object, so its majority label is often the background.)
 """
 from __future__ import annotations
 
@@ -108,7 +110,8 @@ def recovery_scores(C: np.ndarray, *, label_area: np.ndarray | None = None, back
 
     Returns ``recovery_iou`` (mean matched IoU over present non-background labels), ``purity``,
     ``per_label_iou`` {label: IoU}, ``key_iou`` (the key label's), ``pairs`` [(concept, label)], and,
-    when ``top_concept`` is given, ``top_label`` (its majority label, -1 if it covers no position) and
+    when ``top_concept`` is given, ``top_label`` (its matched label, else its majority label, -1 if it
+    covers no position) and
     ``top_is_key`` (``top_label == key_label``).
     """
     C = np.asarray(C, dtype=np.float64)
@@ -127,7 +130,11 @@ def recovery_scores(C: np.ndarray, *, label_area: np.ndarray | None = None, back
         "key_iou": float("nan") if key_label is None else (match[key_label][1] if key_label in match else 0.0),
     }
     if top_concept is not None:
-        top_label = int(np.argmax(C[top_concept])) if C[top_concept].sum() > 0 else -1
+        by_concept = {j: l for l, (j, _) in match.items() if iou[j, l] > 0}
+        if top_concept in by_concept:
+            top_label = by_concept[top_concept]
+        else:
+            top_label = int(np.argmax(C[top_concept])) if C[top_concept].sum() > 0 else -1
         out["top_label"] = top_label
         out["top_is_key"] = None if key_label is None else bool(top_label == key_label)
         if key_label is not None and key_label in match:

@@ -94,3 +94,32 @@ def test_subsample_keeps_whole_images():
     idx = subsample_rows(row_image, 0.5, np.random.default_rng(0))
     chosen = np.unique(row_image[idx])
     assert len(chosen) == 5 and len(idx) == 15
+
+
+def test_top_concept_label_is_its_match_not_its_majority():
+    # concept 0 covers the key object (label 2, area 2) plus a halo of 3 background cells:
+    # majority label background, but the Hungarian match (IoU 2/5 with label 2) names the key
+    C = np.array([[3.0, 0.0, 2.0], [5.0, 1.0, 0.0]])
+    out = rec.recovery_scores(C, top_concept=0, key_label=2)
+    assert out["top_label"] == 2 and out["top_is_key"] is True
+    assert out["key_iou"] == pytest.approx(2 / 5)
+
+
+def test_summary_and_markdown_table():
+    import pandas as pd
+
+    from concepts.evaluate.report import markdown_table, summarise
+
+    frame = pd.DataFrame({
+        "dataset": ["d"] * 4, "class_name": ["a", "b", "a", "b"], "method": ["nmf", "nmf", "pca", "pca"],
+        "rel_error": [0.2, 0.4, 0.1, 0.1], "stability": [1.0, 0.5, 0.9, 0.9],
+    })
+    summary = summarise(frame)
+    assert list(summary["method"]) == ["nmf", "pca"]
+    assert summary["rel_error"].tolist() == pytest.approx([0.3, 0.1])
+    assert summary["rel_error_std"].tolist() == pytest.approx([0.1, 0.0])
+    assert summary["stability"].tolist() == pytest.approx([0.75, 0.9])
+    table = markdown_table(summary, ["method", "rel_error", "stability"])
+    lines = table.splitlines()
+    assert lines[2] == "| nmf | 0.300 | 0.750 |"
+    assert lines[3] == "| pca | **0.100** | **0.900** |"  # lower error and higher stability are best
