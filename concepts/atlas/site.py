@@ -101,6 +101,8 @@ def build_atlas(run: str | os.PathLike, *, classes: Iterable[str] | None = None,
         raise ConceptsError(f"{run} has no class with both activations and concepts; "
                             "run `concepts extract` and `concepts factorize` first")
     site = Path(out) if out is not None else run / "atlas"
+    if site.exists() and any(site.iterdir()) and not (site / "static" / "atlas.js").exists():
+        raise ConceptsError(f"{site} exists and is not an atlas; choose an empty or new folder for the atlas")
     work = site.with_name(site.name + ".tmp")
     if work.exists():
         shutil.rmtree(work)

@@ -234,8 +234,8 @@ def build_view(data: ClassData, store: PhotoStore, *, top_k: int = 6, n_examples
         if top_k > 0 and len(coefficients):
             for row in top_rows(coefficients, k, top_k, data.row_image):
                 row = int(row)
-                if not np.isfinite(coefficients[row, k]):
-                    continue
+                if not np.isfinite(coefficients[row, k]) or coefficients[row, k] <= 0:
+                    continue  # a skipped image, or a concept absent from every remaining row
                 image = int(data.row_image[row])
                 crop = Crop(image=image, row=row, box=display_box(data.row_box[row], data.input_size, min_crop),
                             coefficient=float(data.coefficients[row, k]),

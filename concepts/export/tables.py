@@ -260,6 +260,8 @@ def export_run(run: str | os.PathLike, formats: Iterable[str] = FORMATS, *, clas
         raise ConceptsError(f"{run} has no class with both activations and concepts; nothing to export")
 
     target = Path(out) if out is not None else run / "exports"
+    if target.exists() and any(target.iterdir()) and not (target / "manifest.json").exists():
+        raise ConceptsError(f"{target} exists and is not an export folder; choose an empty or new folder")
     work = target.with_name(target.name + ".tmp")
     if work.exists():
         shutil.rmtree(work)

@@ -273,3 +273,14 @@ def test_classes_without_importance_or_readable_images(tmp_path):
     assert not blind.find_all("img") and len(_cards(blind)) == 3
     card = [c for c in parse(site / "index.html").find_all("li", cls="class-card") if c.attrs["data-id"] == "blind"][0]
     assert card.find("span", cls="n-images").text == "0" and not card.find_all("img")
+
+
+def test_a_folder_that_is_not_an_atlas_is_never_replaced(fake_run, tmp_path):
+    run, _ = fake_run
+    precious = tmp_path / "documents"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("do not delete")
+    with pytest.raises(ConceptsError, match="not an atlas"):
+        build_atlas(run, classes=["n01440764"], sheets=False, out=precious, progress=False)
+    assert (precious / "thesis.tex").read_text() == "do not delete"
+    assert not (tmp_path / "documents.tmp").exists()

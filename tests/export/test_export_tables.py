@@ -180,3 +180,13 @@ def test_real_run_round_trip(request, tmp_path):
                     assert float(back.share(class_id, method).sum()) == pytest.approx(1.0, abs=1e-4)
         with h5py.File(run / "concepts" / path.name, "r") as handle:
             np.testing.assert_array_equal(back.banks[class_id], handle["components"][()])
+
+
+def test_a_folder_that_is_not_an_export_is_never_replaced(export_fake_run, tmp_path):
+    run, _ = export_fake_run
+    precious = tmp_path / "documents"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep")
+    with pytest.raises(ConceptsError, match="not an export folder"):
+        export_run(run, ["csv"], out=precious, progress=False)
+    assert (precious / "notes.txt").read_text() == "keep"
