@@ -213,3 +213,28 @@ def test_model_split_head_class_only_classifier_is_exact(linear):
     assert "forward" not in vars(split.model.classifier), "the classifier is restored"
     sobol = SobolImportance(designs=8, exact="off").attribute(U, W, split.h_positions, CLS, residual=residual)
     assert np.isfinite(sobol.per_image).all()
+
+
+def test_vit_tokens_with_prefix_through_model_split():
+    """A (tiny, random) timm ViT: class token passed per image; residual restores h(A) exactly."""
+    timm = pytest.importorskip("timm")
+    from concepts.models.split import ModelSplit
+
+    torch.manual_seed(0)
+    split = ModelSplit(timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=64, num_classes=7,
+                                         depth=2, embed_dim=32, num_heads=2),
+                       input_size=64)
+    assert split.layout == "tokens" and split.n_prefix == 1 and split.linear_head() is None
+    with torch.no_grad():
+        a = split.g(torch.randn(3, 3, 64, 64))
+        logits = split.h(a)[:, 2]
+    pos, prefix = split.positions(a), split.prefix(a)
+    gen = torch.Generator().manual_seed(1)
+    U, W = torch.rand(3, pos.shape[1], 4, generator=gen), torch.rand(4, pos.shape[2], generator=gen)
+    residual = pos - U @ W
+    scorer = ConceptScorer(U, W, split.h_positions, 2, residual=residual, prefix=prefix)
+    np.testing.assert_allclose(scorer.full_scores(), logits.numpy(), rtol=1e-4, atol=1e-4)
+    occ = Occlusion().attribute(U, W, split.h_positions, 2, residual=residual, prefix=prefix)
+    with torch.no_grad():
+        dropped = split.h_positions((U * torch.tensor([1.0, 0, 1, 1])) @ W + residual, prefix)[:, 2]
+    np.testing.assert_allclose(occ.per_image[:, 1], (logits - dropped).numpy(), rtol=1e-3, atol=1e-4)
