@@ -117,9 +117,10 @@ def _versions() -> dict[str, str | None]:
 
 
 def _have_pyarrow() -> bool:
+    import importlib
+
     try:
-        import pyarrow  # noqa: F401
-        import pyarrow.parquet  # noqa: F401
+        importlib.import_module("pyarrow.parquet")
     except ImportError:
         return False
     return True

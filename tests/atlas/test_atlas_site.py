@@ -6,7 +6,6 @@ import warnings
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import h5py
 import numpy as np
 import pytest
 from PIL import Image
