@@ -36,8 +36,15 @@ METRICS = {
     "purity": ("purity", "high"),
     "top_is_key": ("top concept = key", "high"),
 }
+# purity stays in the CSV only: it rewards one concept covering everything (the background share)
 TABLE_METRICS = ["rel_error", "sparsity_l0", "hoyer", "stability", "c_deletion", "c_insertion", "c_mufidelity",
-                 "recovery_iou", "key_iou", "purity", "top_is_key", "fit_seconds"]
+                 "recovery_iou", "key_iou", "top_is_key", "fit_seconds"]
+
+
+def method_order(frame) -> list[str]:
+    """Methods in order of appearance, reference rows (``oracle ...``) last."""
+    methods = list(dict.fromkeys(frame["method"].astype(str)))
+    return [m for m in methods if not m.startswith("oracle")] + [m for m in methods if m.startswith("oracle")]
 
 
 def summarise(frame):
@@ -45,7 +52,7 @@ def summarise(frame):
     import pandas as pd
 
     metrics = [m for m in list(METRICS) + ["fit_seconds", "dead"] if m in frame.columns]
-    order = list(dict.fromkeys(frame["method"]))
+    order = method_order(frame)
     groups = frame.groupby(["dataset", "method"], sort=False)
     mean = groups[metrics].mean()
     std = groups[metrics].std(ddof=0).add_suffix("_std")
@@ -70,10 +77,11 @@ def markdown_table(frame, columns: list[str], headers: list[str] | None = None, 
     headers = headers or columns
     best: dict[str, Any] = {}
     if bold_best:
+        ranked = frame[~frame["method"].astype(str).str.startswith("oracle")] if "method" in frame else frame
         for col in columns:
             direction = METRICS.get(col, ("", ""))[1]
-            if direction and col in frame and frame[col].notna().any():
-                best[col] = frame[col].min() if direction == "low" else frame[col].max()
+            if direction and col in ranked and ranked[col].notna().any():
+                best[col] = ranked[col].min() if direction == "low" else ranked[col].max()
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     for _, row in frame.iterrows():
         cells = []
@@ -97,7 +105,7 @@ def plot_metrics(frame, dataset: str, path: Path) -> Path | None:
                            "key_iou", "top_is_key"] if m in sub.columns and sub[m].notna().any()]
     if not metrics:
         return None
-    methods = list(dict.fromkeys(sub["method"]))
+    methods = method_order(sub)
     cols = 4
     rows = int(np.ceil(len(metrics) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows), squeeze=False)
@@ -135,7 +143,7 @@ def plot_stability(frame, dataset: str, path: Path) -> Path | None:
     if "stability" not in sub or not sub["stability"].notna().any():
         return None
     table = sub.pivot_table(index="class_name", columns="method", values="stability", sort=False)
-    table = table[[m for m in dict.fromkeys(sub["method"]) if m in table.columns]]
+    table = table[[m for m in method_order(sub) if m in table.columns]]
     fig, ax = plt.subplots(figsize=(1.1 * table.shape[1] + 2.5, 0.35 * table.shape[0] + 1.2))
     im = ax.imshow(table.to_numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto")
     ax.set_xticks(range(table.shape[1]))
@@ -177,9 +185,9 @@ def write_report(frame, out: str | os.PathLike, *, config: dict | None = None, c
         n_images = int(frame.loc[frame["dataset"] == dataset, "n_images"].mean())
         md += [f"## {dataset} ({n_classes} classes, ~{n_images} images each)", "", markdown_table(sub, cols, heads),
                ""]
-        stab = frame[frame["dataset"] == dataset].pivot_table(index="class_name", columns="method",
+        stab = frame[(frame["dataset"] == dataset) & frame["stability"].notna()].pivot_table(index="class_name", columns="method",
                                                                values="stability", sort=False)
-        stab = stab[[m for m in dict.fromkeys(frame["method"]) if m in stab.columns]].reset_index()
+        stab = stab[[m for m in method_order(frame) if m in stab.columns]].reset_index()
         md += ["Stability per class (mean Hungarian-matched |cos| over seed and subsample refits):", "",
                markdown_table(stab, list(stab.columns), bold_best=False), ""]
         for kind, fn in (("metrics", plot_metrics), ("stability", plot_stability)):
