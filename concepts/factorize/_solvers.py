@@ -34,7 +34,7 @@ def hals_rows(X: torch.Tensor, Q: torch.Tensor, H: torch.Tensor, nonneg: bool = 
         if hkk <= thresh:
             continue
         row = X[k]
-        row.add_(Q[k] - H[k] @ X, alpha=1.0 / hkk)
+        row.add_(torch.addmv(Q[k], X.T, H[k], alpha=-1.0), alpha=1.0 / hkk)
         if nonneg:
             row.clamp_min_(0)
     return float(torch.linalg.vector_norm(X - old).square())

@@ -53,6 +53,8 @@ class NMF(ConceptExtractor):
 
     nonnegative_input = True
     method = "nmf"
+    #: fixed cost of one row update in flop-equivalents (Python + kernel launch); larger values mean fewer inner passes
+    _row_overhead = 2e5
 
     def __init__(self, n_components=10, *, solver="hals", init="nndsvda", max_iter=200, tol=1e-6,
                  window=10, max_inner=None, inner_tol=0.1, reseed_dead=True, transform_max_iter=200,
@@ -83,11 +85,11 @@ class NMF(ConceptExtractor):
 
     def _inner_limits(self, n, d, r):
         """Passes per outer step: Gillis & Glineur's 1 + 0.5 rho, rho = cost of the products / cost of a
-        pass, where a pass also pays a fixed per-row overhead (Python and kernel launches, ~2e5 flops)."""
+        pass, where a pass also pays a fixed per-row overhead (Python and kernel launches)."""
         if self.max_inner is not None:
             return int(self.max_inner), int(self.max_inner)
         products = float(n) * d * r
-        overhead = 2e5 * r
+        overhead = self._row_overhead * r
         rho_u = 1 + products / (n * r * r + overhead)
         rho_w = 1 + products / (d * r * r + overhead)
         return min(20, 1 + int(0.5 * rho_u)), min(20, 1 + int(0.5 * rho_w))
