@@ -53,7 +53,10 @@ def test_evaluate_cli_writes_report(synth_run, tmp_path):
                  "--seeds", "0,1", "--subsamples", "2", "--classes", "3_sun", "--threads", "1", "--device", "cpu",
                  "--quiet"]) == 0
     frame = pd.read_csv(out / "results.csv")
-    assert list(frame["method"]) == ["nmf", "pca", "random"]
+    assert list(frame["method"]) == ["oracle (masks)", "nmf", "pca", "random"]
+    oracle = frame.iloc[0]
+    assert 0.3 < oracle["key_iou"] <= 1 and np.isnan(oracle["rel_error"])  # the ceiling row has recovery only
+    frame = frame.iloc[1:]
     for col in ("rel_error", "sparsity_l0", "stability", "c_deletion", "c_insertion", "c_mufidelity",
                 "recovery_iou", "key_iou", "purity", "top_is_key"):
         assert frame[col].notna().all(), col
