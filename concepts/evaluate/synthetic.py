@@ -270,3 +270,24 @@ def load_definition(root: str | os.PathLike) -> dict:
     if not path.is_file():
         raise ConceptsError(f"{path} not found: not a synthetic data set written by `concepts synth`")
     return json.loads(path.read_text())
+
+
+def sample_sheet(path: str | os.PathLike, n_per_class: int = 4, seed: int = 0) -> Path:
+    """A PNG with ``n_per_class`` scenes per class (one row per class), each next to its label map."""
+    from PIL import Image
+
+    palette = np.array([(40, 40, 40), (255, 255, 255), (160, 160, 160), (255, 150, 200), *COLOURS.values()],
+                       dtype=np.uint8)
+    rows = []
+    for c in range(len(CLASSES)):
+        rng = np.random.default_rng([seed, c])
+        cells = []
+        for _ in range(n_per_class):
+            scene = render_scene(c, rng)
+            gap = np.full((IMAGE_SIZE, 2, 3), 255, np.uint8)
+            cells += [scene.image, gap, palette[scene.labels], np.full((IMAGE_SIZE, 8, 3), 255, np.uint8)]
+        rows += [np.concatenate(cells, axis=1), np.full((4, sum(x.shape[1] for x in cells), 3), 255, np.uint8)]
+    sheet = np.concatenate(rows, axis=0)
+    path = Path(path)
+    Image.fromarray(sheet).resize((sheet.shape[1] * 2, sheet.shape[0] * 2), Image.NEAREST).save(path)
+    return path

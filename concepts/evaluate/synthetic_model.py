@@ -205,12 +205,14 @@ def make_synthetic(out: str | Path, *, n_per_class: int = 40, n_train_per_class:
 
     ``out/images/<class>/*.png`` (the images to explain, seed ``seed``), ``out/masks/...npz``,
     ``out/synthetic.json`` (concepts, class definitions, training report), ``out/labels.csv``
-    (folder -> logit index, for ``concepts extract --labels``) and ``out/synth_cnn.pt`` (weights).
+    (folder -> logit index, for ``concepts extract --labels``), ``out/samples.png`` (scenes next to their
+    label maps) and ``out/synth_cnn.pt`` (weights).
     """
     import json
 
     out = Path(out)
     synthetic.write_dataset(out, n_per_class, seed=seed, progress=progress)
+    synthetic.sample_sheet(out / "samples.png", seed=seed)
     with open(out / "labels.csv", "w") as handle:
         handle.write("folder,index\n")
         for i, folder in enumerate(synthetic.class_names()):
