@@ -24,6 +24,7 @@ _LAZY = {
     "factorize_run": ("concepts.factorize", "factorize_run"),
     "importance_run": ("concepts.importance", "importance_run"),
     "build_atlas": ("concepts.atlas", "build_atlas"),
+    "write_sheets": ("concepts.atlas", "write_sheets"),
     "export_run": ("concepts.export", "export_run"),
     "run_pipeline": ("concepts.pipeline", "run_pipeline"),
     "load_config": ("concepts.pipeline", "load_config"),

@@ -88,7 +88,7 @@ def render_sheet(data: ClassData, view: ClassView, store: PhotoStore, path: str 
     bars.barh(ypos, shares, color=[c.colour for c in view.concepts])
     bars.set_yticks(ypos, labels, fontsize=7)
     bars.invert_yaxis()
-    bars.set_xlabel(f"share of the class logit (%), {view.method}", fontsize=8)
+    bars.set_xlabel(f"share of the class importance (%), {view.method}", fontsize=8)
     bars.tick_params(axis="x", labelsize=7)
     for y, s in zip(ypos, shares):
         bars.text(max(s, 0) + 0.3, y, f"{s:.1f}%", va="center", fontsize=6)
