@@ -58,7 +58,6 @@ COLOURS = {
 }
 BLACK = (15, 15, 15)
 WHITE = (240, 240, 240)
-TEXTURE_COLOURS = (BLACK, WHITE)
 
 
 def class_names() -> list[str]:

@@ -118,8 +118,8 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def train(n_per_class: int = 300, epochs: int = 6, seed: int = 0, batch_size: int = 64, lr: float = 3e-3,
-          threads: int | None = None, device=None, progress: bool = True, aux_weight: float = 3.0,
-          log=print) -> tuple[SynthCNN, dict]:
+          threads: int | None = None, device=None, progress: bool = True, aux_weight: float = 3.0
+          ) -> tuple[SynthCNN, dict]:
     """Train :class:`SynthCNN` on freshly generated scenes (data seed ``seed + 1000``, disjoint from the
     explanation images written with ``seed``) and report held-out accuracy on another fresh set."""
     from tqdm.auto import tqdm
@@ -199,8 +199,7 @@ def load(path: str | Path, device=None) -> SynthCNN:
 
 
 def make_synthetic(out: str | Path, *, n_per_class: int = 40, n_train_per_class: int = 300, epochs: int = 6,
-                   seed: int = 0, threads: int | None = None, device=None, progress: bool = True,
-                   log=print) -> dict:
+                   seed: int = 0, threads: int | None = None, device=None, progress: bool = True) -> dict:
     """Write the synthetic data set and train its CNN (the ``concepts synth`` command).
 
     ``out/images/<class>/*.png`` (the images to explain, seed ``seed``), ``out/masks/...npz``,
@@ -218,7 +217,7 @@ def make_synthetic(out: str | Path, *, n_per_class: int = 40, n_train_per_class:
         for i, folder in enumerate(synthetic.class_names()):
             handle.write(f"{folder},{i}\n")
     model, info = train(n_per_class=n_train_per_class, epochs=epochs, seed=seed, threads=threads, device=device,
-                        progress=progress, log=log)
+                        progress=progress)
     weights = save(model, out / "synth_cnn.pt")
     images, _, classes = synthetic.generate_arrays(n_per_class, seed=seed)
     info["explained_images_accuracy"] = accuracy(model, images, classes)
