@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import add_classes
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -20,7 +22,7 @@ def register(subparsers) -> None:
                         help="mask sequence for Sobol (default: unscrambled Halton, as CRAFT)")
     parser.add_argument("--estimator", default="jansen", choices=["jansen", "sobol2007"],
                         help="total-order Sobol estimator (default jansen)")
-    parser.add_argument("--classes", nargs="+", metavar="CLASS", help="only these class ids (default: all)")
+    add_classes(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of scrambled sequences and random subsets")
     parser.add_argument("--no-residual", dest="residual", action="store_false",
                         help="perturb (U*M)W alone instead of adding the residual A - UW back (CRAFT's choice)")
@@ -34,7 +36,7 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="perturbed activations per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     parser.add_argument("--overwrite", action="store_true", help="redo classes made with another configuration")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    parser.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
     parser.set_defaults(func=run)
 
 

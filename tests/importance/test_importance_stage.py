@@ -179,10 +179,10 @@ def test_cli_importance_on_real_run(real_run, tmp_path):
     shutil.copytree(real_run, run, ignore=shutil.ignore_patterns("atlas", "exports"))
     classes = sorted(p.stem for p in (run / "importance").glob("*.h5"))
     assert classes, "real_run ran the importance stage"
-    assert main(["importance", str(run), "--no-progress"]) == 0  # all done: resumes
-    assert main(["importance", str(run), "--designs", "16", "--no-progress"]) == 2  # mismatch
+    assert main(["importance", str(run), "--quiet"]) == 0  # all done: resumes
+    assert main(["importance", str(run), "--designs", "16", "--quiet"]) == 2  # mismatch
     assert main(["importance", str(run), "--method", "gradient,occlusion", "--designs", "16", "--classes",
-                 classes[0], "--overwrite", "--no-progress"]) == 0
+                 classes[0], "--overwrite", "--quiet"]) == 0
     data = load_importance(run, classes[0])
     assert data["methods"] == ["gradient", "occlusion"] and data["attrs"]["designs"] == 16
 
