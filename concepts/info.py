@@ -106,4 +106,15 @@ def format_summary(summary: dict[str, Any]) -> str:
         for method, ranking in (entry.get("importance") or {}).items():
             top = ", ".join(f"#{k} {share:.1%}" for k, share in ranking[:5])
             lines.append(f"    importance[{method}]: {top}")
+        fid = entry.get("fidelity") or {}
+        if fid:
+            parts = []
+            if fid.get("reconstruction_logit_ratio") is not None:
+                parts.append(f"logit h(UW)/h(A) {float(fid['reconstruction_logit_ratio']):.2f}")
+            for method in IMPORTANCE_METHODS:
+                if fid.get(f"{method}_c_deletion") is not None:
+                    parts.append(f"{method} C-Del {float(fid[f'{method}_c_deletion']):.3g} "
+                                 f"C-Ins {float(fid[f'{method}_c_insertion']):.3g} "
+                                 f"C-muF {float(fid[f'{method}_c_mufidelity']):.2f}")
+            lines.append("    fidelity: " + "; ".join(parts))
     return "\n".join(lines)

@@ -1,0 +1,30 @@
+"""`concepts info` reports what the run's files hold."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+
+from concepts.cli import main
+from concepts.info import run_summary
+
+
+def test_info_matches_the_files(real_run, capsys):
+    summary = run_summary(real_run)
+    assert summary["stages"]["extract"] == 2 and summary["provenance"]["model"] == "tf_efficientnet_lite0"
+    entry = summary["classes"]["n01440764"]
+    assert entry["class_name"] == "tench" and entry["rows"] == 8 * 16 and entry["channels"] == 1280
+    if (real_run / "importance").is_dir():
+        with h5py.File(real_run / "importance" / "n01440764.h5", "r") as handle:
+            share = handle["sobol/share"][()]
+        assert entry["importance"]["sobol"][0][0] == int(np.argmax(share))
+        assert entry["concepts"]["n_concepts"] == 6
+    assert main(["info", str(real_run)]) == 0
+    out = capsys.readouterr().out
+    assert "'tench' -> logit 0 (wordnet)" in out and "rows 128 x 1280" in out
+    if (real_run / "importance").is_dir():
+        assert "importance[sobol]: #" in out and "fidelity: logit h(UW)/h(A)" in out
+
+
+def test_info_on_a_folder_without_a_run_is_a_clear_error(tmp_path, capsys):
+    assert main(["info", str(tmp_path)]) == 2
+    assert "holds no activations" in capsys.readouterr().err
