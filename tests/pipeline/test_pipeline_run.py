@@ -142,13 +142,13 @@ def test_worker_processes_match_in_process(finished_run, tmp_path):
 
 
 @pytest.mark.slurm
-def test_slurm_run_matches_local(finished_run, tmp_path, capsys, monkeypatch):
+def test_slurm_run_matches_local(request, tmp_path, capsys, monkeypatch):
     from test_pipeline_executors import slurm_ready
 
     reason = slurm_ready()
     if reason:
         pytest.skip(reason)
-    run, _ = finished_run
+    run, _ = request.getfixturevalue("finished_run")
     out = tmp_path / "slurm-run"
     from concepts.cli import main
 
