@@ -152,3 +152,15 @@ def test_nmf_zero_matrix():
     model = NMF(3, random_state=0).fit(A)
     assert model.reconstruction_err_ == 0.0
     assert np.isfinite(model.components_).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("solver", ["hals", "mu"])
+def test_nmf_on_cuda_matches_cpu(solver):
+    A, _, W0 = planted()
+    cpu = NMF(6, solver=solver, random_state=0, device="cpu", max_iter=300).fit(A)
+    gpu = NMF(6, solver=solver, random_state=0, device="cuda", max_iter=300).fit(A)
+    assert match_atoms(gpu.components_, W0, signed=True)[0] >= 0.95
+    assert match_atoms(gpu.components_, cpu.components_, signed=True)[0] >= 0.99
+    U = gpu.transform(torch.from_numpy(A).cuda())
+    assert U.device.type == "cuda" and (U >= 0).all()
