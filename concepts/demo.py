@@ -57,9 +57,8 @@ def run_demo(out: str | os.PathLike = "concepts-demo", images: str | os.PathLike
     from .pipeline import load_config, run_pipeline
 
     out = Path(out)
-    if images is None:
-        images = write_demo_images(out / "images")
-    overrides = {"out": str(out), "data.images": str(images), "factorize.n_concepts": n_concepts}
+    overrides = {"out": str(out), "data.images": "demo" if images is None else str(images),
+                 "factorize.n_concepts": n_concepts}
     if max_images is not None:
         overrides["data.max_images"] = max_images
     if device is not None:

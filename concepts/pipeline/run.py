@@ -65,14 +65,25 @@ def _say(message: str, progress: bool) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+DEMO_IMAGES = "demo"
+
+
 def resolve_paths(cfg: RunConfig) -> RunConfig:
-    """Make the paths of the config absolute (they are relative to the current directory)."""
+    """Make the paths of the config absolute (they are relative to the current directory).
+
+    ``data.images: demo`` stands for the offline demo photos, written into ``RUN/images``.
+    """
     if not cfg.out:
         raise ConceptsError("config: out: no run folder; set `out:` in the config or pass --out DIR")
     if not cfg.data.images:
         raise ConceptsError("config: data.images: no image folder; set `data.images:` or pass --images DIR")
-    changes: dict[str, Any] = {"out": str(Path(cfg.out).expanduser().resolve()),
-                               "data.images": str(Path(cfg.data.images).expanduser().resolve())}
+    out = Path(cfg.out).expanduser().resolve()
+    images = cfg.data.images
+    if images == DEMO_IMAGES:  # the photos bundled with scikit-image, written once into RUN/images
+        from ..demo import write_demo_images
+
+        images = write_demo_images(out / "images")
+    changes: dict[str, Any] = {"out": str(out), "data.images": str(Path(images).expanduser().resolve())}
     if cfg.data.labels:
         changes["data.labels"] = str(Path(cfg.data.labels).expanduser().resolve())
     if cfg.model.checkpoint:
