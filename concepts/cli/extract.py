@@ -26,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None)
     p.add_argument("--dtype", choices=["float16", "float32"], default="float16", help="storage dtype")
+    p.add_argument("--compression", choices=["none", "lzf", "gzip"], default="none",
+                   help="HDF5 compression of the activations (default none: fastest writes)")
     add_classes(p)
     add_device(p)
     add_common(p)
@@ -39,7 +41,7 @@ def run(args) -> int:
         args.images, args.out, model=args.model, checkpoint=args.checkpoint, layer=args.layer, mode=args.mode,
         patch_size=args.patch_size, classes=args.classes, max_images=args.max_images, labels=args.labels,
         batch_size=args.batch_size, workers=args.workers, device=args.device, precision=args.precision,
-        threads=args.threads, dtype=args.dtype, overwrite=args.overwrite, progress=not args.quiet,
+        threads=args.threads, dtype=args.dtype, compression=args.compression, overwrite=args.overwrite, progress=not args.quiet,
         pretrained=not args.random_init,
     )
     print(f"extract: {len(files)} class files in {args.out}/activations", file=sys.stderr)

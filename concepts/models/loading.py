@@ -1,8 +1,11 @@
 """Load a classification model: a timm architecture, a local checkpoint, or the bundled EfficientNet-Lite0."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import socket
+from urllib.parse import urlparse
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +96,34 @@ def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], sour
     )
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub (where timm's weights live) answers a TCP connection."""
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _offline_unless_reachable():
+    """Offline, let huggingface_hub use its local cache at once instead of retrying for a minute."""
+    try:
+        import huggingface_hub.constants as hub
+    except ImportError:  # pragma: no cover - timm depends on it
+        yield
+        return
+    if hub.HF_HUB_OFFLINE or _hub_reachable():
+        yield
+        return
+    hub.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hub.HF_HUB_OFFLINE = False
+
+
 def _create(name: str, pretrained: bool) -> torch.nn.Module:
     import timm
 
@@ -104,7 +135,9 @@ def _create(name: str, pretrained: bool) -> torch.nn.Module:
     try:
         if not pretrained:
             torch.manual_seed(0)  # random init is reproducible: same weights hash, same activations
-        return timm.create_model(name, pretrained=pretrained)
+            return timm.create_model(name, pretrained=False)
+        with _offline_unless_reachable():
+            return timm.create_model(name, pretrained=True)
     except (OSError, RuntimeError, ValueError) as exc:
         if pretrained:
             raise ConceptsError(

@@ -89,7 +89,9 @@ def test_reader_streams_and_samples_the_same_rows(crops_run):
 def test_patches_mode_rows_are_positions(val50, split_info, tmp_path):
     split, info = split_info
     extract_run(val50, tmp_path, classes=[TENCH], max_images=2, mode="patches", workers=0, progress=False,
-                split=split, info=info)
+                split=split, info=info, compression="lzf")
+    with h5py.File(tmp_path / "activations" / f"{TENCH}.h5", "r") as handle:
+        assert handle["maps"].compression == "lzf"
     with ActivationCache(tmp_path / "activations" / f"{TENCH}.h5") as cache:
         assert cache.n_rows == 2 * 49
         np.testing.assert_array_equal(cache.rows(), cache.maps().reshape(-1, 1280))
