@@ -25,9 +25,18 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
-def default_workers() -> int:
-    """DataLoader workers: leave one core for the main process."""
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
+def default_workers(device: torch.device | str | None = None) -> int:
+    """DataLoader decoding workers.
+
+    On CUDA the model leaves the cores free: use all but one for decoding (at most 8). On the CPU the
+    model's threads already occupy the cores, and a decoding process beside them only competes (measured
+    on 2 cores: 0.68 of the bare forward throughput with one worker, 0.94 with decoding in the main
+    process), so workers get only the cores that torch's threads leave idle.
+    """
+    cores = os.cpu_count() or 1
+    if device is not None and torch.device(device).type == "cuda":
+        return max(0, min(8, cores - 1))
+    return max(0, min(4, cores - torch.get_num_threads()))
 
 
 def autocast_dtype(precision: str | None) -> torch.dtype | None:

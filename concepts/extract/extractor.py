@@ -254,7 +254,7 @@ def extract_run(
     assert info is not None
     config = extraction_config(info, mode, patch_size, dtype, precision, max_images)
     digest = config_hash(config)
-    workers = default_workers() if workers is None else int(workers)
+    workers = default_workers(split.device) if workers is None else int(workers)
     written: list[Path] = []
     todo = []
     for cls in found:
