@@ -40,6 +40,32 @@ def safe_filename(class_id: str) -> str:
     return stem
 
 
+def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(block), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def replace_folder(work: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Swap a finished folder ``work`` into ``target`` (the old one is removed only once the new one is in place)."""
+    import shutil
+
+    work, target = Path(work), Path(target)
+    if target.exists():
+        old = target.with_name(target.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(target, old)
+        os.replace(work, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(work, target)
+    return target
+
+
 def stage_path(run: str | os.PathLike, stage: str, class_id: str) -> Path:
     return Path(run) / STAGE_DIRS[stage] / f"{safe_filename(class_id)}.h5"
 

@@ -16,6 +16,7 @@ import jinja2
 import numpy as np
 
 from .._version import __version__
+from ..artefacts import replace_folder
 from ..errors import ConceptsError
 from .analysis import similar_concepts
 from .data import ClassData, list_run_classes, load_bank, load_class
@@ -148,16 +149,7 @@ def build_atlas(run: str | os.PathLike, *, classes: Iterable[str] | None = None,
         raise
     if missing:
         warnings.warn(f"{len(missing)} photo(s) not found (shown in grey), e.g. {missing[0]}", stacklevel=2)
-    if site.exists():
-        old = site.with_name(site.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(site, old)
-        os.replace(work, site)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(work, site)
-    return site / "index.html"
+    return replace_folder(work, site) / "index.html"
 
 
 def class_page_data(run: str | os.PathLike, class_id: str) -> ClassData:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..artefacts import file_sha256 as sha256_of
 from ..errors import ConceptsError
 
 IMAGENETTE_URLS = {
@@ -27,14 +28,6 @@ IMAGENETTE_URLS = {
 IMAGENETTE_WNIDS = ["n01440764", "n02102040", "n02979186", "n03000684", "n03028079", "n03394916", "n03417042",
                     "n03425413", "n03445777", "n03888257"]
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
-
-
-def sha256_of(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(block), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def download(url: str, dest: str | os.PathLike, sha256: str | None = None, progress: bool = True) -> Path:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import hashlib
 import json
 import os
 import platform
@@ -41,6 +40,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .._version import __version__
+from ..artefacts import file_sha256, replace_folder
 from ..errors import ConceptsError
 
 FORMAT_VERSION = 1
@@ -73,14 +73,6 @@ FLOAT_COLUMNS = ("importance", "importance_raw", "ci_low", "ci_high", "share_ci_
 IMAGE_COLUMNS = ("class_id", "stem", "image_index", "path", "sha256", "skipped", "logit")
 CLASS_COLUMNS = ("class_id", "class_index", "class_name", "stem", "n_images", "n_images_listed", "n_concepts",
                  "factorization", "methods", "model", "layer")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _jsonable(value: Any) -> Any:
@@ -225,7 +217,7 @@ def _input_provenance(run: Path, data) -> dict[str, Any]:
     for stage, path in data.paths.items():
         if not path.exists():
             continue
-        out[stage] = {"path": str(path.relative_to(run)), "sha256": _sha256(path), "bytes": path.stat().st_size,
+        out[stage] = {"path": str(path.relative_to(run)), "sha256": file_sha256(path), "bytes": path.stat().st_size,
                       "attrs": _jsonable(attrs.get(stage, {}))}
     return out
 
@@ -327,7 +319,7 @@ def export_run(run: str | os.PathLike, formats: Iterable[str] = FORMATS, *, clas
         (work / "README.md").write_text(_readme(), encoding="utf-8")
         files["README.md"] = {"description": "what each file holds and how to reload it"}
         for name, entry in files.items():
-            entry["sha256"] = _sha256(work / name)
+            entry["sha256"] = file_sha256(work / name)
             entry["bytes"] = (work / name).stat().st_size
         config = None
         config_path = run / "config.yaml"
@@ -342,7 +334,7 @@ def export_run(run: str | os.PathLike, formats: Iterable[str] = FORMATS, *, clas
             "format": "concepts-export", "format_version": FORMAT_VERSION,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "run": str(run.resolve()), "config": _jsonable(config),
-            "config_file": ({"path": "config.yaml", "sha256": _sha256(config_path)} if config_path.exists()
+            "config_file": ({"path": "config.yaml", "sha256": file_sha256(config_path)} if config_path.exists()
                             else None),
             "versions": _versions(), "formats": formats, "formats_skipped": skipped_formats,
             "columns": COLUMNS, "files": files, "classes": manifest_classes,
@@ -353,16 +345,7 @@ def export_run(run: str | os.PathLike, formats: Iterable[str] = FORMATS, *, clas
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    if target.exists():
-        old = target.with_name(target.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(target, old)
-        os.replace(work, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(work, target)
-    return target
+    return replace_folder(work, target)
 
 
 # --------------------------------------------------------------------------------------------- reload
@@ -455,7 +438,7 @@ def load_export(path: str | os.PathLike, *, format: str | None = None, verify: b
             target = folder / name
             if not target.exists():
                 raise ConceptsError(f"{target} listed in the manifest is missing")
-            if entry.get("sha256") and _sha256(target) != entry["sha256"]:
+            if entry.get("sha256") and file_sha256(target) != entry["sha256"]:
                 raise ConceptsError(f"{target} does not match its sha256 in the manifest (modified?)")
     if format is None:
         format = next((f for f in FORMATS if f"importances.{f}" in files), None)

@@ -87,6 +87,21 @@ def nnls_rows(Ut: torch.Tensor, P: torch.Tensor, G: torch.Tensor, max_iter: int 
     return max_iter
 
 
+def nnls_transform(X: torch.Tensor, W: torch.Tensor, chunk_rows: int, max_iter: int, tol: float) -> torch.Tensor:
+    """U >= 0 minimising ||X - U W|| with W fixed, ``chunk_rows`` rows at a time: W W^T once, W X^T per chunk,
+    a clipped least-squares start, then :func:`nnls_rows` refinement."""
+    from .base import chunks
+
+    G = W @ W.T
+    out = torch.empty((X.shape[0], W.shape[0]), dtype=X.dtype, device=X.device)
+    for sl in chunks(X.shape[0], chunk_rows):
+        P = W @ X[sl].T
+        Ut = clipped_least_squares(P, G)
+        nnls_rows(Ut, P, G, max_iter, tol)
+        out[sl] = Ut.T
+    return out
+
+
 def clipped_least_squares(P: torch.Tensor, G: torch.Tensor, nonneg: bool = True) -> torch.Tensor:
     """``max(0, G^-1 P)`` (r x n): the least-squares coefficients, clipped; a small ridge keeps G invertible."""
     r = G.shape[0]

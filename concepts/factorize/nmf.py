@@ -27,7 +27,7 @@ import torch
 
 from ..errors import ConceptsError
 from . import _solvers as S
-from .base import ConceptExtractor, chunks
+from .base import ConceptExtractor
 
 INITS = ("nndsvd", "nndsvda", "nndsvdar", "random")
 SOLVERS = ("hals", "mu")
@@ -164,12 +164,4 @@ class NMF(ConceptExtractor):
 
     # ------------------------------------------------------------------ transform
     def _transform(self, X):
-        W = self._W_of(X)
-        G = W @ W.T
-        out = torch.empty((X.shape[0], W.shape[0]), dtype=X.dtype, device=X.device)
-        for sl in chunks(X.shape[0], self.chunk_rows):
-            P = W @ X[sl].T
-            Ut = S.clipped_least_squares(P, G)
-            S.nnls_rows(Ut, P, G, self.transform_max_iter, self.transform_tol)
-            out[sl] = Ut.T
-        return out
+        return S.nnls_transform(X, self._W_of(X), self.chunk_rows, self.transform_max_iter, self.transform_tol)

@@ -14,7 +14,7 @@ import math
 import torch
 
 from . import _solvers as S
-from .base import ConceptExtractor, chunks
+from .base import ConceptExtractor
 from .kmeans import kmeans_pp, lloyd
 
 
@@ -95,11 +95,4 @@ class SemiNMF(ConceptExtractor):
         return self._nnls(X, self._W_of(X))
 
     def _nnls(self, X, W):
-        G = W @ W.T
-        out = torch.empty((X.shape[0], W.shape[0]), dtype=X.dtype, device=X.device)
-        for sl in chunks(X.shape[0], self.chunk_rows):
-            P = W @ X[sl].T
-            Ut = S.clipped_least_squares(P, G)
-            S.nnls_rows(Ut, P, G, self.transform_max_iter, self.transform_tol)
-            out[sl] = Ut.T
-        return out
+        return S.nnls_transform(X, W, self.chunk_rows, self.transform_max_iter, self.transform_tol)

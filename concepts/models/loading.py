@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ..artefacts import file_sha256
 from ..errors import ConceptsError
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"
@@ -29,14 +30,6 @@ def _register_extra_models() -> None:
         except ModuleNotFoundError as exc:
             if not (exc.name and name.startswith(exc.name)):
                 raise
-
-
-def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(block), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:

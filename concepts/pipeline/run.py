@@ -25,7 +25,7 @@ from ..artefacts import config_hash
 from ..errors import ConceptsError
 from .config import RunConfig, config_from_dict
 from .executors import Executor, LocalExecutor, SlurmExecutor
-from .tasks import STAGES, TaskSpec, class_done, peak_rss_mb, process_classes, reduce_run, task_batches
+from .tasks import TaskSpec, class_done, peak_rss_mb, process_classes, reduce_run, task_batches
 
 # Sections whose change alters the per-class artefacts (data.classes only selects).
 WORK_KEYS = ("model", "extract", "factorize", "importance")

@@ -3,20 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from sklearn.decomposition import PCA as SkPCA
 
 from concepts.errors import ConceptsError
 from concepts.factorize import (METHODS, ICA, PCA, DictionaryLearning, KMeans, SemiNMF, make_estimator,
                                 match_atoms)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def signed_data(n=500, d=40, seed=0):

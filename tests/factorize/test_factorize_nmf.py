@@ -12,14 +12,6 @@ from concepts.factorize import _solvers as S
 from concepts.factorize.metrics import dead_concepts
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def planted(n=600, d=80, r=6, noise=0.01, seed=0):
     """A = U0 W0 + noise with sparse non-negative factors (identifiable: each atom has private channels)."""
     rng = np.random.default_rng(seed)

@@ -7,20 +7,11 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from concepts.artefacts import config_hash, read_attrs, stage_path, string_dataset, write_attrs
 from concepts.errors import ConceptsError, ConfigMismatchError
 from concepts.factorize import METHODS, factorize_run, load_concepts, make_estimator, match_atoms
 from concepts.factorize.metrics import dead_concepts, hoyer, relative_error, sparsity_l0
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def write_activations(run, class_id, maps, *, skipped=None, config=None):
