@@ -251,6 +251,9 @@ def extract_run(
     if split is None:
         split, info = load_split(model, checkpoint, layer, device, pretrained=pretrained)
     assert info is not None
+    if not int(getattr(split.model, "num_classes", 0) or 0):
+        raise ConceptsError(f"model {info['model']!r} has no classifier head (num_classes = 0): concepts are "
+                            "explained for a class logit")
     config = extraction_config(info, mode, patch_size, dtype, precision, max_images)
     digest = config_hash(config)
     workers = default_workers(split.device) if workers is None else int(workers)
