@@ -3,8 +3,9 @@
 ``g`` maps images to activations in channels-last layout: ``(B, H, W, D)`` for feature maps or
 ``(B, P+T, D)`` for transformer tokens (P prefix tokens first). ``h`` maps (possibly edited)
 activations back to logits. The default cut is timm's ``forward_features`` / ``forward_head``
-boundary (the last feature map before pooling); any named module can be the cut, through forward
-hooks (then everything downstream must depend on that module's output only).
+boundary (the last feature map before pooling), except for transformers that read out the class
+token, which are cut before their last block (see :func:`default_token_cut`); any named module can be
+the cut, through forward hooks (then everything downstream must depend on that module's output only).
 """
 from __future__ import annotations
 
@@ -20,6 +21,18 @@ class _Stop(Exception):
     pass
 
 
+def default_token_cut(model: nn.Module) -> str | None:
+    """The default cut of a transformer whose head reads the class token: the input of its last block.
+
+    After the last block the class token is final, so editing the patch tokens there cannot change the logit
+    (every concept would get zero importance). One block earlier, the class token still attends to them.
+    """
+    blocks = getattr(model, "blocks", None)
+    if getattr(model, "global_pool", None) == "token" and isinstance(blocks, nn.Sequential) and len(blocks) >= 2:
+        return f"blocks.{len(blocks) - 2}"
+    return None
+
+
 class ModelSplit(nn.Module):
     def __init__(self, model: nn.Module, layer: str | None = None, input_size: int = 224):
         super().__init__()
@@ -27,6 +40,8 @@ class ModelSplit(nn.Module):
         self.layer = layer
         self.input_size = int(input_size)
         self._module = None
+        if layer in (None, "", "features"):
+            layer = default_token_cut(model) or layer
         if layer not in (None, "", "features"):
             modules = dict(model.named_modules())
             if layer not in modules:

@@ -122,3 +122,17 @@ def test_bundled_weights_classify_real_photos(val50):
         pred = split.model(torch.stack(xs)).argmax(1)
     accuracy = (pred == torch.tensor(ys)).float().mean().item()
     assert accuracy >= 0.5, accuracy
+
+
+def test_class_token_vit_is_cut_where_patch_tokens_still_matter(images):
+    """After the last block the class token is final: concepts of patch tokens could not change the logit."""
+    split, info = load_split("vit_tiny_patch16_224", pretrained=False)
+    assert info["layer"] == "blocks.10" and split.layout == "tokens"
+    with torch.no_grad():
+        a = split.g(images)
+        edited = torch.cat([split.prefix(a), torch.zeros_like(split.positions(a))], dim=1)
+        assert (split.h(edited) - split.h(a)).abs().max() > 1e-3
+        late = ModelSplit(split.model, layer="norm")  # the final token sequence
+        b = late.g(images)
+        edited = torch.cat([late.prefix(b), torch.zeros_like(late.positions(b))], dim=1)
+        torch.testing.assert_close(late.h(edited), late.h(b))
