@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..factorize._solvers import clipped_least_squares, nnls_rows
+from ..factorize._solvers import nnls_transform
 from ..factorize.base import ConceptExtractor, randn
 
 
@@ -31,15 +31,10 @@ class RandomAtoms(ConceptExtractor):
         r = int(self.n_components)
         W = randn((r, X.shape[1]), gen, X).abs()
         W = W / torch.linalg.vector_norm(W, dim=1, keepdim=True) * torch.linalg.vector_norm(X, dim=1).mean()
-        self._W_cache = W
-        U = self._nnls(X, W)
-        return W, U, {"n_iter": 0, "converged": True}
+        return W, self._nnls(X, W), {"n_iter": 0, "converged": True}
 
     def _nnls(self, X: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-        P, G = W @ X.T, W @ W.T
-        Ut = clipped_least_squares(P, G)
-        nnls_rows(Ut, P, G, max_iter=self.nnls_iter)
-        return Ut.T.contiguous()
+        return nnls_transform(X, W, 65536, self.nnls_iter, 1e-5)
 
     def _transform(self, X: torch.Tensor) -> torch.Tensor:
-        return self._nnls(X, self._W)
+        return self._nnls(X, self._W_of(X))
