@@ -5,6 +5,8 @@ import argparse
 import shlex
 import sys
 
+from .common import add_classes, add_device
+
 
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(t) for t in text.split(",") if t.strip())
@@ -36,9 +38,9 @@ def register(subparsers) -> None:
     parser.add_argument("--max-rows", type=int, default=20000, help="at most N fitting rows per class (default 20000)")
     parser.add_argument("--threshold", type=float, default=0.1,
                         help="recovery: positions weaker than this share of the strongest belong to no concept")
-    parser.add_argument("--classes", default=None, metavar="A,B", help="only these classes (default: all)")
+    add_classes(parser)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads")
-    parser.add_argument("--device", default=None, help="cpu, cuda ... (default: CUDA when available)")
+    add_device(parser)
     parser.add_argument("--title", default="Concept extraction methods compared", help="report title")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -63,11 +65,10 @@ def run(args: argparse.Namespace) -> int:
     config = EvalConfig(methods=methods, n_concepts=args.n_concepts, seeds=args.seeds, n_subsamples=args.subsamples,
                         fraction=args.fraction, importance=args.importance, residual=args.residual,
                         max_rows=args.max_rows, threshold=args.threshold)
-    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     frames = []
     for i, run_dir in enumerate(args.runs):
         name = args.name[i] if args.name else None
-        frames.append(evaluate_run(run_dir, config, classes=classes, dataset=name, device=args.device,
+        frames.append(evaluate_run(run_dir, config, classes=args.classes, dataset=name, device=args.device,
                                    progress=not args.quiet))
     frame = pd.concat(frames, ignore_index=True)
     out = Path(args.out) if args.out else Path(args.runs[0]) / "evaluation"

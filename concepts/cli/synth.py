@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import add_device
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -20,7 +22,7 @@ def register(subparsers) -> None:
     parser.add_argument("--epochs", type=int, default=6, help="training epochs (default 6)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the images and of the training")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for training")
-    parser.add_argument("--device", default=None, help="cpu, cuda ... (default: CUDA when available)")
+    add_device(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
