@@ -188,8 +188,8 @@ def run_pipeline(
         executor = executor or make_executor(cfg, run, progress)
         in_process = isinstance(executor, LocalExecutor) and executor.plan()[0] == 1
         batches = task_batches(todo, cfg.executor.classes_per_task)
-        specs = [TaskSpec(cfg, str(run), batch, overwrite=overwrite, progress=progress and in_process,
-                          verify=verify) for batch in batches]
+        specs = [TaskSpec(cfg, str(run), batch, overwrite=overwrite, progress=progress and in_process)
+                 for batch in batches]
         _say(f"running {len(todo)} classes in {len(specs)} task(s) on {executor.describe()}", progress)
         results = executor.map(process_classes, specs)
         if verify:

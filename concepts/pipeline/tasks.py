@@ -8,13 +8,11 @@ Slurm jobs.
 """
 from __future__ import annotations
 
-import inspect
 import os
 import resource
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..artefacts import stage_path
@@ -33,7 +31,6 @@ class TaskSpec:
     classes: list[str]
     overwrite: bool = False
     progress: bool = True
-    verify: bool = False  # call every stage even where its file exists (it checks the config hash)
 
 
 @dataclass
@@ -55,18 +52,6 @@ def peak_rss_mb() -> float:
 def class_done(run: str | os.PathLike, class_id: str) -> bool:
     """Every per-class stage file exists (what a finished class looks like on disk)."""
     return all(stage_path(run, stage, class_id).exists() for stage in STAGES)
-
-
-def stages_done(run: str | os.PathLike, class_id: str) -> list[str]:
-    return [stage for stage in STAGES if stage_path(run, stage, class_id).exists()]
-
-
-def _accepts(fn: Any, name: str) -> bool:
-    """``fn`` has a parameter called ``name`` (not merely ``**kwargs``)."""
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _device(cfg: RunConfig) -> str | None:
@@ -107,77 +92,56 @@ def _load_split_cached(cfg: RunConfig, device: str | None) -> tuple[Any, Any]:
 
 
 def process_classes(spec: TaskSpec) -> TaskResult:
-    """Run extract, factorize and importance for ``spec.classes`` (finished stages are skipped).
+    """Run extract, factorize and importance for ``spec.classes``, loading the model once for the batch.
 
-    The model is loaded once for the batch (only if some class still needs extraction or
-    importance). Returns the seconds spent per stage.
+    Each stage skips the classes whose file it already made with the same settings (config hash)
+    and refuses a file made with other settings unless ``overwrite``. Returns the seconds per stage.
     """
+    from ..extract import extract_run
+    from ..factorize import factorize_run
+    from ..importance import importance_run
     from ..runtime import set_threads
 
     cfg, run = spec.config, spec.run
     set_threads(cfg.executor.threads)
     result = TaskResult(classes=list(spec.classes), host=os.uname().nodename, pid=os.getpid())
     device = _device(cfg)
-    redo = spec.overwrite or spec.verify
-    todo = [c for c in spec.classes if redo or not class_done(run, c)]
-    split = info = None
-
-    def model() -> tuple[Any, Any]:
-        nonlocal split, info
-        if split is None:
-            t0 = time.perf_counter()
-            split, info = _load_split_cached(cfg, device)
-            result.load_s += time.perf_counter() - t0
-        return split, info
+    t0 = time.perf_counter()
+    split, info = _load_split_cached(cfg, device)
+    result.load_s = time.perf_counter() - t0
 
     # 1. extract
     t0 = time.perf_counter()
-    need = [c for c in todo if redo or not stage_path(run, "extract", c).exists()]
-    if need:
-        from ..extract import extract_run
-
-        kwargs: dict[str, Any] = {}
-        if _accepts(extract_run, "split"):
-            kwargs["split"], kwargs["info"] = model()
-        extract_run(
-            cfg.data.images, run, model=cfg.model.name, checkpoint=cfg.model.checkpoint, layer=cfg.model.layer,
-            mode=cfg.extract.mode, patch_size=cfg.extract.patch_size, classes=need,
-            max_images=cfg.data.max_images, labels=cfg.data.labels, batch_size=cfg.extract.batch_size,
-            workers=cfg.extract.workers, device=device, precision=cfg.model.precision,
-            threads=cfg.executor.threads, dtype=cfg.extract.dtype, overwrite=spec.overwrite,
-            progress=spec.progress, **kwargs,
-        )
-        _check_layout(cfg, run, need)
+    extract_run(
+        cfg.data.images, run, model=cfg.model.name, checkpoint=cfg.model.checkpoint, layer=cfg.model.layer,
+        mode=cfg.extract.mode, patch_size=cfg.extract.patch_size, classes=list(spec.classes),
+        max_images=cfg.data.max_images, labels=cfg.data.labels, batch_size=cfg.extract.batch_size,
+        workers=cfg.extract.workers, device=device, precision=cfg.model.precision,
+        threads=cfg.executor.threads, dtype=cfg.extract.dtype, overwrite=spec.overwrite,
+        progress=spec.progress, split=split, info=info,
+    )
     # classes without any readable image get no activations file: nothing more to do for them
-    todo = [c for c in todo if stage_path(run, "extract", c).exists()]
+    todo = [c for c in spec.classes if stage_path(run, "extract", c).exists()]
+    _check_layout(cfg, run, todo)
     result.seconds["extract"] = time.perf_counter() - t0
 
     # 2. factorize
     t0 = time.perf_counter()
-    need = [c for c in todo if redo or not stage_path(run, "factorize", c).exists()]
-    if need:
-        from ..factorize import factorize_run
-
+    if todo:
         factorize_run(
             run, method=cfg.factorize.method, n_concepts=cfg.factorize.n_concepts, seed=cfg.factorize.seed,
-            classes=need, device=device, overwrite=spec.overwrite, progress=spec.progress,
+            classes=todo, device=device, overwrite=spec.overwrite, progress=spec.progress,
             **dict(cfg.factorize.params),
         )
     result.seconds["factorize"] = time.perf_counter() - t0
 
     # 3. importance
     t0 = time.perf_counter()
-    need = [c for c in todo if redo or not stage_path(run, "importance", c).exists()]
-    if need:
-        from ..importance import importance_run
-
-        kwargs = {}
-        if _accepts(importance_run, "split"):
-            kwargs["split"] = model()[0]
+    if todo:
         importance_run(
-            run, methods=tuple(cfg.importance.methods), designs=cfg.importance.designs, classes=need,
-            device=device, overwrite=spec.overwrite, progress=spec.progress,
-            **dict(cfg.importance.params), **kwargs,
+            run, methods=tuple(cfg.importance.methods), designs=cfg.importance.designs, classes=todo,
+            device=device, overwrite=spec.overwrite, progress=spec.progress, split=split,
+            **dict(cfg.importance.params),
         )
     result.seconds["importance"] = time.perf_counter() - t0
     result.peak_rss_mb = peak_rss_mb()
@@ -201,10 +165,7 @@ def reduce_run(cfg: RunConfig, run: str, classes: list[str], progress: bool = Tr
         from ..export import export_run
 
         t0 = time.perf_counter()
-        kwargs = {"formats": tuple(cfg.export.formats)}
-        if _accepts(export_run, "classes"):
-            kwargs["classes"] = classes
-        outputs["export"] = str(export_run(run, **kwargs))
+        outputs["export"] = str(export_run(run, formats=tuple(cfg.export.formats), classes=classes))
         seconds["export"] = time.perf_counter() - t0
     return {"seconds": seconds, "outputs": outputs}
 
@@ -213,8 +174,3 @@ def task_batches(classes: list[str], per_task: int) -> list[list[str]]:
     """Split ``classes`` into consecutive batches of at most ``per_task``."""
     per_task = max(1, int(per_task))
     return [classes[i : i + per_task] for i in range(0, len(classes), per_task)]
-
-
-def run_dirs(run: str | os.PathLike) -> dict[str, Path]:
-    run = Path(run)
-    return {"pipeline": run / "pipeline", "slurm": run / "slurm"}
