@@ -56,19 +56,16 @@ class _Forward:
         self.split = split
         self.autocast = autocast_dtype(precision)
 
+    def _run(self, fn, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast(device_type=x.device.type, dtype=self.autocast or torch.bfloat16,
+                                                    enabled=self.autocast is not None):
+            return fn(x).float()
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            if self.autocast is not None:
-                with torch.autocast(device_type=x.device.type, dtype=self.autocast):
-                    return self.split.g(x).float()
-            return self.split.g(x).float()
+        return self._run(self.split.g, x)
 
     def head(self, a: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            if self.autocast is not None:
-                with torch.autocast(device_type=a.device.type, dtype=self.autocast):
-                    return self.split.h(a).float()
-            return self.split.h(a).float()
+        return self._run(self.split.h, a)
 
 
 def extract_class(
@@ -88,8 +85,9 @@ def extract_class(
     compression: str | None = None,
     config: dict[str, Any] | None = None,
     progress: bool = True,
-) -> bool:
-    """Extract one class into ``path`` (atomically). Returns False when no image of the class could be read."""
+) -> None:
+    """Extract one class into ``path`` (atomically); raises ``_EmptyClass`` (and writes nothing) when no image
+    of the class could be read."""
     prep = split.preprocessing
     size = prep.input_size
     num_classes = int(getattr(split.model, "num_classes", 0) or 0) or None
@@ -140,17 +138,10 @@ def extract_class(
             x = batch["image"][torch.from_numpy(good)].to(device, non_blocking=True)
             a = forward(x)
             all_logits[kept] = forward.head(a).cpu().numpy()
-            pos = split.positions(a)
-            start = int(kept[0])
-            if (np.diff(kept) == 1).all():  # contiguous: one write
-                maps[start:start + len(kept)] = pos.cpu().numpy().astype(np_dtype)
-            else:
-                for k, i in enumerate(kept):
-                    maps[i] = pos[k].cpu().numpy().astype(np_dtype)
-            pre = split.prefix(a)
-            if prefix_ds is not None and pre is not None:
-                for k, i in enumerate(kept):
-                    prefix_ds[i] = pre[k].cpu().numpy().astype(np_dtype)
+            where = kept.tolist()  # increasing: one HDF5 write per batch
+            maps[where] = split.positions(a).cpu().numpy().astype(np_dtype)
+            if prefix_ds is not None:
+                prefix_ds[where] = split.prefix(a).cpu().numpy().astype(np_dtype)
             if mode == "crops":
                 crops = make_crops(x, boxes, size)
                 pooled = torch.cat([split.positions(forward(crops[s:s + crop_batch])).mean(dim=1)
@@ -199,7 +190,6 @@ def extract_class(
             config_hash=config_hash(config or {}),
         )
         write_attrs(handle, attrs)
-    return True
 
 
 class _EmptyClass(Exception):
