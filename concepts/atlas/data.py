@@ -147,21 +147,6 @@ def _read_opt(group: h5py.Group, name: str, dtype=np.float32) -> np.ndarray | No
     return np.asarray(group[name][()], dtype=dtype) if name in group else None
 
 
-def _rows_from_grid(skipped: np.ndarray, grid: tuple[int, int], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of a patches-mode file without ``rows/*``: every grid position of every kept image."""
-    h, w = grid
-    kept = np.flatnonzero(~skipped)
-    ii, jj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    ii, jj = ii.ravel(), jj.ravel()
-    row_image = np.repeat(kept, h * w)
-    y0 = np.floor(ii * size / h).astype(np.int64)
-    y1 = np.floor((ii + 1) * size / h).astype(np.int64)
-    x0 = np.floor(jj * size / w).astype(np.int64)
-    x1 = np.floor((jj + 1) * size / w).astype(np.int64)
-    boxes = np.stack([x0, y0, x1, y1], axis=1)
-    return row_image, np.tile(boxes, (len(kept), 1))
-
-
 def load_class(run: str | os.PathLike, stem: str, *, with_maps: bool = True,
                with_coefficients: bool = True) -> ClassData:
     """Read the artefacts of one class (by file stem) into a :class:`ClassData`.
@@ -179,17 +164,11 @@ def load_class(run: str | os.PathLike, stem: str, *, with_maps: bool = True,
             act_attrs = read_attrs(handle)
             images = handle["images"]
             image_paths = read_strings(images["path"])
-            n = len(image_paths)
-            sha = read_strings(images["sha256"]) if "sha256" in images else [""] * n
-            skipped = np.asarray(images["skipped"][()], dtype=bool) if "skipped" in images else np.zeros(n, bool)
-            logit = (np.asarray(images["logit"][()], dtype=np.float32) if "logit" in images
-                     else np.full(n, np.nan, np.float32))
-            if "rows" in handle and "image" in handle["rows"]:
-                row_image = np.asarray(handle["rows/image"][()], dtype=np.int64)
-                row_box = np.asarray(handle["rows/box"][()], dtype=np.int64)
-            else:
-                size = int((act_attrs.get("preprocessing") or {}).get("input_size", 224))
-                row_image, row_box = _rows_from_grid(skipped, tuple(act_attrs["grid"]), size)
+            sha = read_strings(images["sha256"])
+            skipped = np.asarray(images["skipped"][()], dtype=bool)
+            logit = np.asarray(images["logit"][()], dtype=np.float32)
+            row_image = np.asarray(handle["rows/image"][()], dtype=np.int64)
+            row_box = np.asarray(handle["rows/box"][()], dtype=np.int64)
         with h5py.File(paths["factorize"], "r") as handle:
             concept_attrs = read_attrs(handle)
             components = np.asarray(handle["components"][()], dtype=np.float32)
@@ -210,9 +189,7 @@ def load_class(run: str | os.PathLike, stem: str, *, with_maps: bool = True,
                     methods[name] = MethodImportance(
                         method=name,
                         share=np.asarray(group["share"][()], dtype=np.float32),
-                        class_importance=(_read_opt(group, "class_importance")
-                                          if "class_importance" in group
-                                          else np.asarray(group["share"][()], dtype=np.float32)),
+                        class_importance=np.asarray(group["class_importance"][()], dtype=np.float32),
                         per_image=_read_opt(group, "per_image"),
                         ci_low=_read_opt(group, "ci_low"),
                         ci_high=_read_opt(group, "ci_high"),
