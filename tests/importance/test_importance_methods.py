@@ -6,6 +6,7 @@ import torch
 from concepts.errors import ConceptsError
 from concepts.importance import GradientInput, Occlusion, SobolImportance, aggregate
 from concepts.importance.perturb import ConceptScorer
+from importance_tinynet import TinyNet
 
 N_IMG, N_POS, R, D, C = 5, 9, 4, 6, 3
 CLS = 1
@@ -167,36 +168,11 @@ def test_bad_inputs_raise_concepts_errors():
         ConceptScorer(U, W, lambda p: p.mean(1), 0, residual=torch.rand(2, 4, 4))
 
 
-class _TinyNet(torch.nn.Module):
-    """A timm-like model: forward_features (conv) / forward_head (pool -> MLP -> classifier)."""
-
-    def __init__(self, linear_head: bool):
-        super().__init__()
-        gen = torch.Generator().manual_seed(7)
-        self.conv = torch.nn.Conv2d(3, D, 3, stride=4, padding=1)
-        self.mlp = torch.nn.Identity() if linear_head else torch.nn.Sequential(torch.nn.Linear(D, 8), torch.nn.GELU())
-        self.classifier = torch.nn.Linear(D if linear_head else 8, C)
-        for p in self.parameters():
-            p.data = torch.randn(p.shape, generator=gen) * 0.5
-
-    def forward_features(self, x):
-        return torch.relu(self.conv(x))
-
-    def forward_head(self, a):
-        return self.classifier(self.mlp(a.mean(dim=(2, 3))))
-
-    def get_classifier(self):
-        return self.classifier
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
-
-
 @pytest.mark.parametrize("linear", [True, False])
 def test_model_split_head_class_only_classifier_is_exact(linear):
     from concepts.models.split import ModelSplit
 
-    split = ModelSplit(_TinyNet(linear), input_size=12)  # 3x3 grid
+    split = ModelSplit(TinyNet(D, C, linear_head=linear, seed=7), input_size=12)  # 3x3 grid
     assert (split.linear_head() is not None) == linear
     gen = torch.Generator().manual_seed(8)
     U, W = torch.rand(3, 9, R, generator=gen), torch.rand(R, D, generator=gen)

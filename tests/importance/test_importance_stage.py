@@ -9,30 +9,9 @@ import torch
 
 from concepts.artefacts import atomic_h5, base_attributes, stage_path, string_dataset, write_attrs
 from concepts.errors import ConceptsError, ConfigMismatchError
+from importance_tinynet import TinyNet
 
 D, GRID, R, CLASS_INDEX = 16, 7, 4, 2
-
-
-class _Net(torch.nn.Module):
-    """timm-like: forward_features (B, D, 7, 7) >= 0, forward_head pool -> GELU MLP -> classifier."""
-
-    def __init__(self):
-        super().__init__()
-        gen = torch.Generator().manual_seed(0)
-        self.conv = torch.nn.Conv2d(3, D, 3, stride=4, padding=1)
-        self.mlp = torch.nn.Sequential(torch.nn.Linear(D, 8), torch.nn.GELU())
-        self.classifier = torch.nn.Linear(8, 5)
-        for p in self.parameters():
-            p.data = torch.randn(p.shape, generator=gen) * 0.5
-
-    def forward_features(self, x):
-        return torch.relu(self.conv(x))
-
-    def forward_head(self, a):
-        return self.classifier(self.mlp(a.mean(dim=(2, 3))))
-
-    def get_classifier(self):
-        return self.classifier
 
 
 class _FakeConcepts:
@@ -94,7 +73,7 @@ def fake_run(tmp_path, monkeypatch):
         return _FakeConcepts(banks[class_id])
 
     monkeypatch.setattr(factorize, "load_concepts", load_concepts, raising=False)
-    split = ModelSplit(_Net(), input_size=28)
+    split = ModelSplit(TinyNet(D, 5), input_size=28)  # non-linear head
     assert split.grid == (GRID, GRID) and split.linear_head() is None
     return tmp_path, split, banks
 
@@ -123,7 +102,8 @@ def test_stage_writes_contract_layout(fake_run):
         assert m["attrs"]["exact"] is False  # non-linear head: general path
     # presence maps: the coefficients at each grid position
     with h5py.File(stage_path(run, "extract", "a"), "r") as handle:
-        maps0 = handle["maps"][0].astype(np.float32)
+        maps = handle["maps"][()].astype(np.float32)
+    maps0 = maps[0]
     U0 = _FakeConcepts(banks["a"]).transform(maps0)  # (49, R)
     np.testing.assert_allclose(data["maps"]["presence"][0], U0.T.reshape(R, GRID, GRID), rtol=2e-3, atol=2e-3)
     assert data["maps"]["contribution"].shape == (5, R, GRID, GRID)
@@ -138,14 +118,10 @@ def test_stage_writes_contract_layout(fake_run):
         assert fid[name]["deletion_curve"].shape == (R + 1,)
     # residual added back: the first deletion point is the model's logit on its own activations
     with torch.no_grad():
-        A = torch.from_numpy(maps0)[None]
-        logits = [split.h_positions(torch.from_numpy(
-            h5py.File(stage_path(run, "extract", "a"), "r")["maps"][i].astype(np.float32))[None])[0, CLASS_INDEX]
-            for i in np.flatnonzero(kept)]
+        logits = split.h_positions(torch.from_numpy(maps[kept]))[:, CLASS_INDEX].numpy()
     assert fid["gradient"]["deletion_curve"][0] == pytest.approx(float(np.mean(logits)), rel=1e-4)
     assert fid["reconstruction_logit_original"] == pytest.approx(float(np.mean(logits)), rel=1e-4)
     assert 0 < fid["reconstruction_relative_error"] < 0.5
-    del A
 
 
 def test_stage_resumes_refuses_mismatch_and_overwrites(fake_run):
