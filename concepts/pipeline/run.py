@@ -4,10 +4,12 @@ The driver resolves the classes, saves the resolved config as ``RUN/config.yaml`
 unfinished classes into tasks of ``executor.classes_per_task`` classes, hands them to an
 executor (local or Slurm) and finally runs the reduce step (atlas index + exports) here.
 
-Resuming: a class whose three stage files exist is finished and is not given to any task; a
-stage file that exists is not redone. When the saved config differs from the new one in a
-section that changes results, every stage is called anyway and refuses the old artefacts
-(config hash mismatch) unless ``overwrite``. Rerunning a finished run does no work and says so.
+Resuming: a class whose three stage files exist is finished and is not given to any task; in a
+task, each stage skips the files it already made with the same settings (config hash). When the
+saved config differs from the new one in a section that changes results, every class is given
+to a task and the stages refuse the old artefacts (config hash mismatch) unless ``overwrite``.
+``RUN/pipeline/state.json`` keeps the signature of the last complete reduce step, so rerunning a
+finished run does no work and says so.
 """
 from __future__ import annotations
 
@@ -175,8 +177,7 @@ def run_pipeline(
     todo = [c for c in classes if c not in set(finished)]
     result = PipelineResult(run=run, classes=classes, skipped=finished)
     reduce_sig = reduce_signature(cfg, classes)
-    reduce_needed = bool(todo) or state.get("reduce_signature") != reduce_sig or overwrite
-    if not todo and not reduce_needed:
+    if not todo and not overwrite and state.get("reduce_signature") == reduce_sig:
         result.nothing_to_do = True
         result.total_s = time.perf_counter() - start
         _say(result.summary(), progress)
@@ -215,14 +216,7 @@ def run_pipeline(
         result.reduced = True
         _say(f"reduce: {len(done)} classes -> {', '.join(reduced['outputs'].values()) or 'nothing'} "
              f"({time.perf_counter() - t0:.1f}s)", progress)
-    state = {
-        "classes": classes,
-        "finished": done,
-        "reduce_signature": reduce_sig if len(done) == len(classes) else None,
-        "work_signature": work_signature(cfg),
-        "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    _write_json(state_path, state)
+    _write_json(state_path, {"reduce_signature": reduce_sig if len(done) == len(classes) else None})
     result.total_s = time.perf_counter() - start
     result.peak_rss_mb = max(result.peak_rss_mb, peak_rss_mb())
     _write_json(run / "pipeline" / "last_run.json", {
