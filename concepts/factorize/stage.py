@@ -109,8 +109,6 @@ def factorize_class(run, class_id: str, *, method: str = "nmf", n_concepts: int 
     estimator = make_estimator(method, int(n_concepts), random_state=int(seed), device=device, **params)
     est_params = {k: v for k, v in estimator.get_params().items() if k not in _RUNTIME_PARAMS}
     act_path = stage_path(run, "extract", class_id)
-    if not act_path.is_file():
-        raise ConceptsError(f"no activations for class {class_id!r} in {run} (run `concepts extract` first)")
     start = time.perf_counter()
     with open_activations(run, class_id) as cache:
         act_attrs = dict(cache.attrs)

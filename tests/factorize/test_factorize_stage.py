@@ -10,7 +10,7 @@ import pytest
 
 from concepts.artefacts import config_hash, read_attrs, stage_path, string_dataset, write_attrs
 from concepts.errors import ConceptsError, ConfigMismatchError
-from concepts.factorize import METHODS, factorize_run, load_concepts, make_estimator, match_atoms
+from concepts.factorize import METHODS, factorize_class, factorize_run, load_concepts, make_estimator, match_atoms
 from concepts.factorize.metrics import dead_concepts, hoyer, relative_error, sparsity_l0
 
 
@@ -173,9 +173,10 @@ def test_negative_activations_and_unknown_inputs(tmp_path):
         factorize_run(tmp_path, classes=["nope"], method="semi_nmf", n_concepts=3, progress=False)
     with pytest.raises(ConceptsError, match="unknown concept method"):
         factorize_run(tmp_path, method="lda", progress=False)
+    with pytest.raises(ConceptsError, match="no activations for class"):
+        factorize_class(tmp_path, "nope", method="semi_nmf", n_concepts=3)
     with pytest.raises(ConceptsError, match="at most"):
-        factorize_run(tmp_path / "x", method="pca", n_concepts=3, progress=False) if False else \
-            make_estimator("pca", 30).fit(maps.reshape(-1, 24))
+        make_estimator("pca", 30).fit(maps.reshape(-1, 24))
     with pytest.raises(ConceptsError, match="no activations"):
         factorize_run(tmp_path / "empty", progress=False)
 
