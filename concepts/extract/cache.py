@@ -76,22 +76,16 @@ class ActivationCache:
     def _row_slice(self, start: int, stop: int, dtype) -> np.ndarray:
         if "activations" in self._file:
             return self._file["activations"][start:stop].astype(dtype)
-        n = self.n_positions
+        n = self.n_positions  # patches mode: rows are the positions of the kept images, image after image
         first, last = start // n, (stop - 1) // n
-        blocks = []
-        for k in range(first, last + 1):
-            block = self._file["maps"][int(self.kept[k])]
-            lo = start - k * n if k == first else 0
-            hi = stop - k * n if k == last else n
-            blocks.append(block[lo:hi])
-        return np.concatenate(blocks).astype(dtype) if blocks else np.zeros((0, self.n_channels), dtype)
+        block = self.maps(self.kept[first:last + 1], dtype).reshape(-1, self.n_channels)
+        return block[start - first * n: stop - first * n]
 
     def rows(self, dtype=np.float32) -> np.ndarray:
         """All rows (R, D)."""
         if "activations" in self._file:
             return self._file["activations"][()].astype(dtype)
-        return self._file["maps"][self.kept.tolist()].reshape(-1, self.n_channels).astype(dtype) \
-            if len(self.kept) else np.zeros((0, self.n_channels), dtype)
+        return self.maps(dtype=dtype).reshape(-1, self.n_channels)
 
     def iter_rows(self, chunk_rows: int = 65536, dtype=np.float32) -> Iterator[np.ndarray]:
         """Rows in order, ``chunk_rows`` at a time."""
@@ -115,26 +109,24 @@ class ActivationCache:
         return out
 
     # -- images
-    def maps(self, images=None, dtype=np.float32) -> np.ndarray:
-        """Positions of whole images (n, N, D); ``images`` is a list of image indices (default: kept images)."""
+    def _per_image(self, name: str, images, dtype) -> np.ndarray:
         images = self.kept if images is None else np.asarray(images)
+        dataset = self._file[name]
         if len(images) == 0:
-            return np.zeros((0, self.n_positions, self.n_channels), dtype)
-        order = np.argsort(images)
-        data = self._file["maps"][np.asarray(images)[order].tolist()]
+            return np.zeros((0, *dataset.shape[1:]), dtype)
+        order = np.argsort(images)  # HDF5 reads need increasing indices
+        data = dataset[images[order].tolist()]
         out = np.empty_like(data)
         out[order] = data
         return out.astype(dtype)
 
+    def maps(self, images=None, dtype=np.float32) -> np.ndarray:
+        """Positions of whole images (n, N, D); ``images`` is a list of image indices (default: kept images)."""
+        return self._per_image("maps", images, dtype)
+
     def prefix(self, images=None, dtype=np.float32) -> np.ndarray | None:
-        if "prefix" not in self._file:
-            return None
-        images = self.kept if images is None else np.asarray(images)
-        order = np.argsort(images)
-        data = self._file["prefix"][np.asarray(images)[order].tolist()]
-        out = np.empty_like(data)
-        out[order] = data
-        return out.astype(dtype)
+        """Prefix (class/register) tokens (n, P, D) of transformers, else None."""
+        return self._per_image("prefix", images, dtype) if "prefix" in self._file else None
 
     def __repr__(self) -> str:
         return (f"ActivationCache({self.class_id!r}: {self.n_rows} rows x {self.n_channels}, "
