@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Any
 
-# flag -> (dotted config key, argparse type); None type means a store_true flag
+# flag -> (dotted config key, argparse type, help)
 FLAGS: dict[str, tuple[str, Any, str]] = {
     "--out": ("out", str, "run folder (RUN)"),
     "--images": ("data.images", str, "image folder: IMAGES/<class>/*.jpg"),

@@ -22,7 +22,6 @@ import yaml
 
 from ..errors import ConceptsError
 
-FACTORIZE_METHODS = ("nmf", "semi_nmf", "pca", "ica", "kmeans", "dictionary")
 SIGNED_OK_METHODS = ("semi_nmf", "pca", "ica", "kmeans", "dictionary")
 IMPORTANCE_METHODS = ("sobol", "gradient", "occlusion")
 EXPORT_FORMATS = ("csv", "parquet", "json")
@@ -140,9 +139,6 @@ class RunConfig:
         tmp.write_text(self.to_yaml())
         os.replace(tmp, path)
         return path
-
-
-SECTIONS = {f.name: f.type for f in dataclasses.fields(RunConfig) if f.name != "out"}
 
 
 # ----------------------------------------------------------------------------- validation
