@@ -21,14 +21,21 @@ def test_match_atoms_undoes_a_permutation_scaling_and_sign():
 
 
 def test_match_atoms_is_optimal_not_greedy():
-    # greedy would pair atom 0 with b0 (0.9) and leave atom 1 with b1 (0.0); the optimum is 0.8 + 0.8
-    A = np.array([[1.0, 0.0], [0.6, 0.8]])
-    c, s = 0.9, np.sqrt(1 - 0.81)
-    B = np.array([[c, s], [1.0, 0.0]])
+    # unit vectors in the plane (angles in degrees): cos(a0, b0) = 0.9, cos(a0, b1) = cos(a1, b0) = 0.8 and
+    # cos(a1, b1) < 0, so greedy (best pair first) takes a0-b0 and is left with a1-b1; the optimum is 0.8 + 0.8
+    def unit(deg):
+        return [np.cos(np.radians(deg)), np.sin(np.radians(deg))]
+
+    t0, t1 = np.degrees(np.arccos(0.9)), np.degrees(np.arccos(0.8))
+    A = np.array([unit(0.0), unit(t0 + t1)])
+    B = np.array([unit(t0), unit(-t1)])
     sim = cosine_matrix(A, B)
     mean_cos, pairs = match_atoms(A, B, signed=True)
     best = max(sim[0, 0] + sim[1, 1], sim[0, 1] + sim[1, 0]) / 2
     assert mean_cos == pytest.approx(best)
+    assert pairs == [(0, 1), (1, 0)] and mean_cos == pytest.approx(0.8)
+    greedy = (sim[0, 0] + sim[1, 1]) / 2
+    assert sim[0, 0] == sim.max() and greedy < mean_cos - 0.1
 
 
 def test_match_atoms_different_sizes():
