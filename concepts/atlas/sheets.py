@@ -8,10 +8,18 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+from PIL import ImageColor
 
 from .data import ClassData, list_run_classes, load_bank, load_class
-from .images import upsample
+from .images import composite_overlay, heat_overlay
 from .view import ClassView, PhotoStore, build_view
+
+
+def _blend(view: np.ndarray, overlay) -> np.ndarray:
+    """``view`` (S, S, 3) floats in [0, 1] under an RGBA overlay of the same size."""
+    rgba = np.asarray(overlay, np.float32) / 255.0
+    alpha = rgba[..., 3:]
+    return view * (1 - alpha) + rgba[..., :3] * alpha
 
 
 def _crop_with_heat(store: PhotoStore, image: int, concept: int, box, colour: str) -> np.ndarray:
@@ -19,10 +27,7 @@ def _crop_with_heat(store: PhotoStore, image: int, concept: int, box, colour: st
     view = store.view(image).astype(np.float32) / 255.0
     heat = store.heat(image, concept)
     if heat is not None:
-        size = view.shape[0]
-        alpha = np.clip(upsample(heat, size), 0, 1)[..., None] * 0.7
-        rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], np.float32) / 255.0
-        view = view * (1 - alpha) + rgb * alpha
+        view = _blend(view, heat_overlay(heat, ImageColor.getrgb(colour), view.shape[0], max_alpha=0.7))
     x0, y0, x1, y1 = (int(v) for v in box)
     return view[max(y0, 0):max(y1, y0 + 1), max(x0, 0):max(x1, x0 + 1)]
 
@@ -50,17 +55,13 @@ def _mosaic(tiles: list[np.ndarray], n: int, tile: int = 128, gap: int = 8) -> n
 
 
 def _composite(store: PhotoStore, example, concepts: list[int]) -> np.ndarray:
+    """The example's model-input view with the same concept map as its atlas overlay."""
     view = store.view(example.image).astype(np.float32) / 255.0
     if store.data.presence is None or not concepts:
         return view
-    size = view.shape[0]
-    heats = np.clip(upsample(np.stack([store.heat(example.image, c) for c in concepts]), size), 0, 1)
-    winner = heats.argmax(axis=0)
-    strength = heats.max(axis=0)
-    colours = np.array([[int(item["colour"][i:i + 2], 16) for i in (1, 3, 5)] for item in example.legend],
-                       np.float32) / 255.0
-    alpha = (np.where(strength >= 0.15, strength, 0.0) * 0.75)[..., None]
-    return view * (1 - alpha) + colours[winner] * alpha
+    heats = np.stack([store.heat(example.image, c) for c in concepts])
+    colours = [ImageColor.getrgb(item["colour"]) for item in example.legend]
+    return _blend(view, composite_overlay(heats, colours, view.shape[0]))
 
 
 def render_sheet(data: ClassData, view: ClassView, store: PhotoStore, path: str | os.PathLike, *,
