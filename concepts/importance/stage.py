@@ -125,10 +125,10 @@ def importance_class(
 ) -> Path:
     """Importance, maps and fidelity of one class; returns the path of ``RUN/importance/<class>.h5``.
 
-    Images are processed ``image_block`` at a time (activations, coefficients and residual of one
-    block in memory; the perturbations themselves go ``batch_size`` at a time through the head):
-    a first pass gives the per-image importances, maps and reconstruction logits, a second pass
-    the fidelity curves for the class-level rankings.
+    Images are processed ``image_block`` at a time (activations and residual of one block in memory;
+    the perturbations themselves go ``batch_size`` at a time through the head): a first pass gives
+    the coefficients, per-image importances, maps and reconstruction logits, a second pass the
+    fidelity curves for the class-level rankings (reusing the first pass's coefficients).
     """
     run = Path(run)
     methods = _methods(methods)
@@ -151,37 +151,35 @@ def importance_class(
 
     device = pick_device(device)
     splits = _splits or _SplitCache(device)
-    with open_activations(run, class_id) as cache:
-        attrs = dict(cache.attrs)
-    split = splits.get(attrs)
-    device = split.device
-    head = split.h_positions
-    linear = split.linear_head()
-    estimator_ = load_concepts(run, class_id, device=device)
-    W = np.asarray(estimator_.components_, dtype=np.float32)
-    r = W.shape[0]
-    common = dict(exact=exact, batch_size=batch_size, device=device, confidence=confidence, progress=False)
-    instances = {name: make_method(name, designs=designs, sampler=sampler, estimator=estimator, seed=seed, **common)
-                 for name in methods}
 
-    def load_block(cache, idx):
-        """Activations (b, N, D), coefficients (b, N, r), residual or centring offset, prefix of images ``idx``."""
+    def load_block(cache, idx, U=None):
+        """Activations (b, N, D), coefficients (b, N, r), residual or centring offset, prefix of images ``idx``;
+        ``U`` (b, N, r): coefficients already computed for these images (else ``transform`` of the activations)."""
         A = cache.maps(idx)
         b, N, D = A.shape
         flat = A.reshape(-1, D)
-        U = np.asarray(estimator_.transform(flat), dtype=np.float32)
+        U = np.asarray(estimator_.transform(flat), dtype=np.float32) if U is None else U.reshape(-1, r)
         UW = U @ W
         if residual:
             res = flat - UW
         else:
-            recon = np.asarray(estimator_.inverse_transform(U), dtype=np.float32) \
-                if hasattr(estimator_, "inverse_transform") else UW
-            offset = recon - UW  # non-zero only for centred methods
+            offset = np.asarray(estimator_.inverse_transform(U), dtype=np.float32) - UW  # non-zero for centred methods
             res = offset if np.abs(offset).max(initial=0.0) > 0 else None
         res = None if res is None else res.reshape(b, N, D)
         return A, U.reshape(b, N, r), res, cache.prefix(idx)
 
     with open_activations(run, class_id) as cache:
+        attrs = dict(cache.attrs)
+        split = splits.get(attrs)
+        device = split.device
+        head = split.h_positions
+        linear = split.linear_head()
+        estimator_ = load_concepts(run, class_id, device=device)
+        W = np.asarray(estimator_.components_, dtype=np.float32)
+        r = W.shape[0]
+        common = dict(exact=exact, batch_size=batch_size, device=device, confidence=confidence, progress=False)
+        instances = {name: make_method(name, designs=designs, sampler=sampler, estimator=estimator, seed=seed,
+                                       **common) for name in methods}
         kept = cache.kept
         n_images = cache.n_images
         class_index = cache.class_index
@@ -198,11 +196,12 @@ def importance_class(
         per_image = {name: [] for name in methods}
         exact_used: dict[str, bool] = {}
         settings_used: dict[str, dict] = {}
-        presence, contribution, recon_parts = [], [], []
+        presence, contribution, recon_parts, coefficients = [], [], [], []
         grad_exact = None
         # pass 1: importances, maps, reconstruction fidelity
         for idx in blocks:
             A, U, res, prefix = load_block(cache, idx)
+            coefficients.append(U)
             grad_positions = None
             for name, method in instances.items():
                 result = method.attribute(U, W, head, class_index, linear_head=linear, residual=res, prefix=prefix)
@@ -233,8 +232,8 @@ def importance_class(
                                                      "mu": []} for name in methods}
         offset = 0
         x = None
-        for idx in blocks:
-            A, U, res, prefix = load_block(cache, idx)
+        for idx, U in zip(blocks, coefficients):
+            A, U, res, prefix = load_block(cache, idx, U)  # pass 1's coefficients: no second transform
             scorer = ConceptScorer(U, W, head, class_index, linear_head=use_linear, residual=res, prefix=prefix,
                                    score=score, batch_size=batch_size, device=device)
             for name, result in results.items():
@@ -279,7 +278,7 @@ def importance_class(
         root.update(
             stage="importance", class_id=attrs.get("class_id", class_id), class_name=attrs.get("class_name", class_id),
             class_index=int(class_index), n_images=int(n_images), n_kept=int(n), n_concepts=int(r),
-            n_positions=int(N), grid=list(grid), concepts_method=read_attrs_safe(concepts_path).get("method"),
+            n_positions=int(N), grid=list(grid), concepts_method=estimator_.attrs.get("method"),
             linear_head=linear is not None, device=str(device), config=config, config_hash=wanted,
             source_config_hash=config["source_config_hash"], **settings,
         )
@@ -314,14 +313,6 @@ def importance_class(
                           ranking="class-level importance (deletion/insertion), per-image importance (mufidelity)")
         write_attrs(fid, flat_attrs)
     return out
-
-
-def read_attrs_safe(path: Path) -> dict[str, Any]:
-    try:
-        with h5py.File(path, "r") as handle:
-            return read_attrs(handle)
-    except OSError:
-        return {}
 
 
 def importance_run(

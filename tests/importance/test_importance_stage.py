@@ -17,6 +17,7 @@ D, GRID, R, CLASS_INDEX = 16, 7, 4, 2
 class _FakeConcepts:
     def __init__(self, W):
         self.components_ = W
+        self.attrs = {"method": "fake"}  # load_concepts gives the file's attributes
 
     def transform(self, A):
         U, *_ = np.linalg.lstsq(self.components_.T, np.asarray(A, np.float64).T, rcond=None)
@@ -90,6 +91,7 @@ def test_stage_writes_contract_layout(fake_run):
     attrs = data["attrs"]
     assert attrs["stage"] == "importance" and attrs["class_index"] == CLASS_INDEX and attrs["designs"] == 8
     assert attrs["residual"] is True and attrs["linear_head"] is False
+    assert attrs["concepts_method"] == "fake"
     kept = data["images"]["kept"]
     assert kept.tolist() == [True, False, True, True, True]
     for name in data["methods"]:
