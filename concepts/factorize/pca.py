@@ -47,8 +47,7 @@ class PCA(ConceptExtractor):
         self.explained_variance_ = variance.cpu().numpy()
         total = float(evals.clamp_min(0).sum())
         self.explained_variance_ratio_ = (variance / total).cpu().numpy() if total > 0 else variance.cpu().numpy() * 0
-        self._mean_t = mean.float()
-        U = (X - self._mean_t) @ W.T
+        U = (X - mean.float()) @ W.T
         return W, U, {"n_iter": 1, "converged": True}
 
     def _order_key(self, U, W):
