@@ -70,6 +70,22 @@ def stage_path(run: str | os.PathLike, stage: str, class_id: str) -> Path:
     return Path(run) / STAGE_DIRS[stage] / f"{safe_filename(class_id)}.h5"
 
 
+def class_files(run: str | os.PathLike, stage: str) -> dict[str, Path]:
+    """Finished class files of ``stage`` in ``run``: class id (from the file's attributes) -> path, sorted by id.
+
+    Unreadable files (a write interrupted before the rename never leaves one) are left out.
+    """
+    found: dict[str, Path] = {}
+    for path in sorted((Path(run) / STAGE_DIRS[stage]).glob("*.h5")):
+        try:
+            with h5py.File(path, "r") as handle:
+                value = handle.attrs.get("class_id", path.stem)
+        except OSError:
+            continue
+        found[value.decode() if isinstance(value, bytes) else str(value)] = path
+    return dict(sorted(found.items()))
+
+
 def base_attributes() -> dict[str, Any]:
     return {
         "package": "concepts",

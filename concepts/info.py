@@ -8,22 +8,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .artefacts import STAGE_DIRS, read_attrs
+from .artefacts import STAGE_DIRS, class_files, read_attrs
 from .errors import ConceptsError
 
 IMPORTANCE_METHODS = ("sobol", "gradient", "occlusion")
-
-
-def _class_files(run: Path, stage: str) -> dict[str, Path]:
-    out = {}
-    for path in sorted((run / STAGE_DIRS[stage]).glob("*.h5")):
-        try:
-            with h5py.File(path, "r") as handle:
-                value = handle.attrs.get("class_id", path.stem)
-        except OSError:
-            continue
-        out[value.decode() if isinstance(value, bytes) else str(value)] = path
-    return out
 
 
 def run_summary(run: str | os.PathLike) -> dict[str, Any]:
@@ -31,7 +19,7 @@ def run_summary(run: str | os.PathLike) -> dict[str, Any]:
     run = Path(run)
     if not run.is_dir():
         raise ConceptsError(f"run folder not found: {run}")
-    stages = {stage: _class_files(run, stage) for stage in STAGE_DIRS}
+    stages = {stage: class_files(run, stage) for stage in STAGE_DIRS}
     if not any(stages.values()):
         raise ConceptsError(f"{run} holds no activations, concepts or importance files")
     summary: dict[str, Any] = {"run": str(run), "classes": {}, "provenance": {}}

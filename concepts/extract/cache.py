@@ -8,7 +8,7 @@ from typing import Iterator
 import h5py
 import numpy as np
 
-from ..artefacts import STAGE_DIRS, read_attrs, read_strings, stage_path
+from ..artefacts import class_files, read_attrs, read_strings, stage_path
 from ..errors import ConceptsError
 
 
@@ -135,16 +135,7 @@ class ActivationCache:
 
 def list_classes(run: str | os.PathLike, stage: str = "extract") -> list[str]:
     """Class ids with a finished file for ``stage`` in ``run``, sorted."""
-    folder = Path(run) / STAGE_DIRS[stage]
-    ids = []
-    for path in sorted(folder.glob("*.h5")):
-        try:
-            with h5py.File(path, "r") as handle:
-                value = handle.attrs.get("class_id", path.stem)
-        except OSError:
-            continue
-        ids.append(value.decode() if isinstance(value, bytes) else str(value))
-    return sorted(ids)
+    return list(class_files(run, stage))
 
 
 def open_activations(run: str | os.PathLike, class_id: str) -> ActivationCache:
