@@ -104,7 +104,7 @@ def similar_concepts(banks: list[np.ndarray], k: int = 3) -> list[list[list[Neig
     return result
 
 
-def embed_2d(features: np.ndarray, seed: int = 0) -> np.ndarray:
+def embed_2d(features: np.ndarray) -> np.ndarray:
     """2-D coordinates of images from their concept importances (PCA of the centred rows),
     each axis scaled to [0, 1]. Fewer than 3 images, or no spread, give a line or a point."""
     x = np.asarray(features, dtype=np.float64)

@@ -10,7 +10,7 @@ from typing import Iterable
 import numpy as np
 from PIL import ImageColor
 
-from .data import ClassData, list_run_classes, load_bank, load_class
+from .data import list_run_classes, load_bank, load_class
 from .images import composite_overlay, heat_overlay
 from .view import ClassView, PhotoStore, build_view
 
@@ -64,7 +64,7 @@ def _composite(store: PhotoStore, example, concepts: list[int]) -> np.ndarray:
     return _blend(view, composite_overlay(heats, colours, view.shape[0]))
 
 
-def render_sheet(data: ClassData, view: ClassView, store: PhotoStore, path: str | os.PathLike, *,
+def render_sheet(view: ClassView, store: PhotoStore, path: str | os.PathLike, *,
                  max_concepts: int = 8, dpi: int = 100) -> Path:
     """Draw the sheet of one class to ``path`` (PNG) and return the path."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -168,5 +168,5 @@ def write_sheets(run: str | os.PathLike, *, classes: Iterable[str] | None = None
         store = PhotoStore(run, data, None)
         view = build_view(data, store, top_k=top_k, n_examples=n_examples, n_overlay=n_overlay,
                           neighbours=neighbours[pos], others=metas, write=False)
-        written.append(render_sheet(data, view, store, out / f"{stem}.png", max_concepts=max_concepts, dpi=dpi))
+        written.append(render_sheet(view, store, out / f"{stem}.png", max_concepts=max_concepts, dpi=dpi))
     return written

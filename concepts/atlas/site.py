@@ -19,7 +19,7 @@ from .._version import __version__
 from ..artefacts import replace_folder
 from ..errors import ConceptsError
 from .analysis import similar_concepts
-from .data import ClassData, list_run_classes, load_bank, load_class
+from .data import list_run_classes, load_bank, load_class
 from .view import ClassView, PhotoStore, build_view
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -136,7 +136,7 @@ def build_atlas(run: str | os.PathLike, *, classes: Iterable[str] | None = None,
                 from .sheets import render_sheet
 
                 (work / "sheets").mkdir(exist_ok=True)
-                render_sheet(data, view, store, work / "sheets" / f"{stem}.png")
+                render_sheet(view, store, work / "sheets" / f"{stem}.png")
             missing += store.missing
             views.append(view)
         index = env.get_template("index.html").render(
@@ -150,11 +150,3 @@ def build_atlas(run: str | os.PathLike, *, classes: Iterable[str] | None = None,
     if missing:
         warnings.warn(f"{len(missing)} photo(s) not found (shown in grey), e.g. {missing[0]}", stacklevel=2)
     return replace_folder(work, site) / "index.html"
-
-
-def class_page_data(run: str | os.PathLike, class_id: str) -> ClassData:
-    """Convenience: the data of one class by class id (or file stem)."""
-    for cid, stem in list_run_classes(run):
-        if class_id in (cid, stem):
-            return load_class(run, stem)
-    raise ConceptsError(f"class {class_id} is not in {run}")

@@ -117,15 +117,10 @@ class PhotoStore:
         heats = np.stack([self.heat(image, c) for c in concepts])
         return self._save(name, composite_overlay(heats, colours, self.overlay_size), format="PNG")
 
-    @property
-    def written(self) -> list[str]:
-        return list(self._written.values())
-
 
 @dataclass
 class Crop:
     image: int
-    row: int
     box: tuple[int, int, int, int]
     coefficient: float
     image_name: str
@@ -139,7 +134,6 @@ class ConceptView:
     rank: int  # 1 = most important
     share: float  # primary method's share of the class logit
     shares: dict[str, float]  # every method's share
-    raw: dict[str, float]  # every method's raw class importance
     ci: dict[str, tuple[float, float]]
     colour: str
     crops: list[Crop] = field(default_factory=list)
@@ -178,7 +172,6 @@ class ClassView:
     examples: list[ExampleView]
     points: list[dict[str, Any]]
     thumbnail: str | None
-    thumbnail_image: int | None
     input_size: int
 
 
@@ -226,7 +219,6 @@ def build_view(data: ClassData, store: PhotoStore, *, top_k: int = 6, n_examples
         view = ConceptView(
             index=k, rank=rank + 1, share=float(share[k]),
             shares={m: float(v.share[k]) for m, v in sorted(data.methods.items())},
-            raw={m: float(v.class_importance[k]) for m, v in sorted(data.methods.items())},
             ci={m: (float(v.share_ci_low[k]), float(v.share_ci_high[k])) for m, v in sorted(data.methods.items())
                 if v.share_ci_low is not None and v.share_ci_high is not None},
             colour=hex_colour(colour),
@@ -237,7 +229,7 @@ def build_view(data: ClassData, store: PhotoStore, *, top_k: int = 6, n_examples
                 if not np.isfinite(coefficients[row, k]) or coefficients[row, k] <= 0:
                     continue  # a skipped image, or a concept absent from every remaining row
                 image = int(data.row_image[row])
-                crop = Crop(image=image, row=row, box=display_box(data.row_box[row], data.input_size, min_crop),
+                crop = Crop(image=image, box=display_box(data.row_box[row], data.input_size, min_crop),
                             coefficient=float(data.coefficients[row, k]),
                             image_name=_image_name(data.image_paths[image]))
                 if write:
@@ -311,5 +303,5 @@ def build_view(data: ClassData, store: PhotoStore, *, top_k: int = 6, n_examples
         methods=sorted(data.methods), factorization=str(data.concept_attrs.get("method", "?")),
         model=str(data.act_attrs.get("model", "?")), layer=str(data.act_attrs.get("layer", "?")),
         mode=str(data.act_attrs.get("mode", "?")), concepts=concepts, examples=examples, points=points,
-        thumbnail=thumbnail, thumbnail_image=thumb_image, input_size=data.input_size,
+        thumbnail=thumbnail, input_size=data.input_size,
     )
