@@ -44,7 +44,7 @@ class ModelConfig:
     name: Union[str, None] = None  # timm name; None: the bundled EfficientNet-Lite0
     checkpoint: Union[str, None] = None
     layer: Union[str, None] = None  # None: the last feature map before pooling
-    layout: Literal["auto", "spatial", "tokens"] = "auto"  # expected layout, checked after extraction
+    layout: Literal["auto", "spatial", "tokens"] = "auto"  # expected layout of the cut, checked at model load
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
 

@@ -58,23 +58,13 @@ def _device(cfg: RunConfig) -> str | None:
     return None if cfg.model.device == "auto" else cfg.model.device
 
 
-def _check_layout(cfg: RunConfig, run: str, classes: list[str]) -> None:
-    if cfg.model.layout == "auto":
-        return
-    from ..extract.cache import ActivationCache
-
-    for class_id in classes:
-        path = stage_path(run, "extract", class_id)
-        if not path.exists():
-            continue
-        with ActivationCache(path) as cache:
-            layout = cache.layout
-        if layout != cfg.model.layout:
-            raise ConceptsError(
-                f"config: model.layout: {cfg.model.layout!r} expected but the model's cut gives {layout!r} "
-                f"(class {class_id}); set model.layout to auto or {layout}"
-            )
-        return  # one class tells the layout of the cut
+def _check_layout(cfg: RunConfig, split: Any) -> None:
+    """The cut gives the layout the config expects (``model.layout``), before any work is done."""
+    if cfg.model.layout not in ("auto", split.layout):
+        raise ConceptsError(
+            f"config: model.layout: {cfg.model.layout!r} expected but the model's cut gives {split.layout!r}; "
+            f"set model.layout to auto or {split.layout}"
+        )
 
 
 _SPLITS: dict[tuple, tuple[Any, Any]] = {}
@@ -109,6 +99,7 @@ def process_classes(spec: TaskSpec) -> TaskResult:
     t0 = time.perf_counter()
     split, info = _load_split_cached(cfg, device)
     result.load_s = time.perf_counter() - t0
+    _check_layout(cfg, split)
 
     # 1. extract
     t0 = time.perf_counter()
@@ -122,7 +113,6 @@ def process_classes(spec: TaskSpec) -> TaskResult:
     )
     # classes without any readable image get no activations file: nothing more to do for them
     todo = [c for c in spec.classes if stage_path(run, "extract", c).exists()]
-    _check_layout(cfg, run, todo)
     result.seconds["extract"] = time.perf_counter() - t0
 
     # 2. factorize

@@ -135,3 +135,14 @@ def test_imagenette_config_lists_the_shared_classes():
     cfg = load_config(CONFIGS / "imagenette.yaml")
     folders = sorted(p.name for p in root.iterdir() if p.is_dir())
     assert sorted(cfg.data.classes) == folders
+
+
+def test_model_layout_is_checked_against_the_cut():
+    from types import SimpleNamespace
+
+    from concepts.pipeline.tasks import _check_layout
+
+    _check_layout(load_config(None), SimpleNamespace(layout="tokens"))  # auto accepts either
+    _check_layout(load_config(None, {"model.layout": "spatial"}), SimpleNamespace(layout="spatial"))
+    with pytest.raises(ConceptsError, match="model.layout: 'spatial' expected but the model's cut gives 'tokens'"):
+        _check_layout(load_config(None, {"model.layout": "spatial"}), SimpleNamespace(layout="tokens"))
