@@ -55,9 +55,10 @@ def run_demo(out: str | os.PathLike = "concepts-demo", images: str | os.PathLike
              progress: bool = True):
     """Run extract -> factorize -> importance -> atlas -> export on the demo photos (or ``images``)."""
     from .pipeline import load_config, run_pipeline
+    from .pipeline.run import DEMO_IMAGES
 
     out = Path(out)
-    overrides = {"out": str(out), "data.images": "demo" if images is None else str(images),
+    overrides = {"out": str(out), "data.images": DEMO_IMAGES if images is None else str(images),
                  "factorize.n_concepts": n_concepts}
     if max_images is not None:
         overrides["data.max_images"] = max_images
