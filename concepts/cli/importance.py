@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from ..importance import importance_run
 
     paths = importance_run(
-        args.run, methods=args.method or ("sobol", "gradient", "occlusion"), designs=args.designs,
+        args.run, methods=args.method, designs=args.designs,
         classes=args.classes, device=args.device, overwrite=args.overwrite, progress=args.progress,
         sampler=args.sampler, estimator=args.estimator, seed=args.seed, residual=args.residual, exact=args.exact,
         score=args.score, steps=args.steps, correlation=args.correlation, batch_size=args.batch_size,

@@ -254,7 +254,6 @@ class ConceptScorer:
         Exact with a linear head (logit score): ``U_pk (W_k · w_c) / N``.
         """
         if self.linear is not None and self.score == "logit":
-            weight, _ = self.linear
             wc = self._wproj[:, self._col]  # (r,)
             return (self.U * wc[None, None] / self.U.shape[1]).double().cpu().numpy()
         chunk = max(1, self.batch_size // 4)

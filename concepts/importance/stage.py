@@ -62,12 +62,6 @@ def _methods(methods: Iterable[str] | str | None) -> list[str]:
     return out
 
 
-def _list_concept_classes(run: Path) -> list[str]:
-    from ..extract.cache import list_classes
-
-    return list_classes(run, stage="factorize")
-
-
 def _source_hash(path: Path) -> str:
     with h5py.File(path, "r") as handle:
         value = handle.attrs.get("config_hash", "")
@@ -336,7 +330,9 @@ def importance_run(
     run = Path(run)
     if not run.is_dir():
         raise ConceptsError(f"run folder not found: {run}")
-    available = _list_concept_classes(run)
+    from ..extract.cache import list_classes
+
+    available = list_classes(run, stage="factorize")
     if classes:
         wanted = [c for item in classes for c in str(item).split(",") if c]
         missing = [c for c in wanted if c not in available]
