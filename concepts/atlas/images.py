@@ -17,8 +17,8 @@ PALETTE = [
     (188, 189, 34), (23, 190, 207),
 ]
 
-_RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
-             "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
+#: The filters of ``Preprocessing._mode``; any other name is bicubic there, so here too.
+_RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 
 
 def concept_colour(rank: int) -> tuple[int, int, int]:

@@ -84,16 +84,16 @@ def test_upsample_matches_torch_bilinear():
     np.testing.assert_allclose(ours, ref, atol=1e-5)
 
 
-def test_model_input_view_matches_the_model_preprocessing(tmp_path):
+@pytest.mark.parametrize("interpolation", ["bicubic", "bilinear", "lanczos"])  # lanczos: bicubic in both
+def test_model_input_view_matches_the_model_preprocessing(interpolation):
+    from concepts.models.preprocessing import Preprocessing
+
     rng = np.random.default_rng(3)
     photo = Image.fromarray(rng.integers(0, 255, size=(300, 410, 3), dtype=np.uint8))
-    prep = {"input_size": 224, "interpolation": "bicubic", "crop_pct": 0.875, "mean": [0.5] * 3, "std": [0.5] * 3}
+    prep = {"input_size": 224, "interpolation": interpolation, "crop_pct": 0.875, "mean": [0.5] * 3,
+            "std": [0.5] * 3}
     view = model_input_view(photo, prep)
     assert view.size == (224, 224)
-    try:
-        from concepts.models.preprocessing import Preprocessing
-    except ImportError:
-        pytest.skip("concepts.models.preprocessing is not available")
     ref = Preprocessing(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in prep.items()}).view(photo)
     np.testing.assert_array_equal(np.asarray(view), np.asarray(ref))
 
