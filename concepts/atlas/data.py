@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import h5py
 import numpy as np
@@ -118,8 +118,11 @@ def _stage_dir(run: Path, stage: str) -> Path:
     return run / STAGE_DIRS[stage]
 
 
-def list_run_classes(run: str | os.PathLike, *, require_importance: bool = False) -> list[tuple[str, str]]:
-    """Classes of a run that have activations and concepts: sorted ``(class_id, stem)`` pairs."""
+def list_run_classes(run: str | os.PathLike, *, classes: Iterable[str] | None = None) -> list[tuple[str, str]]:
+    """Classes of a run that have activations and concepts: sorted ``(class_id, stem)`` pairs.
+
+    ``classes`` (class ids or file stems) keeps only those; a name the run lacks raises.
+    """
     run = Path(run)
     act_dir = _stage_dir(run, "extract")
     if not act_dir.is_dir():
@@ -128,8 +131,6 @@ def list_run_classes(run: str | os.PathLike, *, require_importance: bool = False
     for path in sorted(act_dir.glob("*.h5")):
         stem = path.stem
         if not (_stage_dir(run, "factorize") / f"{stem}.h5").exists():
-            continue
-        if require_importance and not (_stage_dir(run, "importance") / f"{stem}.h5").exists():
             continue
         try:
             with h5py.File(path, "r") as handle:
@@ -140,7 +141,16 @@ def list_run_classes(run: str | os.PathLike, *, require_importance: bool = False
             class_id = class_id.decode()
         found.append((str(class_id), stem))
     found.sort()
-    return found
+    if classes is None:
+        return found
+    by_name = {stem: (cid, stem) for cid, stem in found}
+    by_name.update({cid: (cid, stem) for cid, stem in found})  # an id wins over a stem
+    classes = list(classes)
+    unknown = [name for name in classes if name not in by_name]
+    if unknown:
+        raise ConceptsError(f"unknown class(es) {', '.join(map(str, unknown))}; the run has "
+                            f"{', '.join(cid for cid, _ in found[:10])}{' ...' if len(found) > 10 else ''}")
+    return sorted({by_name[name] for name in classes})
 
 
 def _read_opt(group: h5py.Group, name: str, dtype=np.float32) -> np.ndarray | None:

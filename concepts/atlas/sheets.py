@@ -151,10 +151,10 @@ def write_sheets(run: str | os.PathLike, *, classes: Iterable[str] | None = None
     Similar concepts across classes are computed over the chosen classes.
     """
     from .analysis import similar_concepts
-    from .site import _progress, _select
+    from tqdm.auto import tqdm
 
     run = Path(run)
-    found = _select(list_run_classes(run), classes)
+    found = list_run_classes(run, classes=classes)
     out = Path(out) if out is not None else run / "atlas" / "sheets"
     metas, banks = [], []
     for _, stem in found:
@@ -163,7 +163,7 @@ def write_sheets(run: str | os.PathLike, *, classes: Iterable[str] | None = None
         banks.append(bank)
     neighbours = similar_concepts(banks)
     written = []
-    for pos, (_, stem) in enumerate(_progress(found, progress, "sheets")):
+    for pos, (_, stem) in enumerate(tqdm(found, desc="sheets", unit="class", disable=not progress)):
         data = load_class(run, stem)
         store = PhotoStore(run, data, None)
         view = build_view(data, store, top_k=top_k, n_examples=n_examples, n_overlay=n_overlay,

@@ -14,6 +14,7 @@ from typing import Iterable
 
 import jinja2
 import numpy as np
+from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..artefacts import replace_folder
@@ -55,30 +56,6 @@ def crop_style(box: Iterable[int], input_size: int, display: int = 112) -> dict[
     }
 
 
-def _select(found: list[tuple[str, str]], classes: Iterable[str] | None) -> list[tuple[str, str]]:
-    if classes is None:
-        return found
-    wanted = list(classes)
-    by_id = {cid: (cid, stem) for cid, stem in found}
-    by_stem = {stem: (cid, stem) for cid, stem in found}
-    chosen, unknown = [], []
-    for name in wanted:
-        item = by_id.get(name) or by_stem.get(name)
-        (chosen if item else unknown).append(item or name)
-    if unknown:
-        raise ConceptsError(f"unknown class(es) {', '.join(map(str, unknown))}; the run has "
-                            f"{', '.join(cid for cid, _ in found[:10])}{' ...' if len(found) > 10 else ''}")
-    return sorted(set(chosen))
-
-
-def _progress(items, enabled: bool, desc: str):
-    if not enabled:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, unit="class")
-
-
 def build_atlas(run: str | os.PathLike, *, classes: Iterable[str] | None = None, top_k: int = 6,
                 n_examples: int = 4, n_overlay: int = 5, n_similar: int = 3, thumb_size: int = 192,
                 image_format: str = "jpeg", sheets: bool = True, out: str | os.PathLike | None = None,
@@ -97,7 +74,7 @@ def build_atlas(run: str | os.PathLike, *, classes: Iterable[str] | None = None,
     run = Path(run)
     if not run.is_dir():
         raise ConceptsError(f"run folder {run} does not exist")
-    found = _select(list_run_classes(run), classes)
+    found = list_run_classes(run, classes=classes)
     if not found:
         raise ConceptsError(f"{run} has no class with both activations and concepts; "
                             "run `concepts extract` and `concepts factorize` first")
@@ -124,7 +101,7 @@ def build_atlas(run: str | os.PathLike, *, classes: Iterable[str] | None = None,
     views: list[ClassView] = []
     missing: list[str] = []
     try:
-        for pos, (class_id, stem) in enumerate(_progress(found, progress, "atlas")):
+        for pos, (class_id, stem) in enumerate(tqdm(found, desc="atlas", unit="class", disable=not progress)):
             data = load_class(run, stem)
             store = PhotoStore(run, data, work, thumb_size=thumb_size, image_format=image_format)
             view = build_view(data, store, top_k=top_k, n_examples=n_examples, n_overlay=n_overlay,

@@ -231,7 +231,7 @@ def export_run(run: str | os.PathLike, formats: Iterable[str] = FORMATS, *, clas
     ``classes.csv``, ``images.csv`` and ``manifest.json`` are always written.
     """
     from ..atlas.data import list_run_classes, load_class
-    from ..atlas.site import _progress, _select
+    from tqdm.auto import tqdm
 
     run = Path(run)
     if not run.is_dir():
@@ -248,7 +248,7 @@ def export_run(run: str | os.PathLike, formats: Iterable[str] = FORMATS, *, clas
                       "(pip install pyarrow)", stacklevel=2)
         formats.remove("parquet")
         skipped_formats.append("parquet")
-    found = _select(list_run_classes(run), classes)
+    found = list_run_classes(run, classes=classes)
     if not found:
         raise ConceptsError(f"{run} has no class with both activations and concepts; nothing to export")
 
@@ -266,7 +266,7 @@ def export_run(run: str | os.PathLike, formats: Iterable[str] = FORMATS, *, clas
     per_image: dict[str, np.ndarray] = {}
     manifest_classes = []
     try:
-        for class_id, stem in _progress(found, progress, "export"):
+        for class_id, stem in tqdm(found, desc="export", unit="class", disable=not progress):
             data = load_class(run, stem, with_maps=False, with_coefficients=False)
             rows += _rows_for_class(data)
             banks[stem] = np.asarray(data.components, dtype=np.float32)
