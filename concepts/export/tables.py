@@ -154,30 +154,17 @@ def _write_csv(path: Path, columns: Iterable[str], rows: Iterable[dict[str, Any]
             writer.writerow([_f32(row[c]) if isinstance(row[c], np.floating) else row[c] for c in columns])
 
 
-def _columns(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    for name in COLUMNS:
-        values = [row[name] for row in rows]
-        if name in INT_COLUMNS:
-            out[name] = np.asarray(values, dtype=np.int64)
-        elif name in FLOAT_COLUMNS:
-            out[name] = np.asarray(values, dtype=np.float32)
-        else:
-            out[name] = np.asarray(values, dtype=object)
-    return out
-
-
 def _write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    cols = _columns(rows)
     arrays = {}
-    for name, values in cols.items():
+    for name in COLUMNS:
+        values = [row[name] for row in rows]
         if name in INT_COLUMNS:
-            arrays[name] = pa.array(values, type=pa.int64())
+            arrays[name] = pa.array(np.asarray(values, dtype=np.int64), type=pa.int64())
         elif name in FLOAT_COLUMNS:
-            arrays[name] = pa.array(values, type=pa.float32())
+            arrays[name] = pa.array(np.asarray(values, dtype=np.float32), type=pa.float32())
         else:
             arrays[name] = pa.array([str(v) for v in values], type=pa.string())
     table = pa.table(arrays)
