@@ -262,26 +262,12 @@ def load_bank(run: str | os.PathLike, stem: str) -> tuple[str, str, np.ndarray]:
     return class_id, names[1] or class_id, components
 
 
-def resolve_image_path(run: str | os.PathLike, raw: str, attrs: dict[str, Any]) -> Path | None:
-    """Find the photo recorded as ``raw`` in ``images/path``.
+def resolve_image_path(run: str | os.PathLike, raw: str) -> Path | None:
+    """Find the photo recorded as ``raw`` in ``images/path`` (None when it is not there).
 
-    Absolute paths are used as they are; relative ones are tried against the image root
-    recorded in the attributes (``images_root``, ``image_root``, ``images``, ``source``,
-    or ``config['images']``), the run folder and the current directory.
+    Extraction records absolute paths; a relative one is tried against the run folder and the
+    current directory.
     """
     path = Path(raw)
-    if path.is_absolute():
-        return path if path.exists() else None
-    roots: list[Path] = []
-    config = attrs.get("config") if isinstance(attrs.get("config"), dict) else {}
-    for key in ("images_root", "image_root", "images", "source", "root"):
-        for source in (attrs, config):
-            value = source.get(key)
-            if isinstance(value, str) and value:
-                roots.append(Path(value))
-    roots += [Path(run), Path.cwd()]
-    for root in roots:
-        candidate = root / path
-        if candidate.exists():
-            return candidate
-    return None
+    candidates = [path] if path.is_absolute() else [Path(run) / path, Path.cwd() / path]
+    return next((c for c in candidates if c.exists()), None)

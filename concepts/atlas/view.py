@@ -55,7 +55,7 @@ class PhotoStore:
         """(S, S, 3) uint8 model-input view of image ``image`` (grey if the photo is missing)."""
         if image not in self._views:
             raw = self.data.image_paths[image]
-            path = resolve_image_path(self.run, raw, self.data.act_attrs)
+            path = resolve_image_path(self.run, raw)
             picture = None
             if path is not None:
                 try:
