@@ -22,7 +22,6 @@ For each class of ``RUN/activations`` and each method:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import ConceptsError
+from ..models import SplitCache
 
 DEFAULT_METHODS = ("nmf", "semi_nmf", "pca", "ica", "kmeans", "dictionary", "random")
 ORACLE = "oracle (masks)"
@@ -115,23 +115,6 @@ class ClassData:
                 maps=cache.maps(kept), prefix=cache.prefix(kept), grid=tuple(cache.grid), layout=cache.layout,
                 paths=[cache.images["path"][i] for i in kept],
             )
-
-
-class SplitCache:
-    """Rebuild each model split once (keyed by its provenance)."""
-
-    def __init__(self, device=None):
-        self.device = device
-        self._splits: dict[str, Any] = {}
-
-    def get(self, attrs: dict):
-        from ..models import split_from_provenance
-
-        key = json.dumps({k: attrs.get(k) for k in ("model", "weights", "weights_sha256", "checkpoint", "layer")},
-                         sort_keys=True, default=str)
-        if key not in self._splits:
-            self._splits[key] = split_from_provenance(attrs, device=self.device)
-        return self._splits[key]
 
 
 def synthetic_truth(data: ClassData) -> dict | None:

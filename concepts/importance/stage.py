@@ -31,6 +31,7 @@ from ..artefacts import (
     write_attrs,
 )
 from ..errors import ConceptsError
+from ..models import SplitCache
 from ..runtime import pick_device
 from .fidelity import c_deletion, c_insertion, c_mufidelity, reconstruction_parts, summarize_reconstruction
 from .maps import contribution_maps, presence_maps
@@ -68,27 +69,6 @@ def _source_hash(path: Path) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class _SplitCache:
-    """One model per (model, weights, layer) across the classes of a run; ``split`` preloaded by the caller."""
-
-    def __init__(self, device, split=None):
-        self.device = device
-        self._key = None
-        self._split = split
-
-    def get(self, attrs: dict[str, Any]):
-        key = (attrs.get("model"), attrs.get("weights"), attrs.get("weights_sha256"), attrs.get("layer"),
-               attrs.get("checkpoint"))
-        if self._split is not None and self._key is None:
-            self._key = key  # trust a split handed in by the caller for the run it was made for
-        if key != self._key:
-            from ..models import split_from_provenance
-
-            self._split = split_from_provenance(attrs, device=self.device)
-            self._key = key
-        return self._split
-
-
 def _blocks(kept: np.ndarray, size: int) -> list[np.ndarray]:
     size = max(1, int(size))
     return [kept[i : i + size] for i in range(0, len(kept), size)]
@@ -115,7 +95,7 @@ def importance_class(
     device=None,
     overwrite: bool = False,
     progress: bool = True,
-    _splits: _SplitCache | None = None,
+    _splits: SplitCache | None = None,
 ) -> Path:
     """Importance, maps and fidelity of one class; returns the path of ``RUN/importance/<class>.h5``.
 
@@ -144,7 +124,7 @@ def importance_class(
     from ..factorize import load_concepts
 
     device = pick_device(device)
-    splits = _splits or _SplitCache(device)
+    splits = _splits or SplitCache(device)
 
     def load_block(cache, idx, U=None):
         """Activations (b, N, D), coefficients (b, N, r), residual or centring offset, prefix of images ``idx``;
@@ -344,7 +324,7 @@ def importance_run(
     if not todo:
         raise ConceptsError(f"no concept files in {run}/concepts (run `concepts factorize` first)")
     methods = _methods(methods)
-    splits = _SplitCache(pick_device(device), split)
+    splits = SplitCache(pick_device(device), split)
     iterator = todo
     if progress:
         from tqdm.auto import tqdm

@@ -10,7 +10,8 @@ from .loading import DEFAULT_MODEL, load_model
 from .preprocessing import Preprocessing
 from .split import ModelSplit
 
-__all__ = ["DEFAULT_MODEL", "load_model", "load_split", "split_from_provenance", "ModelSplit", "Preprocessing"]
+__all__ = ["DEFAULT_MODEL", "load_model", "load_split", "split_from_provenance", "SplitCache", "ModelSplit",
+           "Preprocessing"]
 
 
 def load_split(
@@ -50,3 +51,26 @@ def split_from_provenance(attrs: dict[str, Any], device: str | torch.device | No
             f"(sha256 {info['weights_sha256'][:12]} != {str(expected)[:12]})"
         )
     return split
+
+
+class SplitCache:
+    """The split of the last provenance asked for, rebuilt only when the model, weights or layer change.
+
+    ``split`` (optional) is one the caller already loaded; it is trusted for the first provenance asked for.
+    """
+
+    KEYS = ("model", "weights", "weights_sha256", "checkpoint", "layer")
+
+    def __init__(self, device: str | torch.device | None = None, split: ModelSplit | None = None):
+        self.device = device
+        self._split = split
+        self._key: tuple | None = None
+
+    def get(self, attrs: dict[str, Any]) -> ModelSplit:
+        key = tuple(str(attrs.get(k)) for k in self.KEYS)
+        if self._split is not None and self._key is None:
+            self._key = key
+        if key != self._key:
+            self._split = split_from_provenance(attrs, device=self.device)
+            self._key = key
+        return self._split
