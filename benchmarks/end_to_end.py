@@ -18,6 +18,9 @@ top-3 overlap).
 
     python benchmarks/end_to_end.py                          # 1 class x 50 photos, CPU
     python benchmarks/end_to_end.py --all-val50 --device cuda   # 500 photos as one folder, GPU
+
+`concepts` runs once per precision in --precisions (default fp32 and bf16, each in a fresh run folder), the
+reference once, in fp32 as it is written.
 """
 from __future__ import annotations
 
@@ -77,8 +80,9 @@ def run_reference(folder: Path, index: int, n: int, args, out_npz: Path) -> dict
     return result
 
 
-def run_concepts(images: Path, class_id: str, index: int, n: int, args, run: Path) -> dict:
+def run_concepts(images: Path, class_id: str, index: int, n: int, args, run: Path, precision: str) -> dict:
     from concepts.pipeline import load_config, run_pipeline
+    from concepts.pipeline.tasks import release_models
     from concepts.runtime import set_threads
 
     set_threads(args.threads)
@@ -86,12 +90,18 @@ def run_concepts(images: Path, class_id: str, index: int, n: int, args, run: Pat
     labels.write_text(f"{class_id},{index}\n")
     cfg = load_config(None, {
         "out": str(run), "data.images": str(images), "data.classes": [class_id], "data.max_images": n,
-        "data.labels": str(labels), "model.device": args.device, "model.precision": args.precision,
+        "data.labels": str(labels), "model.device": args.device, "model.precision": precision,
         "extract.patch_size": args.patch_size, "extract.mode": "crops", "extract.batch_size": args.batch_size,
         "factorize.method": "nmf", "factorize.n_concepts": args.concepts, "factorize.seed": 0,
         "importance.methods": args.methods.split(","), "importance.designs": args.designs,
         "executor.threads": args.threads, "atlas.enabled": False, "export.enabled": False,
     })
+    import importlib
+
+    for module in ("concepts.extract", "concepts.factorize", "concepts.importance"):
+        importlib.import_module(module)  # imports are not timed, as the reference's are not (its total starts
+        # after its imports, and after its model and its photos are loaded)
+    release_models()  # each run loads the model itself, as a fresh process would
     t0 = time.perf_counter()
     result = run_pipeline(cfg, progress=False)
     wall = time.perf_counter() - t0
@@ -160,7 +170,7 @@ def main() -> None:
     p.add_argument("--designs", type=int, default=32)
     p.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
     p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="fp32")
+    p.add_argument("--precisions", default="fp32,bf16", help="concepts runs once per precision")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--methods", default="sobol", help="importance methods for concepts (the reference: sobol)")
     p.add_argument("--skip-reference", action="store_true")
@@ -178,30 +188,33 @@ def main() -> None:
     print(f"{n} photos of {class_id} (class index {index}), r = {args.concepts}, patch {args.patch_size}, "
           f"{args.designs} designs, device {args.device}, {args.threads} threads", flush=True)
 
-    ours = run_concepts(images, class_id, index, n, args, tmp / "run")
-    total = ours["wall_s"]
-    split = ", ".join(f"{k} {v:.2f}s" for k, v in ours["seconds"].items())
-    print(f"concepts : total {total:.2f}s (model load {ours['load_s']:.2f}s inside; {split}); "
-          f"peak RSS {ours['peak_rss_mb']:.0f} MiB", flush=True)
-    figures = {"concepts": ours, "photos": n, "class_id": class_id}
+    figures = {"photos": n, "class_id": class_id, "concepts": {}}
+    for precision in args.precisions.split(","):
+        ours = run_concepts(images, class_id, index, n, args, tmp / f"run-{precision}", precision)
+        split = ", ".join(f"{k} {v:.2f}s" for k, v in ours["seconds"].items())
+        print(f"concepts {precision}: total {ours['wall_s']:.2f}s (model load {ours['load_s']:.2f}s inside; {split}); "
+              f"peak RSS {ours['peak_rss_mb']:.0f} MiB", flush=True)
+        figures["concepts"][precision] = ours
     if not args.skip_reference:
         ref = run_reference(images / class_id, index, n, args, tmp / "reference.npz")
         s = ref["seconds"]
-        print(f"reference: total {s['total_s']:.2f}s (fit {s['fit_s']:.2f}s, transform {s['transform_s']:.2f}s, "
+        print(f"reference : total {s['total_s']:.2f}s (fit {s['fit_s']:.2f}s, transform {s['transform_s']:.2f}s, "
               f"importance {s['importance_s']:.2f}s; + image/model load {s['load_s']:.2f}s; process wall "
               f"{ref['wall_s']:.2f}s)")
-        ratio = s["total_s"] / total
-        ratio_load = (s["total_s"] + s["load_s"]) / total
-        print(f"ratio    : concepts is {ratio:.1f}x faster (reference total without its loading) / "
-              f"{ratio_load:.1f}x (with it); concepts' total includes loading the model and decoding photos")
-        cmp = compare(tmp / "run", class_id, ref, tmp / "reference.npz")
-        print(f"rows     : concepts {cmp['rows'][0]} x {cmp['rows'][1]}, reference {cmp['reference_rows']}")
-        print(f"NMF error: concepts {cmp['nmf_error_ours']:.4f} on its rows; reference W on the same rows "
-              f"{cmp['nmf_error_reference_on_our_rows']:.4f} (its own report on its rows: "
-              f"{cmp['nmf_error_reference_own']:.4f})")
-        print(f"ranking  : Spearman {cmp['ranking_spearman']:.3f} over concepts matched by cosine "
-              f"(mean matched cosine {cmp['matched_cosine_mean']:.3f}); top-3 overlap {cmp['top3_overlap']}/3")
-        figures.update(reference=ref, ratio=ratio, ratio_with_load=ratio_load, comparison=cmp)
+        figures["reference"] = ref
+        for precision, ours in figures["concepts"].items():
+            total = ours["wall_s"]
+            ratio = s["total_s"] / total
+            ratio_load = (s["total_s"] + s["load_s"]) / total
+            cmp = compare(tmp / f"run-{precision}", class_id, ref, tmp / "reference.npz")
+            print(f"[{precision}] ratio    : concepts is {ratio:.1f}x faster (reference total without its loading) / "
+                  f"{ratio_load:.1f}x (with it); concepts' total includes loading the model and decoding photos")
+            print(f"[{precision}] NMF error: concepts {cmp['nmf_error_ours']:.4f} on its {cmp['rows'][0]} x "
+                  f"{cmp['rows'][1]} rows; the reference's W on the same rows {cmp['nmf_error_reference_on_our_rows']:.4f} "
+                  f"(its own report on its {cmp['reference_rows'][0]} rows: {cmp['nmf_error_reference_own']:.4f})")
+            print(f"[{precision}] ranking  : Spearman {cmp['ranking_spearman']:.3f} over concepts matched by cosine "
+                  f"(mean matched cosine {cmp['matched_cosine_mean']:.3f}); top-3 overlap {cmp['top3_overlap']}/3")
+            ours.update(ratio=ratio, ratio_with_load=ratio_load, comparison=cmp)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1, default=str))
 

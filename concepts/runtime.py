@@ -1,9 +1,16 @@
 """Device and thread selection shared by every stage."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import sys
 
 import torch
+
+_ALLOCATOR_TUNED: bool | None = None
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc <malloc.h>
+KEEP_FREED_BYTES = 1 << 30
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -49,3 +56,33 @@ def autocast_dtype(precision: str | None) -> torch.dtype | None:
 
         raise ConceptsError(f"unknown precision {precision!r}; choose fp32, bf16 or fp16")
     return table[precision]
+
+
+def tune_cpu_allocator() -> bool:
+    """Stop glibc from handing every large tensor back to the kernel (once per process; Linux/glibc only).
+
+    A CPU forward pass allocates and frees activation tensors of tens to hundreds of MB per batch. glibc
+    serves each of them with a fresh ``mmap`` and returns it with ``munmap``, so every batch page-faults its
+    whole working set again: on 2 cores that kernel time was as large as the arithmetic (EfficientNet-Lite0,
+    batch 64, fp32: 48 img/s, half of the CPU time in the kernel). With large blocks taken from the heap and up
+    to 1 GiB of freed memory kept for reuse, the same forward ran at 69 img/s, and at batch 16 with no kernel
+    time left (``benchmarks/forward.py`` prints the "+malloc" row). Peak memory stays about the same; the
+    process keeps its peak working set (and at most that reserve on top) until it exits.
+    Set ``CONCEPTS_MALLOC_TUNING=0`` to leave the allocator alone. Returns whether the tuning is in force.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED is not None:
+        return _ALLOCATOR_TUNED
+    _ALLOCATOR_TUNED = False
+    if os.environ.get("CONCEPTS_MALLOC_TUNING", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl or another libc without mallopt
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    _ALLOCATOR_TUNED = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
+    return _ALLOCATOR_TUNED

@@ -192,6 +192,7 @@ class ConceptExtractor(BaseEstimator):
         self.n_iter_ = int(info.get("n_iter", 0))
         self.converged_ = bool(info.get("converged", True))
         self.history_ = info.get("history", [])
+        self.start_errors_ = list(info.get("start_errors", []))  # one relative error per start (multi-start fits)
         norm2 = err2 = 0.0
         for sl in chunks(n, 16384):
             # float64 accumulation: float32 norms of ~10^7 entries are off in the third digit

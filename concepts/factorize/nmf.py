@@ -30,6 +30,8 @@ from . import _solvers as S
 from .base import ConceptExtractor
 
 INITS = ("nndsvd", "nndsvda", "nndsvdar", "random")
+AUTO_MULTI_START_ENTRIES = 4_000_000  # n x D up to which n_init='auto' makes 3 starts
+EXTRA_START_INITS = ("nndsvdar", "random")
 SOLVERS = ("hals", "mu")
 
 
@@ -41,6 +43,11 @@ class NMF(ConceptExtractor):
     n_components : number of concepts r.
     solver : 'hals' (accelerated HALS, default) or 'mu' (multiplicative updates).
     init : 'nndsvda' (default, as CRAFT), 'nndsvd', 'nndsvdar' or 'random'.
+    n_init : number of starts; the first from ``init``, the others alternately from 'nndsvdar' and 'random'
+        (seeded from ``random_state``); the fit with the lowest error is kept. 'auto' (default): 3 when the
+        matrix has at most ``AUTO_MULTI_START_ENTRIES`` entries (a class of CRAFT crops: a fit takes ~0.1 s),
+        else 1. NMF has local optima: on 20 real crop matrices one start was at or below scikit-learn's error
+        on 10 at r = 10, three starts on 14, and the others were ties within 1e-5.
     max_iter, tol, window : outer iteration limit; stop when the relative error improved by less than
         ``tol`` (relative, per iteration) on average over the last ``window`` iterations.
     max_inner : passes on the same products per outer step (None: Gillis & Glineur's rule, at most 50).
@@ -56,12 +63,13 @@ class NMF(ConceptExtractor):
     #: fixed cost of one row update in flop-equivalents (Python + kernel launch); larger values mean fewer inner passes
     _row_overhead = 2e5
 
-    def __init__(self, n_components=10, *, solver="hals", init="nndsvda", max_iter=200, tol=1e-6,
+    def __init__(self, n_components=10, *, solver="hals", init="nndsvda", n_init="auto", max_iter=200, tol=1e-6,
                  window=10, max_inner=None, inner_tol=0.1, reseed_dead=True, transform_max_iter=200,
                  transform_tol=1e-5, chunk_rows=65536, random_state=None, device=None, verbose=False):
         self.n_components = n_components
         self.solver = solver
         self.init = init
+        self.n_init = n_init
         self.max_iter = max_iter
         self.tol = tol
         self.window = window
@@ -76,12 +84,19 @@ class NMF(ConceptExtractor):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fitting
-    def _initialise(self, X, r, gen):
-        if self.init in ("nndsvd", "nndsvda", "nndsvdar"):
-            return S.nndsvd(X, r, gen, self.init)
-        if self.init == "random":
+    def _initialise(self, X, r, gen, init):
+        if init in ("nndsvd", "nndsvda", "nndsvdar"):
+            return S.nndsvd(X, r, gen, init)
+        if init == "random":
             return S.random_init(X, r, gen)
-        raise ConceptsError(f"unknown NMF init {self.init!r}; choose one of {', '.join(INITS)}")
+        raise ConceptsError(f"unknown NMF init {init!r}; choose one of {', '.join(INITS)}")
+
+    def _starts(self, n, d) -> int:
+        if self.n_init == "auto":
+            return 3 if n * d <= AUTO_MULTI_START_ENTRIES else 1
+        if isinstance(self.n_init, bool) or not isinstance(self.n_init, int) or self.n_init < 1:
+            raise ConceptsError(f"n_init must be a positive integer or 'auto', not {self.n_init!r}")
+        return int(self.n_init)
 
     def _inner_limits(self, n, d, r):
         """Passes per outer step: Gillis & Glineur's 1 + 0.5 rho, rho = cost of the products / cost of a
@@ -123,13 +138,29 @@ class NMF(ConceptExtractor):
     def _fit(self, X, gen):
         if self.solver not in SOLVERS:
             raise ConceptsError(f"unknown NMF solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
+        if self.init not in INITS:
+            raise ConceptsError(f"unknown NMF init {self.init!r}; choose one of {', '.join(INITS)}")
+        starts = self._starts(*X.shape)
+        best = None
+        errors = []
+        for k in range(starts):
+            init = self.init if k == 0 else EXTRA_START_INITS[(k - 1) % len(EXTRA_START_INITS)]
+            W, U, info = self._fit_from(X, gen, init)
+            errors.append(info["final_error"])
+            if best is None or info["final_error"] < best[2]["final_error"]:
+                best = (W, U, info)
+        W, U, info = best
+        info.update(n_init=starts, start_errors=errors)
+        return W, U, info
+
+    def _fit_from(self, X, gen, init):
         n, d = X.shape
         r = int(self.n_components)
         start = time.perf_counter()
-        W, Ut = self._initialise(X, r, gen)
+        W, Ut = self._initialise(X, r, gen, init)
         normA2 = float(torch.linalg.vector_norm(X, dtype=torch.float64)) ** 2
         if normA2 == 0:
-            return W * 0, Ut.T * 0, {"n_iter": 0, "converged": True, "history": []}
+            return W * 0, Ut.T * 0, {"n_iter": 0, "converged": True, "history": [], "final_error": 0.0}
         update = S.hals_rows if self.solver == "hals" else S.mu_rows
         inner_u, inner_w = self._inner_limits(n, d, r)
         rowsq = X.square().sum(1) if self.reseed_dead else None
@@ -160,7 +191,9 @@ class NMF(ConceptExtractor):
         P = W @ X.T
         G = W @ W.T
         S.nnls_rows(Ut, P, G, self.transform_max_iter, self.transform_tol)
-        return W, Ut.T, {"n_iter": it, "converged": converged, "history": history[1:]}
+        final = math.sqrt(max(S.sq_error_from_grams(normA2, Ut @ X, Ut @ Ut.T, W), 0.0) / normA2)
+        return W, Ut.T, {"n_iter": it, "converged": converged, "history": history[1:], "final_error": final,
+                         "init": init}
 
     # ------------------------------------------------------------------ transform
     def _transform(self, X):

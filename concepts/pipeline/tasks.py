@@ -81,6 +81,11 @@ def _load_split_cached(cfg: RunConfig, device: str | None) -> tuple[Any, Any]:
     return _SPLITS[key]
 
 
+def release_models() -> None:
+    """Forget the model kept by :func:`_load_split_cached` (the next task loads it again)."""
+    _SPLITS.clear()
+
+
 def process_classes(spec: TaskSpec) -> TaskResult:
     """Run extract, factorize and importance for ``spec.classes``, loading the model once for the batch.
 

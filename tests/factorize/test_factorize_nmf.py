@@ -132,11 +132,29 @@ def test_nmf_reseeds_dead_concepts(monkeypatch, solver):
         return W, Ut
 
     monkeypatch.setattr(S, "nndsvd", dead_start)
-    alive = NMF(8, solver=solver, random_state=0, max_iter=60).fit(A)
+    alive = NMF(8, solver=solver, random_state=0, max_iter=60, n_init=1).fit(A)
     assert len(dead_concepts(alive.transform(A), alive.components_)) == 0
-    dead = NMF(8, solver=solver, random_state=0, max_iter=60, reseed_dead=False).fit(A)
+    dead = NMF(8, solver=solver, random_state=0, max_iter=60, reseed_dead=False, n_init=1).fit(A)
     assert len(dead_concepts(dead.transform(A), dead.components_)) == 3
     assert alive.reconstruction_err_ < dead.reconstruction_err_
+
+
+def test_nmf_keeps_the_best_of_its_starts(monkeypatch):
+    """n_init starts: the kept fit is the one with the lowest error, and 'auto' depends on the matrix size."""
+    import concepts.factorize.nmf as nmf_module
+
+    A, _, _ = planted(n=200, d=40, r=5, noise=0.3, seed=7)  # noisy: starts end in different optima
+    model = NMF(5, n_init=4, random_state=0).fit(A)
+    assert len(model.start_errors_) == 4
+    assert model.reconstruction_err_ == pytest.approx(min(model.start_errors_), rel=1e-4)  # relative errors
+    single = NMF(5, n_init=1, random_state=0).fit(A)
+    assert single.start_errors_ == pytest.approx(model.start_errors_[:1], rel=1e-6)  # the first start is init's
+    assert model.reconstruction_err_ <= single.reconstruction_err_ * (1 + 1e-6)
+    assert len(NMF(5, random_state=0).fit(A).start_errors_) == 3  # 'auto' on a small matrix
+    monkeypatch.setattr(nmf_module, "AUTO_MULTI_START_ENTRIES", A.size - 1)
+    assert len(NMF(5, random_state=0).fit(A).start_errors_) == 1
+    with pytest.raises(ConceptsError, match="n_init"):
+        NMF(5, n_init=0).fit(A)
 
 
 def test_nmf_zero_matrix():
