@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from ..errors import ConceptsError
@@ -40,10 +41,17 @@ def read_labels_file(path: str | Path) -> dict[str, int]:
     return table
 
 
-def _imagenet_name(index: int) -> str:
+@lru_cache(maxsize=1)
+def _imagenet_info():
+    """timm's ImageNet label tables (parsed from text files: ~0.1 s, so once per process)."""
     from timm.data import ImageNetInfo
 
-    return ImageNetInfo().index_to_description(index).split(",")[0].strip()
+    info = ImageNetInfo()
+    return info, {wnid: i for i, wnid in enumerate(info.label_names())}
+
+
+def _imagenet_name(index: int) -> str:
+    return _imagenet_info()[0].index_to_description(index).split(",")[0].strip()
 
 
 def resolve_label(class_id: str, num_classes: int, labels: dict[str, int] | None = None) -> ClassLabel:
@@ -55,11 +63,8 @@ def resolve_label(class_id: str, num_classes: int, labels: dict[str, int] | None
         name = _imagenet_name(index) if num_classes == 1000 else class_id
         return ClassLabel(index, name, "labels")
     if WNID.match(class_id) and num_classes == 1000:
-        from timm.data import ImageNetInfo
-
-        names = list(ImageNetInfo().label_names())
-        if class_id in names:
-            index = names.index(class_id)
+        index = _imagenet_info()[1].get(class_id)
+        if index is not None:
             return ClassLabel(index, _imagenet_name(index), "wordnet")
     if class_id.isdigit():
         index = int(class_id)
