@@ -8,20 +8,22 @@
    becomes a post-op of the oneDNN convolution (``torch.ops.mkldnn._convolution_pointwise``, the kernel
    Inductor emits for the same pattern), so the activation is applied while the output is still in cache.
    The fused module falls back to ``conv2d`` + activation whenever gradients are needed, the input is not
-   on the CPU, or autocast asks for another dtype than bf16/fp32.
+   on the CPU, or autocast asks for another dtype than bf16/fp32. timm's TF-style 'same' padding, which pads
+   a copy of the input on every call, becomes the convolution's own padding (see :func:`_same_padding`).
 
-On EfficientNet-Lite0 on 2 CPU cores the two give 1.27x (fp32) and 1.35x (bf16) the eager forward
-throughput. Pairs are found by running the model once with hooks (a norm whose input tensor *is* a
+Measured gains are in docs/benchmarks.md (``benchmarks/forward.py``). Pairs are found by running the model once with hooks (a norm whose input tensor *is* a
 convolution's output), not by module names, so any architecture works. Each rewrite is checked against the
 model before it on the same input and undone if the logits moved by more than float rounding. The module
 named as the cut layer is never rewritten, so that its output keeps its meaning.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 RTOL = 1e-4  # of the logits' scale; float32 rounding of a folded net is ~1e-6
@@ -65,6 +67,23 @@ def _pointwise_conv_available() -> bool:
         return False
 
 
+def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, bool] | None:
+    """TF 'same' padding of one dimension as (symmetric padding, prepend a zero tap to the kernel), or None.
+
+    TF pads ``total`` zeros, ``total // 2`` before and the rest after. When that is symmetric, it is ordinary
+    padding. When one more zero goes after (even input, stride 2), a kernel with a zero tap prepended and
+    ``after`` zeros on both sides computes exactly the same outputs: the extra leading input it reads is
+    multiplied by 0. That avoids copying the input into a padded tensor on every call.
+    """
+    total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    before, after = total // 2, total - total // 2
+    if before == after:
+        return before, False
+    if dilation == 1 and after == before + 1:
+        return after, True
+    return None
+
+
 class FusedConvAct(nn.Module):
     """A 2-d convolution with its activation applied as a oneDNN post-op (CPU inference)."""
 
@@ -74,37 +93,45 @@ class FusedConvAct(nn.Module):
         self.act = act
         self.same = type(conv).__name__ == "Conv2dSame"  # timm's TF-style dynamic 'same' padding
         self.post_op, self.scalars = _POST_OPS[type(act)]
-        self._bf16: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        self._weights: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
     def _unfused(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.conv(x))
 
-    def _weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _weights_for(self, dtype: torch.dtype, prepend: tuple[bool, bool]) -> tuple[torch.Tensor, torch.Tensor | None]:
         weight, bias = self.conv.weight, self.conv.bias
-        if dtype == torch.float32:
+        if dtype == torch.float32 and prepend == (False, False):
             return weight, bias
-        if self._bf16 is None or self._bf16[0].device != weight.device:
-            self._bf16 = (weight.detach().to(torch.bfloat16),
-                          None if bias is None else bias.detach().to(torch.bfloat16))
-        return self._bf16
+        key = (dtype, prepend, weight.device)
+        if key not in self._weights:
+            w = weight.detach()
+            w = F.pad(w, (int(prepend[1]), 0, int(prepend[0]), 0)) if any(prepend) else w
+            self._weights[key] = (w.to(dtype).contiguous(memory_format=torch.channels_last),
+                                  None if bias is None else bias.detach().to(dtype))
+        return self._weights[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.conv
         autocast = _autocast_cpu()
         dtype = autocast or torch.float32
-        if (x.device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16) or x.dtype not in
+        if (x.device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16) or x.ndim != 4 or x.dtype not in
                 (torch.float32, torch.bfloat16) or (torch.is_grad_enabled() and (x.requires_grad or
                                                                                   conv.weight.requires_grad))):
             return self._unfused(x)
-        weight, bias = self._weights(dtype)
-        x = x.to(dtype)
-        padding = list(conv.padding)
+        padding, prepend = list(conv.padding), (False, False)
         if self.same:
-            from timm.layers.padding import pad_same
+            dims = [_same_padding(int(x.shape[2 + i]), int(conv.weight.shape[2 + i]), int(conv.stride[i]),
+                                  int(conv.dilation[i])) for i in range(2)]
+            if None in dims:  # a padding no symmetric convolution expresses: pad a copy, as timm does
+                from timm.layers.padding import pad_same
 
-            x = pad_same(x, conv.weight.shape[-2:], conv.stride, conv.dilation)
-            padding = [0, 0]
-        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, padding, list(conv.stride),
+                x = pad_same(x, conv.weight.shape[-2:], conv.stride, conv.dilation)
+                padding = [0, 0]
+            else:
+                padding = [dims[0][0], dims[1][0]]
+                prepend = (dims[0][1], dims[1][1])
+        weight, bias = self._weights_for(dtype, prepend)
+        return torch.ops.mkldnn._convolution_pointwise(x.to(dtype), weight, bias, padding, list(conv.stride),
                                                        list(conv.dilation), conv.groups, self.post_op,
                                                        self.scalars, "")
 

@@ -128,3 +128,22 @@ def test_bf16_autocast_through_fused_convolutions_matches_eager_autocast():
     rel = lambda b: float((b - exact).norm() / exact.norm())  # noqa: E731
     assert rel(eager) < 0.06 and rel(fused) < 0.06  # bf16 rounding, same order for both
     assert abs(rel(fused) - rel(eager)) < 0.02
+
+
+@pytest.mark.parametrize("size", [224, 112, 15, 14])
+@pytest.mark.parametrize("kernel,stride", [(3, 2), (5, 2), (3, 1), (5, 1)])
+def test_fused_tf_same_convolution_matches_timm_padding(size, kernel, stride):
+    """TF 'same' padding (asymmetric on even inputs at stride 2) without the padded copy: same outputs."""
+    from timm.layers.conv2d_same import Conv2dSame
+
+    torch.manual_seed(0)
+    conv = Conv2dSame(8, 8, kernel, stride=stride, groups=8, bias=True).eval()
+    fused = FusedConvAct(conv, nn.ReLU6())
+    x = torch.randn(2, 8, size, size).contiguous(memory_format=torch.channels_last) * 3
+    with torch.no_grad():
+        expected = torch.clamp(conv(x), 0, 6)
+        torch.testing.assert_close(fused(x), expected, rtol=1e-5, atol=1e-5)
+        with torch.autocast("cpu", torch.bfloat16):
+            got = fused(x)
+        assert got.dtype == torch.bfloat16
+        torch.testing.assert_close(got.float(), expected, rtol=0.05, atol=0.05)
