@@ -17,7 +17,7 @@ from PIL import Image
 
 from concepts.artefacts import read_attrs
 from concepts.datasets import load_image
-from concepts.errors import ConceptsError, ConfigMismatchError
+from concepts.errors import ConfigMismatchError
 from concepts.extract import ActivationCache, extract_run
 from concepts.models import load_split
 

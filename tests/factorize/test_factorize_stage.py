@@ -8,44 +8,15 @@ import h5py
 import numpy as np
 import pytest
 
-from concepts.artefacts import config_hash, read_attrs, stage_path, string_dataset, write_attrs
+from concepts.artefacts import config_hash, read_attrs, stage_path
 from concepts.errors import ConceptsError, ConfigMismatchError
 from concepts.factorize import METHODS, factorize_class, factorize_run, load_concepts, make_estimator, match_atoms
 from concepts.factorize.metrics import dead_concepts, hoyer, relative_error, sparsity_l0
+from fake_artefacts import write_patches_activations
 
 
 def write_activations(run, class_id, maps, *, skipped=None, config=None):
-    """A patches-mode activations file in the layout of docs/ARCHITECTURE.md (rows = kept images' positions)."""
-    n_images, N, D = maps.shape
-    skipped = np.zeros(n_images, bool) if skipped is None else np.asarray(skipped, bool)
-    kept = np.flatnonzero(~skipped)
-    path = stage_path(run, "extract", class_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    side = int(round(np.sqrt(N)))
-    with h5py.File(path, "w") as f:
-        f.create_dataset("maps", data=maps.astype(np.float32))
-        images = f.create_group("images")
-        string_dataset(images, "path", [f"{class_id}/{i}.jpg" for i in range(n_images)])
-        string_dataset(images, "sha256", ["0" * 64] * n_images)
-        string_dataset(images, "error", [""] * n_images)
-        images.create_dataset("width", data=np.full(n_images, 224, np.int32))
-        images.create_dataset("height", data=np.full(n_images, 224, np.int32))
-        images.create_dataset("skipped", data=skipped)
-        images.create_dataset("logit", data=np.zeros(n_images, np.float32))
-        images.create_dataset("predicted", data=np.zeros(n_images, np.int32))
-        rows = f.create_group("rows")
-        rows.create_dataset("image", data=np.repeat(kept, N).astype(np.int32))
-        pos = np.array([(i, j) for i in range(side) for j in range(side)], np.int32)
-        rows.create_dataset("position", data=np.tile(pos, (len(kept), 1)))
-        rows.create_dataset("box", data=np.zeros((len(kept) * N, 4), np.int32))
-        cfg = config or {"mode": "patches"}
-        write_attrs(f, {"stage": "extract", "class_id": class_id, "class_name": class_id, "class_index": 3,
-                        "class_index_source": "test", "model": "fake", "weights": "none", "weights_sha256": "",
-                        "layer": "features", "layout": "spatial", "grid": [side, side], "n_prefix": 0,
-                        "preprocessing": {"input_size": 224}, "mode": "patches", "patch_size": 0, "stride": 0,
-                        "dtype": "float32", "config": cfg, "config_hash": config_hash(cfg),
-                        "package_version": "0", "created": "now"})
-    return path
+    return write_patches_activations(run, class_id, np.asarray(maps, np.float32), skipped=skipped, config=config)
 
 
 def planted_maps(n_images=12, N=16, D=24, r=4, seed=0):

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from concepts.artefacts import atomic_h5, base_attributes, stage_path, string_dataset, write_attrs
+from concepts.artefacts import atomic_h5, stage_path, write_attrs
 from concepts.errors import ConceptsError, ConfigMismatchError
+from fake_artefacts import write_patches_activations
 from importance_tinynet import TinyNet
 
 D, GRID, R, CLASS_INDEX = 16, 7, 4, 2
@@ -35,28 +36,9 @@ def _fabricate(run: Path, class_id: str, n_images=5, skipped=(1,), seed=0):
     skip = np.zeros(n_images, bool)
     skip[list(skipped)] = True
     maps[skip] = 0
-    kept = np.flatnonzero(~skip)
-    attrs = dict(base_attributes(), stage="extract", class_id=class_id, class_name=class_id.upper(),
-                 class_index=CLASS_INDEX, model="tiny", weights="random", weights_sha256="0" * 64, layer="features",
-                 layout="spatial", grid=[GRID, GRID], n_prefix=0, mode="patches", patch_size=0, stride=0,
-                 dtype="float16", config_hash="fake")
-    with atomic_h5(stage_path(run, "extract", class_id)) as handle:
-        handle.create_dataset("maps", data=maps)
-        rows = handle.create_group("rows")
-        n_rows = len(kept) * GRID * GRID
-        rows.create_dataset("image", data=np.repeat(kept, GRID * GRID).astype(np.int32))
-        rows.create_dataset("box", data=np.zeros((n_rows, 4), np.int32))
-        rows.create_dataset("position", data=np.zeros((n_rows, 2), np.int32))
-        images = handle.create_group("images")
-        string_dataset(images, "path", [f"img{i}.jpg" for i in range(n_images)])
-        string_dataset(images, "sha256", ["0" * 64] * n_images)
-        string_dataset(images, "error", [""] * n_images)
-        images.create_dataset("width", data=np.full(n_images, 28, np.int32))
-        images.create_dataset("height", data=np.full(n_images, 28, np.int32))
-        images.create_dataset("skipped", data=skip)
-        images.create_dataset("logit", data=np.zeros(n_images, np.float32))
-        images.create_dataset("predicted", data=np.zeros(n_images, np.int32))
-        write_attrs(handle, attrs)
+    write_patches_activations(run, class_id, maps, skipped=skip, class_index=CLASS_INDEX, image_size=28,
+                              paths=[f"img{i}.jpg" for i in range(n_images)], class_name=class_id.upper(),
+                              model="tiny", weights="random", weights_sha256="0" * 64, config_hash="fake")
     with atomic_h5(stage_path(run, "factorize", class_id)) as handle:
         handle.create_dataset("components", data=W)
         write_attrs(handle, dict(stage="factorize", class_id=class_id, method="fake", config_hash=f"c-{seed}"))
