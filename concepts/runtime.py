@@ -1,4 +1,4 @@
-"""Device and thread selection shared by every stage."""
+"""Device, thread and CPU-allocator set-up shared by every stage."""
 from __future__ import annotations
 
 import ctypes
