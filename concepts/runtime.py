@@ -46,6 +46,21 @@ def default_workers(device: torch.device | str | None = None) -> int:
     return max(0, min(4, cores - torch.get_num_threads()))
 
 
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX-BF16 on x86, BF16 on Arm); None when
+    it cannot be told (no /proc/cpuinfo). Without it oneDNN emulates bf16 and the forward pass is slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[-1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
 def autocast_dtype(precision: str | None) -> torch.dtype | None:
     """Map 'fp32'/'bf16'/'fp16' to the autocast dtype (None means full precision)."""
     if precision in (None, "fp32", "float32"):

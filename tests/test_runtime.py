@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from concepts.errors import ConceptsError
-from concepts.runtime import autocast_dtype, pick_device
+from concepts.runtime import autocast_dtype, cpu_has_native_bf16, pick_device
 
 # A forward pass in miniature: three large activations alive at once, then freed, batch after batch. Prints the
 # page faults of the last four batches (after six to settle).
@@ -59,3 +59,25 @@ def test_pick_device_and_precision_names():
     assert autocast_dtype("fp32") is None and autocast_dtype("bf16") is torch.bfloat16
     with pytest.raises(ConceptsError, match="unknown precision"):
         autocast_dtype("int4")
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch, tmp_path):
+    import builtins
+
+    real_open = builtins.open
+    cpuinfo = {"/proc/cpuinfo": ""}
+
+    def fake_open(path, *args, **kwargs):
+        if path == "/proc/cpuinfo":
+            target = tmp_path / "cpuinfo"
+            target.write_text(cpuinfo[path])
+            return real_open(target, *args, **kwargs)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    cpuinfo["/proc/cpuinfo"] = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n"
+    assert cpu_has_native_bf16() is True
+    cpuinfo["/proc/cpuinfo"] = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n"
+    assert cpu_has_native_bf16() is False
+    cpuinfo["/proc/cpuinfo"] = "processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n"  # Arm
+    assert cpu_has_native_bf16() is True

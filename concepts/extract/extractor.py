@@ -17,7 +17,7 @@ from ..artefacts import (atomic_h5, base_attributes, config_hash, existing_statu
 from ..datasets import ImageFiles, discover, read_labels_file, resolve_label
 from ..errors import ConceptsError
 from ..models import ModelSplit, load_split
-from ..runtime import autocast_dtype, default_workers, set_threads
+from ..runtime import autocast_dtype, cpu_has_native_bf16, default_workers, set_threads
 from .sampling import MODES, crop_boxes, crop_positions, crop_stride, make_crops, position_boxes
 
 DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -244,6 +244,9 @@ def extract_run(
     if not int(getattr(split.model, "num_classes", 0) or 0):
         raise ConceptsError(f"model {info['model']!r} has no classifier head (num_classes = 0): concepts are "
                             "explained for a class logit")
+    if split.device.type == "cpu" and autocast_dtype(precision) == torch.bfloat16 and cpu_has_native_bf16() is False:
+        _say("warning: this CPU has no bfloat16 instructions (AVX512-BF16/AMX): bf16 is emulated and slower than "
+             "fp32 here; use --precision fp32", progress)
     config = extraction_config(info, mode, patch_size, dtype, precision, max_images)
     digest = config_hash(config)
     workers = default_workers(split.device) if workers is None else int(workers)

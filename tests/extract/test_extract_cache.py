@@ -222,3 +222,15 @@ def test_cli_extract_then_info(val50, tmp_path):
     info = subprocess.run([sys.executable, "-m", "concepts", "info", str(run)], capture_output=True, text=True)
     assert info.returncode == 0
     assert "tench" in info.stdout and "rows 32 x 1280" in info.stdout and "extract 1/1" in info.stdout
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_without_bf16_instructions_warns(native, val50, split_info, tmp_path, capsys, monkeypatch):
+    import concepts.extract.extractor as extractor
+
+    monkeypatch.setattr(extractor, "cpu_has_native_bf16", lambda: native)
+    split, info = split_info
+    extract_run(val50, tmp_path, classes=[TENCH], max_images=1, mode="patches", precision="bf16", workers=0,
+                progress=False, split=split, info=info)
+    warned = "bf16 is emulated" in capsys.readouterr().err
+    assert warned is (not native)
