@@ -8,7 +8,7 @@ same random input batch, and prints images/s of g (the model up to its cut) and 
   timm        the model as timm builds it, NCHW memory, glibc's default allocator
   +cl         channels-last memory
   +malloc     + concepts.runtime.tune_cpu_allocator (no page-fault churn for large tensors)
-  concepts    + batch norms folded and activations fused (concepts.models.load_split)
+  concepts    + batch norms folded, convolutions fused with their activations (concepts.models.load_split)
 On CUDA the allocator row measures nothing new (PyTorch caches GPU memory itself) and fusion is not used.
 """
 from __future__ import annotations
@@ -28,13 +28,9 @@ SETTINGS = ("timm", "+cl", "+malloc", "concepts")
 def measure(setting: str, args) -> dict:
     import torch
 
-    if setting in ("+malloc", "concepts"):
-        from concepts.runtime import tune_cpu_allocator
-
-        tune_cpu_allocator()
     torch.set_num_threads(args.threads)
     from concepts.models import load_split
-    from concepts.runtime import autocast_dtype
+    from concepts.runtime import autocast_dtype, tune_cpu_allocator
 
     split, info = load_split(args.model, device=args.device, pretrained=not args.random_init,
                              optimize=setting == "concepts")
@@ -57,7 +53,8 @@ def measure(setting: str, args) -> dict:
     seconds = time.perf_counter() - start
     return {"setting": setting, "img_s": args.repeats * args.batch_size / seconds, "model": info["model"],
             "device": str(split.device), "folded": info.get("folded_norms", 0),
-            "fused": info.get("fused_activations", 0)}
+            "fused": info.get("fused_convolutions", 0),
+            "allocator_tuned": tune_cpu_allocator()}  # load_split tunes it on the CPU unless the env says no
 
 
 def main() -> int:
@@ -83,13 +80,18 @@ def main() -> int:
         rows = []
         for setting in SETTINGS:
             cmd = [sys.executable, __file__, *forwarded, "--setting", setting, "--precision", precision]
-            done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            tuned = setting in ("+malloc", "concepts")
+            done = subprocess.run(cmd, capture_output=True, text=True,
+                                  env=dict(env, CONCEPTS_MALLOC_TUNING="1" if tuned else "0"))
             if done.returncode != 0:
                 raise SystemExit(f"{setting} failed:\n{done.stderr[-2000:]}")
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            if row["device"] == "cpu" and row["allocator_tuned"] != tuned:
+                raise SystemExit(f"{setting}: allocator tuning is {row['allocator_tuned']}, expected {tuned}")
+            rows.append(row)
         first = rows[0]
         print(f"{first['model']} on {first['device']}, {precision}, batch {args.batch_size}, {args.threads} threads "
-              f"({rows[-1]['folded']} norms folded, {rows[-1]['fused']} activations fused)")
+              f"({rows[-1]['folded']} norms folded, {rows[-1]['fused']} convolutions fused with their activations)")
         for row in rows:
             print(f"  {row['setting']:9s} {row['img_s']:8.1f} img/s  {row['img_s'] / first['img_s']:5.2f}x")
     return 0
