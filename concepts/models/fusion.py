@@ -146,13 +146,9 @@ class _Pair:
 
 def _foldable_norm(module: nn.Module) -> bool:
     """Plain BatchNorm2d, or timm's BatchNormAct2d (norm, then drop, then act), with running statistics."""
-    if type(module) is nn.BatchNorm2d:
-        pass
-    elif type(module).__name__ == "BatchNormAct2d" and hasattr(module, "act") and hasattr(module, "drop"):
-        pass
-    else:
-        return False
-    return module.running_mean is not None and module.running_var is not None
+    known = type(module) is nn.BatchNorm2d or (
+        type(module).__name__ == "BatchNormAct2d" and hasattr(module, "act") and hasattr(module, "drop"))
+    return known and module.running_mean is not None and module.running_var is not None
 
 
 def _foldable_conv(module: nn.Module) -> bool:
@@ -284,12 +280,13 @@ def optimize_for_inference(model: nn.Module, example: torch.Tensor, keep: str | 
 
     ``model`` must be in eval mode and on ``example``'s device; ``example`` is one input batch (its values
     only decide the checks). ``keep`` names a module that must keep its output (the cut layer). Returns
-    ``{"folded_norms": n, "fused_activations": m}``; a rewrite whose logits differ from the model's before
+    ``{"folded_norms": n, "fused_convolutions": m}`` (m convolutions run with their activation, or none, as a
+    oneDNN post-op); a rewrite whose logits differ from the model's before
     it by more than ``RTOL`` of their scale is undone and counted as 0.
     """
     if model.training:
         raise ValueError("optimize_for_inference needs a model in eval mode")
-    done = {"folded_norms": 0, "fused_activations": 0}
+    done = {"folded_norms": 0, "fused_convolutions": 0}
     if not any(_foldable_norm(m) for m in model.modules()):
         return done
     pairs = _find_pairs(model, example, {keep} if keep else set())
@@ -308,7 +305,7 @@ def optimize_for_inference(model: nn.Module, example: torch.Tensor, keep: str | 
         except RuntimeError:  # a oneDNN build without this post-op
             ok = False
         if ok:
-            done["fused_activations"] = len(fused)
+            done["fused_convolutions"] = len(fused)
         else:
             _unfuse(fused)
     return done
