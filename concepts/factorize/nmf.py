@@ -139,8 +139,6 @@ class NMF(ConceptExtractor):
     def _fit(self, X, gen):
         if self.solver not in SOLVERS:
             raise ConceptsError(f"unknown NMF solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
-        if self.init not in INITS:
-            raise ConceptsError(f"unknown NMF init {self.init!r}; choose one of {', '.join(INITS)}")
         starts = self._starts(*X.shape)
         best = None
         errors = []
@@ -193,8 +191,7 @@ class NMF(ConceptExtractor):
         G = W @ W.T
         S.nnls_rows(Ut, P, G, self.transform_max_iter, self.transform_tol)
         final = math.sqrt(max(S.sq_error_from_grams(normA2, Ut @ X, Ut @ Ut.T, W), 0.0) / normA2)
-        return W, Ut.T, {"n_iter": it, "converged": converged, "history": history[1:], "final_error": final,
-                         "init": init}
+        return W, Ut.T, {"n_iter": it, "converged": converged, "history": history[1:], "final_error": final}
 
     # ------------------------------------------------------------------ transform
     def _transform(self, X):
