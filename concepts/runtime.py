@@ -46,11 +46,11 @@ def default_workers(device: torch.device | str | None = None) -> int:
     return max(0, min(4, cores - torch.get_num_threads()))
 
 
-def cpu_has_native_bf16() -> bool | None:
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
     """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX-BF16 on x86, BF16 on Arm); None when
     it cannot be told (no /proc/cpuinfo). Without it oneDNN emulates bf16 and the forward pass is slower than fp32."""
     try:
-        with open("/proc/cpuinfo") as handle:
+        with open(cpuinfo) as handle:
             text = handle.read()
     except OSError:
         return None

@@ -61,23 +61,14 @@ def test_pick_device_and_precision_names():
         autocast_dtype("int4")
 
 
-def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch, tmp_path):
-    import builtins
-
-    real_open = builtins.open
-    cpuinfo = {"/proc/cpuinfo": ""}
-
-    def fake_open(path, *args, **kwargs):
-        if path == "/proc/cpuinfo":
-            target = tmp_path / "cpuinfo"
-            target.write_text(cpuinfo[path])
-            return real_open(target, *args, **kwargs)
-        return real_open(path, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", fake_open)
-    cpuinfo["/proc/cpuinfo"] = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n"
-    assert cpu_has_native_bf16() is True
-    cpuinfo["/proc/cpuinfo"] = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n"
-    assert cpu_has_native_bf16() is False
-    cpuinfo["/proc/cpuinfo"] = "processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n"  # Arm
-    assert cpu_has_native_bf16() is True
+@pytest.mark.parametrize("flags,native", [
+    ("flags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni", True),
+    ("flags\t\t: fpu sse avx2 avx512f avx512_vnni", False),  # AVX-512 without its bf16 extension
+    ("flags\t\t: fpu sse avx2 amx_bf16 amx_tile", True),
+    ("Features\t: fp asimd bf16 i8mm", True),  # Arm
+])
+def test_native_bf16_is_read_from_the_cpu_flags(flags, native, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\n{flags}\n\nprocessor\t: 1\n{flags}\n")
+    assert cpu_has_native_bf16(str(cpuinfo)) is native
+    assert cpu_has_native_bf16(str(tmp_path / "missing")) is None
