@@ -73,6 +73,10 @@ class ActivationCache:
         return len(self.kept) * self.n_positions
 
     # -- rows
+    def read_rows(self, start: int, stop: int, dtype=np.float32) -> np.ndarray:
+        """Rows ``start:stop`` (in row order) as one contiguous read."""
+        return self._row_slice(int(start), int(stop), dtype)
+
     def _row_slice(self, start: int, stop: int, dtype) -> np.ndarray:
         if "activations" in self._file:
             return self._file["activations"][start:stop].astype(dtype)
