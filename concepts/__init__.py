@@ -9,7 +9,8 @@ The data flow, one function per stage (each reads the artefacts of the one befor
     concepts.build_atlas("run/"); concepts.export_run("run/")          # RUN/atlas/, RUN/exports/
 
 (The sub-packages ``concepts.extract``, ``concepts.factorize`` ... hold the building blocks.)
-Names are imported lazily so that ``import concepts`` and the CLI start fast.
+Names are imported lazily so that ``import concepts`` and the CLI start fast. Importing changes nothing in the
+process; ``concepts.configure_process()`` applies, once, what the CLI applies at start-up (allocator tuning).
 """
 from __future__ import annotations
 
@@ -27,10 +28,13 @@ _LAZY = {
     "write_sheets": ("concepts.atlas", "write_sheets"),
     "export_run": ("concepts.export", "export_run"),
     "run_pipeline": ("concepts.pipeline", "run_pipeline"),
-    "load_config": ("concepts.pipeline", "load_config"),
-    "run_demo": ("concepts.demo", "run_demo"),
+    "run_demo": ("concepts.pipeline.demo", "run_demo"),
+    # settings
+    "RunConfig": ("concepts.settings", "RunConfig"),
+    "load_config": ("concepts.settings", "load_config"),
     # readers
-    "ActivationCache": ("concepts.extract", "ActivationCache"),
+    "open_run": ("concepts.schema", "open_run"),
+    "ActivationCache": ("concepts.schema", "ActivationCache"),
     "open_activations": ("concepts.extract", "open_activations"),
     "list_classes": ("concepts.extract", "list_classes"),
     "load_concepts": ("concepts.factorize", "load_concepts"),
@@ -38,7 +42,9 @@ _LAZY = {
     "load_export": ("concepts.export", "load_export"),
     "run_summary": ("concepts.info", "run_summary"),
     # building blocks
+    "configure_process": ("concepts.runtime", "configure_process"),
     "load_split": ("concepts.models", "load_split"),
+    "ModelCache": ("concepts.models", "ModelCache"),
     "make_estimator": ("concepts.factorize", "make_estimator"),
     "NMF": ("concepts.factorize", "NMF"),
     "SemiNMF": ("concepts.factorize", "SemiNMF"),

@@ -5,56 +5,44 @@ import os
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
-from .artefacts import STAGE_DIRS, class_files, read_attrs
 from .errors import ConceptsError
-
-IMPORTANCE_METHODS = ("sobol", "gradient", "occlusion")
+from .schema import STAGES, RunFolder
 
 
 def run_summary(run: str | os.PathLike) -> dict[str, Any]:
     """A JSON-able summary of the run folder."""
-    run = Path(run)
-    if not run.is_dir():
-        raise ConceptsError(f"run folder not found: {run}")
-    stages = {stage: class_files(run, stage) for stage in STAGE_DIRS}
+    folder = RunFolder(run)
+    run = folder.path
+    stages = {stage: folder.scan(stage).check().found for stage in STAGES}
     if not any(stages.values()):
         raise ConceptsError(f"{run} holds no activations, concepts or importance files")
     summary: dict[str, Any] = {"run": str(run), "classes": {}, "provenance": {}}
     for class_id in sorted(set().union(*[set(v) for v in stages.values()])):
         entry: dict[str, Any] = {}
         if class_id in stages["extract"]:
-            with h5py.File(stages["extract"][class_id], "r") as handle:
-                attrs = read_attrs(handle)
-                rows = handle["activations"].shape[0] if "activations" in handle else \
-                    int((~handle["images/skipped"][()]).sum()) * handle["maps"].shape[1]
+            with folder.activations(class_id) as cache:
+                attrs = cache.attrs
                 entry.update(class_name=attrs.get("class_name"), class_index=attrs.get("class_index"),
                              class_index_source=attrs.get("class_index_source"), images=attrs.get("n_images"),
-                             skipped=attrs.get("n_skipped"), rows=int(rows), channels=int(handle["maps"].shape[-1]),
-                             maps_shape=list(handle["maps"].shape))
+                             skipped=attrs.get("n_skipped"), rows=int(cache.n_rows), channels=int(cache.n_channels),
+                             maps_shape=[cache.n_images, cache.n_positions, cache.n_channels])
                 if not summary["provenance"]:
                     summary["provenance"] = {k: attrs.get(k) for k in (
                         "model", "weights", "weights_sha256", "layer", "layout", "grid", "n_prefix", "mode",
                         "patch_size", "stride", "dtype", "precision", "preprocessing", "package_version", "created")}
         if class_id in stages["factorize"]:
-            with h5py.File(stages["factorize"][class_id], "r") as handle:
-                attrs = read_attrs(handle)
-                entry["concepts"] = {k: attrs.get(k) for k in (
-                    "method", "n_concepts", "seed", "rel_error", "sparsity_l0", "hoyer", "dead", "n_iter",
-                    "converged", "seconds")}
+            attrs = folder.concepts(class_id, coefficients=False).attrs
+            entry["concepts"] = {k: attrs.get(k) for k in (
+                "method", "n_concepts", "seed", "rel_error", "sparsity_l0", "hoyer", "dead", "n_iter",
+                "converged", "seconds")}
         if class_id in stages["importance"]:
-            with h5py.File(stages["importance"][class_id], "r") as handle:
-                ranking = {}
-                for method in IMPORTANCE_METHODS:
-                    if method in handle and "share" in handle[method]:
-                        share = np.asarray(handle[method]["share"][()], float)
-                        order = np.argsort(-share)
-                        ranking[method] = [[int(k), round(float(share[k]), 4)] for k in order]
-                entry["importance"] = ranking
-                if "fidelity" in handle:
-                    entry["fidelity"] = read_attrs(handle["fidelity"])
+            record = folder.importance(class_id, maps=False)
+            entry["importance"] = {
+                method: [[int(k), round(float(imp.share[k]), 4)] for k in np.argsort(-np.asarray(imp.share, float))]
+                for method, imp in record.methods.items()}
+            entry["fidelity"] = record.fidelity_attrs
         summary["classes"][class_id] = entry
     summary["stages"] = {stage: len(files) for stage, files in stages.items()}
     summary["stages"]["atlas"] = (run / "atlas" / "index.html").is_file()
@@ -99,7 +87,7 @@ def format_summary(summary: dict[str, Any]) -> str:
             parts = []
             if fid.get("reconstruction_logit_ratio") is not None:
                 parts.append(f"logit h(UW)/h(A) {float(fid['reconstruction_logit_ratio']):.2f}")
-            for method in IMPORTANCE_METHODS:
+            for method in entry.get("importance") or {}:
                 if fid.get(f"{method}_c_deletion") is not None:
                     parts.append(f"{method} C-Del {float(fid[f'{method}_c_deletion']):.3g} "
                                  f"C-Ins {float(fid[f'{method}_c_insertion']):.3g} "

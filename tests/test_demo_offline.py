@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from concepts.demo import DEMO_PHOTOS, demo_views, write_demo_images
+from concepts.datasets.demo_photos import DEMO_PHOTOS, demo_views, write_demo_images
 
 
 def test_demo_views_are_deterministic_crops_of_the_photo():

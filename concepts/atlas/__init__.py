@@ -5,7 +5,7 @@ across classes.
 * :func:`build_atlas` - ``index.html`` + one page per class + pictures + sheets.
 * :func:`write_sheets` - only the PNG sheets.
 """
-from .data import ClassData, list_run_classes, load_class
+from ..schema.classdata import ClassData, list_run_classes, load_class
 from .sheets import write_sheets
 from .site import build_atlas
 

@@ -10,7 +10,7 @@ from typing import Iterable
 import numpy as np
 from PIL import ImageColor
 
-from .data import list_run_classes, load_bank, load_class
+from ..schema.classdata import list_run_classes, load_bank, load_class
 from .images import composite_overlay, heat_overlay
 from .view import ClassView, PhotoStore, build_view
 
@@ -142,14 +142,18 @@ def render_sheet(view: ClassView, store: PhotoStore, path: str | os.PathLike, *,
     return path
 
 
-def write_sheets(run: str | os.PathLike, *, classes: Iterable[str] | None = None,
-                 out: str | os.PathLike | None = None, top_k: int = 6, n_examples: int = 4,
-                 n_overlay: int = 5, max_concepts: int = 8, dpi: int = 100,
-                 progress: bool = True) -> list[Path]:
+def write_sheets(run: str | os.PathLike, *, config=None, out: str | os.PathLike | None = None,
+                 max_concepts: int = 8, dpi: int = 100, progress: bool = True, **settings) -> list[Path]:
     """Write one PNG sheet per class to ``out`` (default ``RUN/atlas/sheets``); returns the paths.
 
-    Similar concepts across classes are computed over the chosen classes.
+    ``settings``: keywords of the ``atlas`` section and ``classes``. Similar concepts across classes are computed
+    over the chosen classes.
     """
+    from ..settings import stage_config
+
+    cfg = stage_config("atlas", config, **settings)
+    classes = list(cfg.data.classes) if cfg.data.classes else None
+    top_k, n_examples, n_overlay = cfg.atlas.top_k, cfg.atlas.n_examples, cfg.atlas.n_overlay
     from .analysis import similar_concepts
     from tqdm.auto import tqdm
 
@@ -157,14 +161,14 @@ def write_sheets(run: str | os.PathLike, *, classes: Iterable[str] | None = None
     found = list_run_classes(run, classes=classes)
     out = Path(out) if out is not None else run / "atlas" / "sheets"
     metas, banks = [], []
-    for _, stem in found:
-        cid, name, bank = load_bank(run, stem)
+    for class_id, stem in found:
+        cid, name, bank = load_bank(run, class_id)
         metas.append((cid, name, stem))
         banks.append(bank)
     neighbours = similar_concepts(banks)
     written = []
-    for pos, (_, stem) in enumerate(tqdm(found, desc="sheets", unit="class", disable=not progress)):
-        data = load_class(run, stem)
+    for pos, (class_id, stem) in enumerate(tqdm(found, desc="sheets", unit="class", disable=not progress)):
+        data = load_class(run, class_id)
         store = PhotoStore(run, data, None)
         view = build_view(data, store, top_k=top_k, n_examples=n_examples, n_overlay=n_overlay,
                           neighbours=neighbours[pos], others=metas, write=False)

@@ -17,10 +17,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .._version import __version__
-from ..artefacts import replace_folder
+from ..schema import replace_folder
 from ..errors import ConceptsError
 from .analysis import similar_concepts
-from .data import list_run_classes, load_bank, load_class
+from ..schema.classdata import list_run_classes, load_bank, load_class
 from .view import ClassView, PhotoStore, build_view
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -56,10 +56,8 @@ def crop_style(box: Iterable[int], input_size: int, display: int = 112) -> dict[
     }
 
 
-def build_atlas(run: str | os.PathLike, *, classes: Iterable[str] | None = None, top_k: int = 6,
-                n_examples: int = 4, n_overlay: int = 5, n_similar: int = 3, thumb_size: int = 192,
-                image_format: str = "jpeg", sheets: bool = True, out: str | os.PathLike | None = None,
-                progress: bool = True) -> Path:
+def build_atlas(run: str | os.PathLike, *, config=None, out: str | os.PathLike | None = None,
+                progress: bool = True, **settings) -> Path:
     """Build the static atlas of a run and return the path of its ``index.html``.
 
     Reads ``RUN/activations``, ``RUN/concepts`` and ``RUN/importance`` and writes ``RUN/atlas/``
@@ -70,7 +68,15 @@ def build_atlas(run: str | os.PathLike, *, classes: Iterable[str] | None = None,
     the ``n_similar`` most similar concepts of other classes), each photo once as a
     ``thumb_size`` JPEG/WebP, and (``sheets``) one PNG sheet per class in ``sheets/``.
     The folder is built aside and swapped in at the end, so a failed build leaves the old one.
+    ``settings``: keywords of the ``atlas`` section (:class:`~concepts.settings.AtlasSettings`) and ``classes``.
     """
+    from ..settings import stage_config
+
+    cfg = stage_config("atlas", config, **settings)
+    a = cfg.atlas
+    classes = list(cfg.data.classes) if cfg.data.classes else None
+    top_k, n_examples, n_overlay, n_similar = a.top_k, a.n_examples, a.n_overlay, a.n_similar
+    thumb_size, image_format, sheets = a.thumb_size, a.image_format, a.sheets
     run = Path(run)
     if not run.is_dir():
         raise ConceptsError(f"run folder {run} does not exist")
@@ -91,7 +97,7 @@ def build_atlas(run: str | os.PathLike, *, classes: Iterable[str] | None = None,
     meta: list[tuple[str, str, str]] = []
     banks: list[np.ndarray] = []
     for class_id, stem in found:
-        cid, name, bank = load_bank(run, stem)
+        cid, name, bank = load_bank(run, class_id)
         meta.append((cid, name, stem))
         banks.append(bank)
     neighbours = similar_concepts(banks, k=n_similar)
@@ -102,7 +108,7 @@ def build_atlas(run: str | os.PathLike, *, classes: Iterable[str] | None = None,
     missing: list[str] = []
     try:
         for pos, (class_id, stem) in enumerate(tqdm(found, desc="atlas", unit="class", disable=not progress)):
-            data = load_class(run, stem)
+            data = load_class(run, class_id)
             store = PhotoStore(run, data, work, thumb_size=thumb_size, image_format=image_format)
             view = build_view(data, store, top_k=top_k, n_examples=n_examples, n_overlay=n_overlay,
                               neighbours=neighbours[pos], others=meta)

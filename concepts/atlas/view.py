@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from .analysis import Neighbour, concentration, embed_2d, n_important, top_rows
-from .data import ClassData, resolve_image_path
+from ..schema.classdata import ClassData, resolve_image_path
 from .images import (composite_overlay, concept_colour, heat_overlay, hex_colour, model_input_view,
                      placeholder)
 

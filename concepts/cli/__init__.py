@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    from ..runtime import configure_process
+
+    configure_process()  # the entry point's process-wide set-up (library calls never do it)
     try:
         code = args.func(args)
     except ConceptsError as exc:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_classes
+from ..settings.cli import add_settings
+from .common import stage_settings
 
 
 def register(sub) -> None:
@@ -14,31 +15,21 @@ def register(sub) -> None:
                                    "Opens from disk: no server and no network needed.")
     p.add_argument("run", help="the run folder (with activations/, concepts/ and importance/)")
     p.add_argument("--out", default=None, help="output folder (default: RUN/atlas)")
-    p.add_argument("--top-k", type=int, default=6, help="crops shown per concept")
-    p.add_argument("--examples", type=int, default=4, help="images shown with their concept maps")
-    p.add_argument("--overlay-concepts", type=int, default=5, help="concepts drawn on the example images")
-    p.add_argument("--similar", type=int, default=3, help="similar concepts of other classes listed per concept")
-    p.add_argument("--thumb-size", type=int, default=192, help="pixel size of the photo thumbnails")
-    p.add_argument("--image-format", choices=["jpeg", "webp"], default="jpeg")
-    p.add_argument("--no-sheets", action="store_true", help="skip the PNG sheets")
     p.add_argument("--sheets-only", action="store_true", help="only write the PNG sheets (RUN/atlas/sheets)")
-    add_classes(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_settings(p, "atlas")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..atlas import build_atlas, write_sheets
 
+    cfg = stage_settings(args, "atlas")
     if args.sheets_only:
-        paths = write_sheets(args.run, classes=args.classes, out=(None if args.out is None else f"{args.out}/sheets"),
-                             top_k=args.top_k, n_examples=args.examples, n_overlay=args.overlay_concepts,
+        paths = write_sheets(args.run, config=cfg, out=(None if args.out is None else f"{args.out}/sheets"),
                              progress=not args.quiet)
         print(f"atlas: {len(paths)} sheets in {paths[0].parent if paths else args.run}", file=sys.stderr)
         return 0
-    index = build_atlas(args.run, classes=args.classes, top_k=args.top_k, n_examples=args.examples,
-                        n_overlay=args.overlay_concepts, n_similar=args.similar, thumb_size=args.thumb_size,
-                        image_format=args.image_format, sheets=not args.no_sheets, out=args.out,
-                        progress=not args.quiet)
+    index = build_atlas(args.run, config=cfg, out=args.out, progress=not args.quiet)
     print(f"atlas: open {index}", file=sys.stderr)
     return 0

@@ -2,6 +2,23 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--overwrite", action="store_true", help="redo classes made with other settings")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def stage_settings(args: argparse.Namespace, stage: str, given: dict[str, Any] | None = None):
+    """The run configuration of a stage command: the defaults, the positional values ``given`` (dotted keys), then
+    the flags; validated like a config file (one-line errors)."""
+    from ..settings import load_config
+    from ..settings.cli import settings_overrides
+
+    overrides = dict(given or {})
+    overrides.update(settings_overrides(args, stage))
+    return load_config(None, overrides)
 
 
 def class_list(text: str | None) -> list[str] | None:
@@ -11,14 +28,10 @@ def class_list(text: str | None) -> list[str] | None:
 
 
 def add_classes(parser: argparse.ArgumentParser) -> None:
+    """``--classes`` of the commands that are not stages (evaluate)."""
     parser.add_argument("--classes", type=class_list, default=None, metavar="A,B,C",
                         help="comma-separated class ids to process (default: all)")
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present, else CPU)")
-
-
-def add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--overwrite", action="store_true", help="redo classes made with another configuration")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -17,7 +17,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..demo import run_demo
+    from ..pipeline.demo import run_demo
 
     run_demo(args.out, images=args.images, n_concepts=args.concepts, max_images=args.max_images,
              device=args.device, progress=not args.quiet)

@@ -54,9 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConceptsError
     from ..evaluate.compare import DEFAULT_METHODS, EvalConfig, evaluate_run
     from ..evaluate.report import summarise, write_report
-    from ..runtime import set_threads
+    from ..runtime import thread_limit
 
-    set_threads(args.threads)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else DEFAULT_METHODS
     if args.name and len(args.name) != len(args.runs):
         raise ConceptsError(f"give one --name per RUN ({len(args.runs)} runs, {len(args.name)} names)")
@@ -66,10 +65,11 @@ def run(args: argparse.Namespace) -> int:
                         fraction=args.fraction, importance=args.importance, residual=args.residual,
                         max_rows=args.max_rows, threshold=args.threshold)
     frames = []
-    for i, run_dir in enumerate(args.runs):
-        name = args.name[i] if args.name else None
-        frames.append(evaluate_run(run_dir, config, classes=args.classes, dataset=name, device=args.device,
-                                   progress=not args.quiet))
+    with thread_limit(args.threads):
+        for i, run_dir in enumerate(args.runs):
+            name = args.name[i] if args.name else None
+            frames.append(evaluate_run(run_dir, config, classes=args.classes, dataset=name, device=args.device,
+                                       progress=not args.quiet))
     frame = pd.concat(frames, ignore_index=True)
     out = Path(args.out) if args.out else Path(args.runs[0]) / "evaluation"
     command = "concepts " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["evaluate"] else None

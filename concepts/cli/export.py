@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_classes
-
-
-def _formats(text: str) -> list[str]:
-    return [f.strip().lower() for f in text.split(",") if f.strip()]
+from ..settings.cli import add_settings
+from .common import stage_settings
 
 
 def register(sub) -> None:
@@ -16,20 +13,16 @@ def register(sub) -> None:
                                    "and concept), classes.csv, images.csv, concept_banks.npz, "
                                    "per_image_importances.npz and manifest.json (config, versions, provenance).")
     p.add_argument("run", help="the run folder")
-    p.add_argument("--format", dest="formats", action="append", type=_formats, default=None,
-                   metavar="csv|parquet|json",
-                   help="table format(s); repeat or comma-separate (default: csv,parquet,json; parquet needs "
-                        "pyarrow)")
     p.add_argument("--out", default=None, help="output folder (default: RUN/exports)")
-    add_classes(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_settings(p, "export")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..export import FORMATS, export_run
+    from ..export import export_run
 
-    formats = [f for group in args.formats for f in group] if args.formats else list(FORMATS)
-    folder = export_run(args.run, formats, classes=args.classes, out=args.out, progress=not args.quiet)
+    cfg = stage_settings(args, "export")
+    folder = export_run(args.run, config=cfg, out=args.out, progress=not args.quiet)
     print(f"export: wrote {folder}", file=sys.stderr)
     return 0

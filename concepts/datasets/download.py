@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..artefacts import file_sha256 as sha256_of
+from ..schema.hashing import file_sha256 as sha256_of
 from ..errors import ConceptsError
 
 IMAGENETTE_URLS = {

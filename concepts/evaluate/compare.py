@@ -30,7 +30,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import ConceptsError
-from ..models import SplitCache
+from ..models import ModelCache
 
 DEFAULT_METHODS = ("nmf", "semi_nmf", "pca", "ica", "kmeans", "dictionary", "random")
 ORACLE = "oracle (masks)"
@@ -245,13 +245,13 @@ def evaluate_run(run: str | os.PathLike, config: EvalConfig = EvalConfig(), *, c
 
             canonical_method(m)
     dataset = dataset or run.name
-    splits = SplitCache(device)
+    models = ModelCache(device)
     records = []
     bar = tqdm(total=len(wanted) * len(config.methods), desc=f"evaluate {dataset}", disable=not progress)
     for class_id in wanted:
         data = ClassData.load(run, class_id, max_rows=config.max_rows, seed=config.seeds[0])
         truth = synthetic_truth(data)
-        split = splits.get(data.attrs)
+        split = models.for_artefact(data.attrs)
         if truth is not None and data.layout == "spatial":
             records.append(dict(oracle_row(data, truth, config), dataset=dataset, class_id=data.class_id,
                                 class_name=data.class_name, n_images=int(data.maps.shape[0])))

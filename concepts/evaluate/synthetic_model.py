@@ -121,14 +121,21 @@ def train(n_per_class: int = 300, epochs: int = 6, seed: int = 0, batch_size: in
           threads: int | None = None, device=None, progress: bool = True, aux_weight: float = 3.0
           ) -> tuple[SynthCNN, dict]:
     """Train :class:`SynthCNN` on freshly generated scenes (data seed ``seed + 1000``, disjoint from the
-    explanation images written with ``seed``) and report held-out accuracy on another fresh set."""
+    explanation images written with ``seed``) and report held-out accuracy on another fresh set. The caller's
+    torch thread count and global random state are left as they were."""
+    from ..runtime import thread_limit
+
+    with thread_limit(threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _train(n_per_class, epochs, seed, batch_size, lr, device, progress, aux_weight)
+
+
+def _train(n_per_class, epochs, seed, batch_size, lr, device, progress, aux_weight) -> tuple[SynthCNN, dict]:
     from tqdm.auto import tqdm
 
-    from ..runtime import pick_device, set_threads
+    from ..runtime import pick_device
 
-    set_threads(threads)
     device = pick_device(device)
-    torch.manual_seed(seed)
     t0 = time.perf_counter()
     images, labels, classes = synthetic.generate_arrays(n_per_class, seed=seed + 1000)
     x_all, y_all = to_tensor(images), torch.from_numpy(classes)

@@ -1,7 +1,11 @@
-"""Stage 1: extract activations of crops or feature-map positions, cached to HDF5 (one file per class)."""
-from .cache import ActivationCache, list_classes, open_activations
-from .extractor import extract_class, extract_run
-from .sampling import MODES, crop_boxes, make_crops
+"""Stage 1: extract activations of crops or feature-map positions, cached to HDF5 (one file per class).
+Names are imported on first use."""
+from .._lazy import lazy_attributes
 
-__all__ = ["ActivationCache", "list_classes", "open_activations", "extract_run", "extract_class", "MODES",
-           "crop_boxes", "make_crops"]
+_PUBLIC = {
+    "ActivationCache": ".cache", "list_classes": ".cache", "open_activations": ".cache",
+    "extract_run": ".stage", "extract_class": ".extractor", "MODES": ".sampling", "crop_boxes": ".sampling",
+    "make_crops": ".sampling",
+}
+__all__ = sorted(_PUBLIC)
+__getattr__, __dir__ = lazy_attributes(__name__, _PUBLIC)

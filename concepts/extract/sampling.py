@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-MODES = ("crops", "patches")
+from ..settings.extract import MODES  # noqa: F401 (the modes are defined with the settings)
 
 
 def crop_stride(patch_size: int) -> int:

@@ -6,20 +6,17 @@ Estimators with the scikit-learn API (``fit``, ``transform``, ``inverse_transfor
 :class:`DictionaryLearning` (sparse codes).  ``METHODS`` maps names to classes, ``make_estimator``
 builds one by name; ``factorize_run`` writes ``RUN/concepts/<class>.h5`` and ``load_concepts`` reads a
 fitted estimator back.  Quality measures (``match_atoms`` ...) are in :mod:`concepts.factorize.metrics`.
+Names are imported on first use.
 """
-from .base import ConceptExtractor
-from .dictionary import DictionaryLearning
-from .ica import ICA
-from .kmeans import KMeans
-from .metrics import dead_concepts, hoyer, match_atoms, relative_error, sparsity_l0
-from .nmf import NMF
-from .pca import PCA
-from .registry import METHODS, canonical_method, make_estimator
-from .semi_nmf import SemiNMF
-from .stage import factorize_class, factorize_run, load_concepts
+from .._lazy import lazy_attributes
 
-__all__ = [
-    "ConceptExtractor", "NMF", "SemiNMF", "PCA", "ICA", "KMeans", "DictionaryLearning",
-    "METHODS", "make_estimator", "canonical_method", "factorize_run", "factorize_class", "load_concepts",
-    "match_atoms", "relative_error", "sparsity_l0", "hoyer", "dead_concepts",
-]
+_PUBLIC = {
+    "ConceptExtractor": ".base", "NMF": ".nmf", "SemiNMF": ".semi_nmf", "PCA": ".pca", "ICA": ".ica",
+    "KMeans": ".kmeans", "DictionaryLearning": ".dictionary",
+    "METHODS": ".registry", "make_estimator": ".registry", "canonical_method": ".registry",
+    "factorize_run": ".stage", "factorize_class": ".stage", "load_concepts": ".stage",
+    "match_atoms": ".metrics", "relative_error": ".metrics", "sparsity_l0": ".metrics", "hoyer": ".metrics",
+    "dead_concepts": ".metrics",
+}
+__all__ = sorted(_PUBLIC)
+__getattr__, __dir__ = lazy_attributes(__name__, _PUBLIC)

@@ -7,7 +7,8 @@ All functions take NumPy arrays or torch tensors and return plain Python floats/
 * :func:`hoyer` — Hoyer's sparsity ``(sqrt(n) - ||x||_1/||x||_2) / (sqrt(n) - 1)`` of each row of U, averaged
   (0: all entries equal, 1: one non-zero);
 * :func:`dead_concepts` — concepts whose coefficient column is ~0 on every row (or whose atom is 0);
-* :func:`match_atoms` — the Hungarian matching of two banks on |cosine| (or cosine) similarity.
+* :func:`match_atoms` — the Hungarian matching of two banks on |cosine| (or cosine) similarity;
+* :class:`StreamingDiagnostics` — the first four accumulated over row chunks (the factorize stage's diagnostics).
 """
 from __future__ import annotations
 
@@ -91,3 +92,49 @@ def match_atoms(W1, W2, signed: bool = False) -> tuple[float, list[tuple[int, in
     pairs = sorted(zip(rows.tolist(), cols.tolist()))
     mean_cos = float(np.mean([sim[i, j] for i, j in pairs])) if pairs else 0.0
     return mean_cos, pairs
+
+
+ZERO_TOL = 1e-8
+
+
+class StreamingDiagnostics:
+    """Relative error, l0 sparsity, Hoyer sparsity and dead concepts of a factorisation, accumulated over row
+    chunks (so that a class larger than memory is measured exactly)."""
+
+    def __init__(self, r: int, scale: float):
+        self.r = r
+        self.thresh = ZERO_TOL * max(scale, 1e-300)
+        self.err2 = 0.0
+        self.norm2 = 0.0
+        self.zeros = 0
+        self.count = 0
+        self.hoyer_sum = 0.0
+        self.hoyer_rows = 0
+        self.colmax = np.zeros(r)
+
+    def add(self, A: np.ndarray, U: np.ndarray, recon: np.ndarray) -> None:
+        A64 = A.astype(np.float64)
+        self.err2 += float(np.square(A64 - recon).sum())
+        self.norm2 += float(np.square(A64).sum())
+        absU = np.abs(U.astype(np.float64))
+        self.zeros += int((absU <= self.thresh).sum())
+        self.count += absU.size
+        self.colmax = np.maximum(self.colmax, absU.max(axis=0) if len(absU) else 0)
+        if self.r >= 2:
+            l1 = absU.sum(1)
+            l2 = np.sqrt(np.square(absU).sum(1))
+            keep = l2 > 0
+            sq = np.sqrt(self.r)
+            self.hoyer_sum += float(((sq - l1[keep] / l2[keep]) / (sq - 1)).sum())
+            self.hoyer_rows += int(keep.sum())
+
+    def result(self, W: np.ndarray) -> dict:
+        norms = np.linalg.norm(W, axis=1)
+        dead = (self.colmax <= self.thresh) | (norms <= ZERO_TOL * max(norms.max(initial=0.0), 1e-300))
+        return {
+            "rel_error": float(np.sqrt(self.err2 / self.norm2)) if self.norm2 > 0 else 0.0,
+            "sparsity_l0": float(self.zeros / self.count) if self.count else 0.0,
+            "hoyer": (float(self.hoyer_sum / self.hoyer_rows) if self.hoyer_rows else 0.0) if self.r >= 2 else 1.0,
+            "dead": int(dead.sum()),
+            "dead_concepts": np.flatnonzero(dead).tolist(),
+        }

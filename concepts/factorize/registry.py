@@ -1,34 +1,35 @@
-"""Concept extractors by name (overcomplete-style): ``METHODS`` and :func:`make_estimator`."""
+"""Concept extractors by name (overcomplete-style): ``METHODS`` and :func:`make_estimator`.
+
+The names are listed without importing the estimators (:class:`concepts.registry.Registry`), so that the settings
+and ``--help`` know every method for free; ``METHODS[name]`` imports the class.
+"""
 from __future__ import annotations
 
 from ..errors import ConceptsError
-from .dictionary import DictionaryLearning
-from .ica import ICA
-from .kmeans import KMeans
-from .nmf import NMF
-from .pca import PCA
-from .semi_nmf import SemiNMF
+from ..registry import Registry
 
-METHODS = {
-    "nmf": NMF,
-    "semi_nmf": SemiNMF,
-    "pca": PCA,
-    "ica": ICA,
-    "kmeans": KMeans,
-    "dictionary": DictionaryLearning,
-}
+METHODS = Registry(
+    "concept method",
+    {
+        "nmf": "concepts.factorize.nmf:NMF",
+        "semi_nmf": "concepts.factorize.semi_nmf:SemiNMF",
+        "pca": "concepts.factorize.pca:PCA",
+        "ica": "concepts.factorize.ica:ICA",
+        "kmeans": "concepts.factorize.kmeans:KMeans",
+        "dictionary": "concepts.factorize.dictionary:DictionaryLearning",
+    },
+    aliases={"seminmf": "semi_nmf", "semi-nmf": "semi_nmf", "k-means": "kmeans", "dict": "dictionary",
+             "sparse": "dictionary", "dictionary-learning": "dictionary", "fastica": "ica"},
+)
 
-ALIASES = {"seminmf": "semi_nmf", "semi-nmf": "semi_nmf", "k-means": "kmeans", "dict": "dictionary",
-           "sparse": "dictionary", "dictionary-learning": "dictionary", "fastica": "ica"}
+def accepts_signed(name: str) -> bool:
+    """Whether the method accepts signed activations (ViT tokens, residual streams); imports the class."""
+    return not getattr(METHODS[name], "nonnegative_input", False)
 
 
 def canonical_method(name: str) -> str:
     """The registry key for ``name`` (case and a few aliases accepted); ConceptsError if unknown."""
-    key = str(name).strip().lower()
-    key = ALIASES.get(key, key)
-    if key not in METHODS:
-        raise ConceptsError(f"unknown concept method {name!r}; choose one of {', '.join(METHODS)}")
-    return key
+    return METHODS.canonical(name)
 
 
 def make_estimator(name: str, n_components: int = 10, **params):
@@ -37,7 +38,7 @@ def make_estimator(name: str, n_components: int = 10, **params):
     ``seed`` is accepted as an alias of ``random_state``.  Unknown parameters are a ConceptsError
     naming the accepted ones.
     """
-    cls = METHODS[canonical_method(name)]
+    cls = METHODS[name]
     if "seed" in params:
         seed = params.pop("seed")
         params.setdefault("random_state", seed)

@@ -1,17 +1,18 @@
 """Stage 3: concept importance (Sobol total indices, gradient x input, occlusion), concept
-attribution maps and concept fidelity metrics."""
-from .fidelity import c_deletion, c_insertion, c_mufidelity, reconstruction_fidelity
-from .maps import contribution_maps, crop_heatmaps, presence_maps, to_grid, upsample
-from .methods import METHODS, GradientInput, ImportanceResult, Occlusion, SobolImportance, aggregate, make_method
-from .perturb import ConceptScorer
-from .sobol import qmc_points, sobol_design, sobol_total_indices, total_indices
-from .stage import importance_class, importance_run, load_importance
+attribution maps and concept fidelity metrics. Names are imported on first use."""
+from .._lazy import lazy_attributes
 
-__all__ = [
-    "SobolImportance", "GradientInput", "Occlusion", "ImportanceResult", "METHODS", "make_method", "aggregate",
-    "ConceptScorer",
-    "importance_run", "importance_class", "load_importance",
-    "c_deletion", "c_insertion", "c_mufidelity", "reconstruction_fidelity",
-    "presence_maps", "contribution_maps", "crop_heatmaps", "upsample", "to_grid",
-    "qmc_points", "sobol_design", "total_indices", "sobol_total_indices",
-]
+_PUBLIC = {
+    "SobolImportance": ".methods", "GradientInput": ".methods", "Occlusion": ".methods",
+    "ImportanceResult": ".methods", "make_method": ".methods", "aggregate": ".methods",
+    "METHODS": ".registry",
+    "ConceptScorer": ".perturb",
+    "importance_run": ".stage", "importance_class": ".stage", "load_importance": ".stage",
+    "c_deletion": ".fidelity", "c_insertion": ".fidelity", "c_mufidelity": ".fidelity",
+    "reconstruction_fidelity": ".fidelity",
+    "presence_maps": ".maps", "contribution_maps": ".maps", "crop_heatmaps": ".maps", "upsample": ".maps",
+    "to_grid": ".maps",
+    "qmc_points": ".sobol", "sobol_design": ".sobol", "total_indices": ".sobol", "sobol_total_indices": ".sobol",
+}
+__all__ = sorted(_PUBLIC)
+__getattr__, __dir__ = lazy_attributes(__name__, _PUBLIC)

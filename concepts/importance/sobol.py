@@ -17,9 +17,7 @@ import numpy as np
 from scipy.stats import qmc
 
 from ..errors import ConceptsError
-
-SAMPLERS = ("sobol", "sobol-scrambled", "halton", "halton-scrambled", "random")
-ESTIMATORS = ("jansen", "sobol2007")
+from .registry import ESTIMATORS, SAMPLERS
 
 
 def qmc_points(dim: int, n: int, sampler: str = "halton", seed: int | None = 0) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..artefacts import file_sha256
+from ..schema.hashing import file_sha256
 from ..errors import ConceptsError
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"

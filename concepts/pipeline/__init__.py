@@ -1,5 +1,5 @@
-"""The whole-job pipeline (``concepts run``): config, driver and executors."""
-from .config import RunConfig, config_from_dict, load_config, parse_override
+"""The whole-job pipeline (``concepts run``): driver and executors (the config is :mod:`concepts.settings`)."""
+from ..settings import RunConfig, config_from_dict, load_config, parse_override
 from .executors import Executor, LocalExecutor, SlurmExecutor
 from .run import PipelineResult, run_pipeline
 

@@ -13,8 +13,6 @@ finished run does no work and says so.
 """
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,9 +21,9 @@ from typing import Any
 
 import yaml
 
-from ..artefacts import config_hash
 from ..errors import ConceptsError
-from .config import RunConfig, config_from_dict
+from ..schema import config_hash, read_json, write_json
+from ..settings import RunConfig, config_from_dict
 from .executors import Executor, LocalExecutor, SlurmExecutor
 from .tasks import TaskSpec, class_done, peak_rss_mb, process_classes, reduce_run, task_batches
 
@@ -82,7 +80,7 @@ def resolve_paths(cfg: RunConfig) -> RunConfig:
     out = Path(cfg.out).expanduser().resolve()
     images = cfg.data.images
     if images == DEMO_IMAGES:  # the photos bundled with scikit-image, written once into RUN/images
-        from ..demo import write_demo_images
+        from ..datasets.demo_photos import write_demo_images
 
         images = write_demo_images(out / "images")
     changes: dict[str, Any] = {"out": str(out), "data.images": str(Path(images).expanduser().resolve())}
@@ -125,20 +123,6 @@ def make_executor(cfg: RunConfig, run: Path, progress: bool = True) -> Executor:
     return LocalExecutor(workers=ex.workers, threads=ex.threads, device=cfg.model.device)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-
-
 def run_pipeline(
     config: RunConfig | dict[str, Any],
     *,
@@ -159,7 +143,7 @@ def run_pipeline(
         raise ConceptsError(f"no class with images found in {cfg.data.images}")
     run.mkdir(parents=True, exist_ok=True)
     state_path = run / "pipeline" / "state.json"
-    state = _read_json(state_path)
+    state = read_json(state_path, {})
 
     # Changed settings: let the stages compare config hashes instead of trusting file existence.
     previous_cfg = run / "config.yaml"
@@ -168,7 +152,7 @@ def run_pipeline(
         try:
             old = config_from_dict(yaml.safe_load(previous_cfg.read_text()))
             verify = work_signature(old) != work_signature(cfg)
-        except (ConceptsError, yaml.YAMLError):
+        except (ConceptsError, yaml.YAMLError):  # an unreadable saved config: compare the files themselves
             verify = True
     if not verify:  # with changed settings, save only once the stages accepted them
         cfg.save(run / "config.yaml")
@@ -216,10 +200,10 @@ def run_pipeline(
         result.reduced = True
         _say(f"reduce: {len(done)} classes -> {', '.join(reduced['outputs'].values()) or 'nothing'} "
              f"({time.perf_counter() - t0:.1f}s)", progress)
-    _write_json(state_path, {"reduce_signature": reduce_sig if len(done) == len(classes) else None})
+    write_json(state_path, {"reduce_signature": reduce_sig if len(done) == len(classes) else None})
     result.total_s = time.perf_counter() - start
     result.peak_rss_mb = max(result.peak_rss_mb, peak_rss_mb())
-    _write_json(run / "pipeline" / "last_run.json", {
+    write_json(run / "pipeline" / "last_run.json", {
         "processed": result.processed, "skipped": result.skipped, "seconds": result.seconds,
         "total_s": result.total_s, "load_s": result.load_s, "peak_rss_mb": result.peak_rss_mb,
         "tasks": result.tasks,

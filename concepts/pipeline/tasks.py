@@ -15,11 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..artefacts import stage_path
-from ..errors import ConceptsError
-from .config import RunConfig
-
-STAGES = ("extract", "factorize", "importance")
+from ..schema import STAGES, stage_path
+from ..settings import RunConfig
 
 
 @dataclass
@@ -54,90 +51,56 @@ def class_done(run: str | os.PathLike, class_id: str) -> bool:
     return all(stage_path(run, stage, class_id).exists() for stage in STAGES)
 
 
-def _device(cfg: RunConfig) -> str | None:
-    return None if cfg.model.device == "auto" else cfg.model.device
+_MODELS: dict[str, Any] = {}
 
 
-def _check_layout(cfg: RunConfig, split: Any) -> None:
-    """The cut gives the layout the config expects (``model.layout``), before any work is done."""
-    if cfg.model.layout not in ("auto", split.layout):
-        raise ConceptsError(
-            f"config: model.layout: {cfg.model.layout!r} expected but the model's cut gives {split.layout!r}; "
-            f"set model.layout to auto or {split.layout}"
-        )
+def model_cache(cfg: RunConfig):
+    """The process's model cache of the pipeline (tasks run in one process share the loaded model)."""
+    from ..models import ModelCache
 
-
-_SPLITS: dict[tuple, tuple[Any, Any]] = {}
-
-
-def _load_split_cached(cfg: RunConfig, device: str | None) -> tuple[Any, Any]:
-    """Load the model split once per process (tasks run in-process reuse it)."""
-    from ..models import load_split
-
-    key = (cfg.model.name, cfg.model.checkpoint, cfg.model.layer, device)
-    if key not in _SPLITS:
-        _SPLITS.clear()  # one model in memory at a time
-        _SPLITS[key] = load_split(cfg.model.name, cfg.model.checkpoint, cfg.model.layer, device)
-    return _SPLITS[key]
+    device = None if cfg.model.device == "auto" else cfg.model.device
+    cache = _MODELS.get(str(device))
+    if cache is None:
+        _MODELS.clear()  # one model in memory at a time
+        cache = _MODELS[str(device)] = ModelCache(device)
+    return cache
 
 
 def release_models() -> None:
-    """Forget the model kept by :func:`_load_split_cached` (the next task loads it again)."""
-    _SPLITS.clear()
+    """Forget the model the pipeline keeps (the next task loads it again)."""
+    _MODELS.clear()
 
 
 def process_classes(spec: TaskSpec) -> TaskResult:
     """Run extract, factorize and importance for ``spec.classes``, loading the model once for the batch.
 
-    Each stage skips the classes whose file it already made with the same settings (config hash)
-    and refuses a file made with other settings unless ``overwrite``. Returns the seconds per stage.
+    Each stage skips the classes whose file it already made with the same settings and inputs, recomputes stale
+    ones, and refuses a file made with other settings unless ``overwrite``. Returns the seconds per stage.
     """
     from ..extract import extract_run
     from ..factorize import factorize_run
     from ..importance import importance_run
-    from ..runtime import set_threads
 
-    cfg, run = spec.config, spec.run
-    set_threads(cfg.executor.threads)
+    cfg = spec.config.replace(**{"data.classes": list(spec.classes)})
+    run = spec.run
     result = TaskResult(classes=list(spec.classes), host=os.uname().nodename, pid=os.getpid())
-    device = _device(cfg)
+    models = model_cache(cfg)
     t0 = time.perf_counter()
-    split, info = _load_split_cached(cfg, device)
+    models.get(cfg.model.name, cfg.model.checkpoint, cfg.model.layer, cfg.model.pretrained)
     result.load_s = time.perf_counter() - t0
-    _check_layout(cfg, split)
-
-    # 1. extract
+    common = dict(overwrite=spec.overwrite, progress=spec.progress)
     t0 = time.perf_counter()
-    extract_run(
-        cfg.data.images, run, model=cfg.model.name, checkpoint=cfg.model.checkpoint, layer=cfg.model.layer,
-        mode=cfg.extract.mode, patch_size=cfg.extract.patch_size, classes=list(spec.classes),
-        max_images=cfg.data.max_images, labels=cfg.data.labels, batch_size=cfg.extract.batch_size,
-        workers=cfg.extract.workers, device=device, precision=cfg.model.precision,
-        threads=cfg.executor.threads, dtype=cfg.extract.dtype, overwrite=spec.overwrite,
-        progress=spec.progress, split=split, info=info,
-    )
+    extract_run(None, None, config=cfg, models=models, **common)
     # classes without any readable image get no activations file: nothing more to do for them
     todo = [c for c in spec.classes if stage_path(run, "extract", c).exists()]
     result.seconds["extract"] = time.perf_counter() - t0
-
-    # 2. factorize
     t0 = time.perf_counter()
     if todo:
-        factorize_run(
-            run, method=cfg.factorize.method, n_concepts=cfg.factorize.n_concepts, seed=cfg.factorize.seed,
-            classes=todo, device=device, overwrite=spec.overwrite, progress=spec.progress,
-            **dict(cfg.factorize.params),
-        )
+        factorize_run(run, config=cfg, classes=todo, **common)
     result.seconds["factorize"] = time.perf_counter() - t0
-
-    # 3. importance
     t0 = time.perf_counter()
     if todo:
-        importance_run(
-            run, methods=tuple(cfg.importance.methods), designs=cfg.importance.designs, classes=todo,
-            device=device, overwrite=spec.overwrite, progress=spec.progress, split=split,
-            **dict(cfg.importance.params),
-        )
+        importance_run(run, config=cfg, classes=todo, models=models, **common)
     result.seconds["importance"] = time.perf_counter() - t0
     result.peak_rss_mb = peak_rss_mb()
     return result
@@ -151,10 +114,7 @@ def reduce_run(cfg: RunConfig, run: str, classes: list[str], progress: bool = Tr
         from ..atlas import build_atlas
 
         t0 = time.perf_counter()
-        kwargs: dict[str, Any] = {"classes": classes, "progress": progress}
-        if cfg.atlas.top_k is not None:
-            kwargs["top_k"] = cfg.atlas.top_k
-        outputs["atlas"] = str(build_atlas(run, **kwargs))
+        outputs["atlas"] = str(build_atlas(run, config=cfg, classes=classes, progress=progress))
         seconds["atlas"] = time.perf_counter() - t0
     if cfg.export.enabled:
         from ..export import export_run

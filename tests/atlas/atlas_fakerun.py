@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 from PIL import Image
 
-from concepts.artefacts import atomic_h5, base_attributes, stage_path, string_dataset, write_attrs
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fake_artefacts import write_activations, write_concepts, write_importance  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "imagenette" / "val50"
 PREPROCESSING = {"input_size": 224, "interpolation": "bicubic", "crop_pct": 0.875,
@@ -63,39 +65,19 @@ def write_class(run: Path, class_id: str, class_name: str, class_index: int, *, 
     n_rows = len(row_image)
     maps = np.abs(rng.normal(size=(n_images, grid * grid, dim))).astype(np.float16)
     maps[skip] = 0
-    attrs = dict(base_attributes(), stage="extract", class_id=class_id, class_name=class_name,
-                 class_index=class_index, class_index_source="fixture", model="fake_model", weights="fake",
-                 weights_sha256="0" * 64, layer="features", layout="spatial", grid=[grid, grid], n_prefix=0,
-                 preprocessing=PREPROCESSING, mode="crops", patch_size=64, stride=51, dtype="float16",
-                 config={"images": str(run)}, config_hash="fixture01")
-    with atomic_h5(stage_path(run, "extract", class_id)) as handle:
-        handle.create_dataset("maps", data=maps)
-        handle.create_dataset("activations", data=np.abs(rng.normal(size=(n_rows, dim))).astype(np.float16))
-        rows = handle.create_group("rows")
-        rows.create_dataset("image", data=row_image)
-        rows.create_dataset("box", data=row_box)
-        rows.create_dataset("position", data=row_pos)
-        images = handle.create_group("images")
-        string_dataset(images, "path", paths)
-        string_dataset(images, "sha256", [f"{i:064x}" for i in range(n_images)])
-        string_dataset(images, "error", ["unreadable" if s else "" for s in skip])
-        images.create_dataset("width", data=np.full(n_images, 256, np.int32))
-        images.create_dataset("height", data=np.full(n_images, 256, np.int32))
-        images.create_dataset("skipped", data=skip)
-        images.create_dataset("logit", data=rng.normal(8, 2, n_images).astype(np.float32))
-        images.create_dataset("predicted", data=np.full(n_images, class_index, np.int32))
-        write_attrs(handle, attrs)
-
+    rows = np.abs(rng.normal(size=(n_rows, dim))).astype(np.float16)
+    write_activations(run, class_id, maps, skipped=skip, class_index=class_index, paths=paths, rows=rows,
+                      boxes=boxes, logit=rng.normal(8, 2, n_images).astype(np.float32),
+                      sha256=[f"{i:064x}" for i in range(n_images)], class_name=class_name,
+                      class_index_source="fixture", model="fake_model", weights="fake", weights_sha256="0" * 64,
+                      preprocessing=PREPROCESSING, patch_size=64, stride=51, config={"images": str(run)},
+                      config_hash="fixture01", image_size=256)
     components = np.abs(rng.normal(size=(r, dim))).astype(np.float32)
     if common is not None:  # plant a concept shared with another class
         components[0] = common
     coefficients = np.abs(rng.normal(size=(n_rows, r))).astype(np.float32)
-    with atomic_h5(stage_path(run, "factorize", class_id)) as handle:
-        handle.create_dataset("components", data=components)
-        handle.create_dataset("coefficients", data=coefficients)
-        write_attrs(handle, dict(base_attributes(), stage="factorize", method="nmf", n_concepts=r, seed=0,
-                                 params={"max_iter": 200}, rel_error=0.4, config_hash="fixture02",
-                                 source_config_hash="fixture01", model="fake_model", layer="features"))
+    write_concepts(run, class_id, components, coefficients, class_name=class_name, params={"max_iter": 200},
+                   config_hash="fixture02", source_config_hash="fixture01", model="fake_model")
 
     truth = {"paths": paths, "components": components, "coefficients": coefficients, "skipped": skip,
              "row_image": row_image, "row_box": row_box, "methods": {}}
@@ -105,28 +87,20 @@ def write_class(run: Path, class_id: str, class_name: str, class_index: int, *, 
         for k in range(r):
             cy, cx = rng.uniform(0, grid - 1, 2)
             presence[i, k] = rng.uniform(0.2, 2.0) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 3.0)
-    with atomic_h5(stage_path(run, "importance", class_id)) as handle:
-        for m, method in enumerate(methods):
-            per_image = np.abs(rng.normal(size=(n_images, r))).astype(np.float32)
-            per_image[skip] = 0
-            raw = (per_image[kept].mean(axis=0) * (1 + m * 0.1)).astype(np.float32)
-            share = (raw / raw.sum()).astype(np.float32)
-            group = handle.create_group(method)
-            group.create_dataset("per_image", data=per_image)
-            group.create_dataset("class_importance", data=raw)
-            group.create_dataset("share", data=share)
-            group.create_dataset("ci_low", data=(share * 0.9).astype(np.float32))
-            group.create_dataset("ci_high", data=(share * 1.1).astype(np.float32))
-            if method == "sobol":  # only sobol gives an interval of the share here
-                group.create_dataset("share_ci_low", data=(share * 0.8).astype(np.float32))
-                group.create_dataset("share_ci_high", data=(share * 1.2).astype(np.float32))
-            write_attrs(group, {"designs": 32})
-            truth["methods"][method] = {"per_image": per_image, "class_importance": raw, "share": share}
-        maps = handle.create_group("maps")
-        maps.create_dataset("presence", data=presence.astype(np.float16))
-        maps.create_dataset("contribution", data=presence.astype(np.float16))
-        write_attrs(handle, dict(base_attributes(), stage="importance", config_hash="fixture03",
-                                 class_id=class_id))
+    arrays = {}
+    for m, method in enumerate(methods):
+        per_image = np.abs(rng.normal(size=(n_images, r))).astype(np.float32)
+        per_image[skip] = 0
+        raw = (per_image[kept].mean(axis=0) * (1 + m * 0.1)).astype(np.float32)
+        share = (raw / raw.sum()).astype(np.float32)
+        arrays[method] = {"per_image": per_image, "class_importance": raw, "share": share,
+                          "ci_low": (share * 0.9).astype(np.float32), "ci_high": (share * 1.1).astype(np.float32)}
+        if method == "sobol":  # only sobol gives an interval of the share here
+            arrays[method].update(share_ci_low=(share * 0.8).astype(np.float32),
+                                  share_ci_high=(share * 1.2).astype(np.float32))
+        truth["methods"][method] = {"per_image": per_image, "class_importance": raw, "share": share}
+    write_importance(run, class_id, arrays, presence=presence.astype(np.float16), config_hash="fixture03",
+                     kept=~skip)
     truth["presence"] = presence.astype(np.float16)
     return truth
 
@@ -157,23 +131,18 @@ def make_fake_run(root: Path, *, evil: bool = True, n_images: int = 6, r: int = 
 
 def truth_from_files(run: Path) -> dict:
     """The same dict as :func:`write_class` returns, read back from any run's artefact files."""
-    from concepts.artefacts import read_strings
+    from concepts.schema import open_run
 
+    folder = open_run(run)
     truth = {}
-    for path in sorted((Path(run) / "activations").glob("*.h5")):
-        with h5py.File(path, "r") as handle:
-            class_id = handle.attrs["class_id"]
-            class_id = class_id.decode() if isinstance(class_id, bytes) else str(class_id)
-            entry = {"paths": read_strings(handle["images/path"]), "skipped": handle["images/skipped"][()],
-                     "row_image": handle["rows/image"][()], "row_box": handle["rows/box"][()],
-                     "logit": handle["images/logit"][()], "methods": {}}
-        with h5py.File(Path(run) / "concepts" / path.name, "r") as handle:
-            entry["components"] = handle["components"][()]
-            entry["coefficients"] = handle["coefficients"][()]
-        with h5py.File(Path(run) / "importance" / path.name, "r") as handle:
-            for method in ("sobol", "gradient", "occlusion"):
-                if method in handle:
-                    entry["methods"][method] = {key: handle[method][key][()]
-                                                for key in ("per_image", "class_importance", "share")}
+    for class_id in folder.classes("extract"):
+        with folder.activations(class_id) as cache:
+            entry = {"paths": cache.images["path"], "skipped": cache.images["skipped"], "row_image": cache.row_image,
+                     "row_box": cache.row_box, "logit": cache.images["logit"], "methods": {}}
+        concepts = folder.concepts(class_id)
+        entry["components"], entry["coefficients"] = concepts.components, concepts.coefficients
+        for method, imp in folder.importance(class_id, maps=False).methods.items():
+            entry["methods"][method] = {"per_image": imp.per_image, "class_importance": imp.class_importance,
+                                        "share": imp.share}
         truth[class_id] = entry
     return truth

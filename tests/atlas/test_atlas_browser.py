@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from atlas_fakerun import EVIL_NAME
-from concepts.artefacts import safe_filename
+from concepts.schema import safe_filename
 
 pytestmark = pytest.mark.browser
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from atlas_fakerun import EVIL_NAME
 from atlas_html import parse
-from concepts.artefacts import safe_filename
+from concepts.schema import safe_filename
 from concepts.atlas import build_atlas, write_sheets
 from concepts.atlas.analysis import n_important, top_rows
 from concepts.atlas.view import display_box

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from concepts.artefacts import safe_filename
+from concepts.schema import safe_filename
 from concepts.errors import ConceptsError
 from concepts.export import COLUMNS, export_run, load_export
 
@@ -136,16 +136,15 @@ def test_a_modified_export_is_refused(export_fake_run, tmp_path):
         load_export(tmp_path)
 
 
-def test_parquet_is_skipped_without_pyarrow(export_fake_run, tmp_path, monkeypatch):
-    from concepts.export import tables
+def test_every_format_is_written_and_a_bad_one_refused(export_fake_run, tmp_path):
+    """pyarrow is a dependency: Parquet is always written with the default formats (no silent skip)."""
+    from importlib import metadata
 
     run, _ = export_fake_run
-    monkeypatch.setattr(tables, "_have_pyarrow", lambda: False)
-    with pytest.warns(UserWarning, match="pyarrow"):
-        folder = export_run(run, out=tmp_path / "ex", progress=False)
-    assert not (folder / "importances.parquet").exists() and (folder / "importances.csv").exists()
-    assert json.loads((folder / "manifest.json").read_text())["formats_skipped"] == ["parquet"]
-    with pytest.raises(ConceptsError, match="unknown export format"):
+    assert any(r.startswith("pyarrow") and "extra" not in r for r in metadata.requires("concepts"))
+    folder = export_run(run, out=tmp_path / "ex", progress=False)
+    assert all((folder / f"importances.{fmt}").exists() for fmt in ("csv", "parquet", "json"))
+    with pytest.raises(ConceptsError, match="export.formats: .*xlsx.* is not allowed; expected .*csv | parquet"):
         export_run(run, ["xlsx"], out=tmp_path / "ex2", progress=False)
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from concepts.artefacts import read_attrs
+from concepts.schema.hdf5 import read_attrs
 from concepts.datasets import load_image
 from concepts.errors import ConfigMismatchError
 from concepts.extract import ActivationCache, extract_run
@@ -151,6 +151,7 @@ def _content(path):
     with h5py.File(path, "r") as handle:
         attrs = read_attrs(handle)
         attrs.pop("created")
+        attrs.pop("creation_id")  # a fresh id per written file: what lineage records
         out["attrs"] = attrs
 
         def visit(name, node):
@@ -226,9 +227,9 @@ def test_cli_extract_then_info(val50, tmp_path):
 
 @pytest.mark.parametrize("native", [False, True])
 def test_bf16_on_a_cpu_without_bf16_instructions_warns(native, val50, split_info, tmp_path, capsys, monkeypatch):
-    import concepts.extract.extractor as extractor
+    import concepts.extract.stage as stage
 
-    monkeypatch.setattr(extractor, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(stage, "cpu_has_native_bf16", lambda: native)
     split, info = split_info
     extract_run(val50, tmp_path, classes=[TENCH], max_images=1, mode="patches", precision="bf16", workers=0,
                 progress=False, split=split, info=info)

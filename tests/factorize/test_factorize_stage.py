@@ -8,7 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from concepts.artefacts import config_hash, read_attrs, stage_path
+from concepts.schema import config_hash, stage_path
+from concepts.schema.hdf5 import read_attrs
 from concepts.errors import ConceptsError, ConfigMismatchError
 from concepts.factorize import METHODS, factorize_class, factorize_run, load_concepts, make_estimator, match_atoms
 from concepts.factorize.metrics import dead_concepts, hoyer, relative_error, sparsity_l0
@@ -102,7 +103,7 @@ def test_resume_skips_finished_and_refuses_other_settings(tmp_path):
     paths = factorize_run(tmp_path, n_concepts=3, progress=False)
     assert [p.stem for p in paths] == ["a", "b"]
     assert pa.stat().st_mtime_ns == stamp  # finished class skipped
-    with pytest.raises(ConfigMismatchError, match="another configuration"):
+    with pytest.raises(ConfigMismatchError, match="other settings .*n_concepts 3 -> 4"):
         factorize_run(tmp_path, n_concepts=4, progress=False)
     with pytest.raises(ConfigMismatchError):
         factorize_run(tmp_path, n_concepts=3, solver="mu", progress=False)
@@ -111,13 +112,20 @@ def test_resume_skips_finished_and_refuses_other_settings(tmp_path):
     assert not list((tmp_path / "concepts").glob("*.tmp"))
 
 
-def test_new_activations_invalidate_concepts(tmp_path):
+def test_new_activations_make_concepts_stale(tmp_path):
+    """Re-extracted activations (another creation id) make the concepts stale: recomputed, no --overwrite."""
     maps, _ = planted_maps(seed=3)
     write_activations(tmp_path, "a", maps)
     factorize_run(tmp_path, n_concepts=3, progress=False)
-    write_activations(tmp_path, "a", maps, config={"mode": "patches", "layer": "other"})
-    with pytest.raises(ConfigMismatchError):
-        factorize_run(tmp_path, n_concepts=3, progress=False)
+    before = read_attrs(h5py.File(stage_path(tmp_path, "factorize", "a"), "r"))
+    assert factorize_run(tmp_path, n_concepts=3, progress=False).done == ["a"]
+    activations = write_activations(tmp_path, "a", maps, config={"mode": "patches", "layer": "other"})
+    report = factorize_run(tmp_path, n_concepts=3, progress=False)
+    assert report.stale == ["a"] and report.written == ["a"]
+    after = read_attrs(h5py.File(stage_path(tmp_path, "factorize", "a"), "r"))
+    source = read_attrs(h5py.File(activations, "r"))
+    assert after["creation_id"] != before["creation_id"]
+    assert after["inputs"]["extract"]["creation_id"] == source["creation_id"]
 
 
 def test_nan_in_cache_names_the_class_file_and_leaves_nothing(tmp_path):
@@ -142,12 +150,15 @@ def test_negative_activations_and_unknown_inputs(tmp_path):
     assert read_attrs(h5py.File(path, "r"))["method"] == "semi_nmf"
     with pytest.raises(ConceptsError, match="no activations for class"):
         factorize_run(tmp_path, classes=["nope"], method="semi_nmf", n_concepts=3, progress=False)
-    with pytest.raises(ConceptsError, match="unknown concept method"):
+    with pytest.raises(ConceptsError, match="factorize.method: 'lda' is not allowed; expected nmf | semi_nmf"):
         factorize_run(tmp_path, method="lda", progress=False)
     with pytest.raises(ConceptsError, match="no activations for class"):
         factorize_class(tmp_path, "nope", method="semi_nmf", n_concepts=3)
     with pytest.raises(ConceptsError, match="at most"):
         make_estimator("pca", 30).fit(maps.reshape(-1, 24))
+    with pytest.raises(ConceptsError, match="run folder not found"):
+        factorize_run(tmp_path / "empty", progress=False)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(ConceptsError, match="no activations"):
         factorize_run(tmp_path / "empty", progress=False)
 
@@ -175,7 +186,7 @@ def test_cli_factorize(tmp_path, capsys):
     attrs = read_attrs(h5py.File(stage_path(tmp_path, "factorize", "c"), "r"))
     assert attrs["params"]["solver"] == "mu" and attrs["params"]["inner_tol"] == 0.05 and attrs["seed"] == 2
     assert main(["factorize", str(tmp_path), "--concepts", "4", "--quiet"]) == 2
-    assert "another configuration" in capsys.readouterr().err
+    assert "other settings" in capsys.readouterr().err
     write_activations(tmp_path / "neg", "c", maps - 1)
     assert main(["factorize", str(tmp_path / "neg"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()

@@ -1,7 +1,6 @@
 """The run config: YAML -> frozen dataclasses, overrides, one-line errors naming key and allowed values."""
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,7 +8,7 @@ import yaml
 
 from concepts.errors import ConceptsError
 from concepts.pipeline import RunConfig, load_config
-from concepts.pipeline.config import config_from_dict
+from concepts.settings import config_from_dict
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -25,7 +24,7 @@ def test_defaults_and_frozen():
     assert cfg.factorize.method == "nmf" and cfg.factorize.n_concepts == 10
     assert cfg.importance.methods == ("sobol", "gradient", "occlusion")
     assert cfg.executor.kind == "local"
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValueError, match="frozen"):
         cfg.factorize.n_concepts = 3  # type: ignore[misc]
 
 
@@ -140,9 +139,14 @@ def test_imagenette_config_lists_the_shared_classes():
 def test_model_layout_is_checked_against_the_cut():
     from types import SimpleNamespace
 
-    from concepts.pipeline.tasks import _check_layout
+    from concepts.extract.stage import _check_model
 
-    _check_layout(load_config(None), SimpleNamespace(layout="tokens"))  # auto accepts either
-    _check_layout(load_config(None, {"model.layout": "spatial"}), SimpleNamespace(layout="spatial"))
+    model = SimpleNamespace(num_classes=10)
+    info = {"model": "m"}
+    cpu = SimpleNamespace(type="cpu")
+    _check_model(SimpleNamespace(layout="tokens", model=model, device=cpu), info, load_config(None), False)
+    _check_model(SimpleNamespace(layout="spatial", model=model, device=cpu), info,
+                 load_config(None, {"model.layout": "spatial"}), False)
     with pytest.raises(ConceptsError, match="model.layout: 'spatial' expected but the model's cut gives 'tokens'"):
-        _check_layout(load_config(None, {"model.layout": "spatial"}), SimpleNamespace(layout="tokens"))
+        _check_model(SimpleNamespace(layout="tokens", model=model, device=cpu), info,
+                     load_config(None, {"model.layout": "spatial"}), False)

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from concepts.artefacts import stage_path
+from concepts.schema import stage_path
 from concepts.errors import ConceptsError
 from concepts.pipeline import load_config, run_pipeline
 
@@ -109,7 +109,7 @@ def test_resume_redoes_only_missing_class_stages(finished_run, tmp_path):
 
 def test_changed_settings_are_refused_not_mixed(finished_run):
     run, _ = finished_run
-    with pytest.raises(ConceptsError, match="config"):
+    with pytest.raises(ConceptsError, match="other settings .*n_concepts 3 -> 4"):
         run_pipeline(tiny(run, **{"factorize.n_concepts": 4}), progress=False)
     # the saved config still describes the artefacts on disk
     assert load_config(run / "config.yaml").factorize.n_concepts == 3

@@ -1,0 +1,145 @@
+"""Stage 1, orchestration: ``IMAGES/<class>/* -> RUN/activations/<class>.h5`` for every selected class.
+
+Settings come from :class:`~concepts.settings.RunConfig` (sections ``data``, ``model``, ``extract``); the per-class
+loop (resume, staleness, atomic writes, skipped classes) is :func:`concepts.runner.run_classes`. A class's file is
+stale when its image list changed since it was written (images added, removed or resized on disk).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..datasets import discover, read_labels_file, resolve_label
+from ..errors import ClassSkipped, ConceptsError
+from ..runner import ClassJob, StageReport, run_classes, say
+from ..runtime import autocast_dtype, cpu_has_native_bf16, default_workers, thread_limit
+from ..schema import ActivationsWriter, config_hash, identity_attributes, stage_path
+from ..schema.lineage import Wanted
+from ..settings import RunConfig, stage_config
+from .extractor import Sampler, extract_class
+from .sampling import crop_stride
+
+DTYPES = {"float16": np.float16, "float32": np.float32}
+
+
+def image_listing(files: list[Path]) -> str:
+    """The identity of a class's image list: paths and sizes (a changed list makes the activations stale)."""
+    digest = hashlib.sha256()
+    for path in files:
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            size = -1
+        digest.update(f"{Path(path).resolve()}|{size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def model_identity(info: dict[str, Any]) -> dict[str, Any]:
+    """What identifies the model's function at the cut (enters the config hash)."""
+    return {key: info[key] for key in ("model", "weights_sha256", "layer", "preprocessing")}
+
+
+def provenance(info: dict[str, Any], split, cfg: RunConfig) -> dict[str, Any]:
+    """The provenance attributes of an activations file (model, weights, cut, preprocessing, sampling)."""
+    crops = cfg.extract.mode == "crops"
+    return dict(
+        model=info["model"], weights=info["weights"], weights_sha256=info["weights_sha256"],
+        checkpoint=info.get("checkpoint"), layer=info["layer"], layout=split.layout, grid=list(split.grid),
+        n_prefix=split.n_prefix, n_channels=split.n_channels, preprocessing=info["preprocessing"],
+        mode=cfg.extract.mode, patch_size=int(cfg.extract.patch_size) if crops else 0,
+        stride=crop_stride(cfg.extract.patch_size) if crops else 0, dtype=cfg.extract.dtype,
+        precision=cfg.model.precision, compression=cfg.extract.compression)
+
+
+def _check_model(split, info, cfg: RunConfig, progress: bool) -> None:
+    if not int(getattr(split.model, "num_classes", 0) or 0):
+        raise ConceptsError(f"model {info['model']!r} has no classifier head (num_classes = 0): concepts are "
+                            "explained for a class logit")
+    if cfg.model.layout not in ("auto", split.layout):
+        raise ConceptsError(f"model.layout: {cfg.model.layout!r} expected but the model's cut gives "
+                            f"{split.layout!r}; set model.layout to auto or {split.layout}")
+    if split.device.type == "cpu" and cfg.model.precision == "bf16" and cpu_has_native_bf16() is False:
+        say("warning: this CPU has no bfloat16 instructions (AVX512-BF16/AMX): bf16 is emulated and slower than "
+            "fp32 here; use --precision fp32", progress)
+
+
+def extract_run(images: str | os.PathLike | None, out: str | os.PathLike | None, *,
+                config: RunConfig | None = None, models=None, split=None, info: dict[str, Any] | None = None,
+                overwrite: bool = False, progress: bool = True, **settings: Any) -> StageReport:
+    """Extract the activations of every selected class of ``images`` into ``out/activations/<class>.h5``.
+
+    ``settings`` are keywords of the ``data``, ``model`` and ``extract`` settings (``model``, ``layer``, ``mode``,
+    ``patch_size``, ``classes``, ``max_images`` ...) applied over ``config``. Finished classes are skipped, stale
+    ones recomputed, a file made with other settings refused unless ``overwrite``. ``models``: a
+    :class:`~concepts.models.ModelCache` to share; ``split``/``info``: a model already loaded. Returns the
+    :class:`~concepts.runner.StageReport` (a sequence of the class files).
+    """
+    if images is not None:
+        settings["images"] = images
+    if out is not None:
+        settings["out"] = out
+    cfg = stage_config("extract", config, **settings)
+    if not cfg.data.images or not cfg.out:
+        raise ConceptsError("extract needs an image folder and a run folder (--out)")
+    found = discover(cfg.data.images, list(cfg.data.classes) if cfg.data.classes else None, cfg.data.max_images)
+    table = read_labels_file(cfg.data.labels) if cfg.data.labels else None
+    autocast_dtype(cfg.model.precision)
+    with thread_limit(cfg.executor.threads):
+        if split is None:
+            from ..models import ModelCache
+
+            models = models or ModelCache()
+            split, info = models.get(cfg.model.name, cfg.model.checkpoint, cfg.model.layer, cfg.model.pretrained,
+                                     None if cfg.model.device == "auto" else cfg.model.device)
+        _check_model(split, info, cfg, progress)
+        num_classes = int(split.model.num_classes)
+        jobs, empty = [], {}
+        for cls in found:
+            if not cls.files:
+                empty[cls.class_id] = "no image files"
+                say(f"warning: extract: class {cls.class_id!r} has no image files; skipped", progress)
+                continue
+            label = resolve_label(cls.class_id, num_classes, table)
+            jobs.append(_job(cfg, split, info, cls.class_id, cls.files, label, progress))
+        report = run_classes("extract", jobs, overwrite=overwrite, progress=progress, desc="extract")
+    report.skipped.update(empty)
+    if progress and not report.written and report.done:
+        say(f"extract: all {len(report.done)} classes already done in {cfg.out}; nothing to do", progress)
+    return report
+
+
+def _job(cfg: RunConfig, split, info, class_id: str, files: list[Path], label, progress: bool) -> ClassJob:
+    path = stage_path(cfg.out, "extract", class_id)
+
+    def wanted() -> Wanted:
+        config = {"stage": "extract", "settings": {**cfg.extract.hashed(), **cfg.model.hashed()},
+                  "model": model_identity(info), "class_index": label.index, "class_index_source": label.source}
+        return Wanted(config, config_hash(config), {"images": {"creation_id": image_listing(files),
+                                                               "config_hash": ""}})
+
+    def work(wanted: Wanted) -> None:
+        sampler = Sampler(split, cfg.extract.mode, cfg.extract.patch_size)
+        workers = default_workers(split.device) if cfg.extract.workers is None else int(cfg.extract.workers)
+        shape = dict(n_images=len(files), n_positions=split.grid[0] * split.grid[1], n_channels=split.n_channels,
+                     n_prefix=split.n_prefix if split.layout == "tokens" else 0, crops=cfg.extract.mode == "crops",
+                     dtype=DTYPES[cfg.extract.dtype], compression=cfg.extract.compression)
+        with ActivationsWriter(path, **shape) as writer:
+            log = extract_class(split, files, writer, sampler, precision=cfg.model.precision,
+                                batch_size=cfg.extract.batch_size, workers=workers, progress=progress,
+                                desc=class_id, warn=lambda m: say(f"warning: {m}", progress))
+            if not log.ok.any():
+                raise ClassSkipped("no readable image")
+            index = label.index
+            if index is None:  # the model's most frequent prediction on the class (recorded as such)
+                index = int(Counter(log.logits[log.ok].argmax(1).tolist()).most_common(1)[0][0])
+            attrs = {**identity_attributes("extract"), **wanted.attributes(), **provenance(info, split, cfg),
+                     "class_id": class_id, "class_name": label.name, "class_index": int(index),
+                     "class_index_source": label.source, "n_images": len(files), "n_skipped": int((~log.ok).sum())}
+            writer.finish(rows=sampler.row_table(log.row_image), images=log.table(files, index), attrs=attrs)
+
+    return ClassJob(class_id, path, wanted, work)

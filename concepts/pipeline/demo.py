@@ -1,0 +1,29 @@
+"""`concepts demo`: the whole pipeline, offline, on real photos that ship with scikit-image (or your own)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .run import DEMO_IMAGES, run_pipeline
+
+
+def run_demo(out: str | os.PathLike = "concepts-demo", images: str | os.PathLike | None = None,
+             n_concepts: int = 10, max_images: int | None = None, device: str | None = None,
+             progress: bool = True):
+    """Run extract -> factorize -> importance -> atlas -> export on the demo photos (or ``images``)."""
+    from ..settings import load_config
+
+    out = Path(out)
+    overrides = {"out": str(out), "data.images": DEMO_IMAGES if images is None else str(images),
+                 "factorize.n_concepts": n_concepts}
+    if max_images is not None:
+        overrides["data.max_images"] = max_images
+    if device is not None:
+        overrides["model.device"] = device
+    result = run_pipeline(load_config(None, overrides), progress=progress)
+    print(f"\nconcepts demo: done in {result.total_s:.0f} s", file=sys.stderr)
+    print(f"  atlas:       {out / 'atlas' / 'index.html'}", file=sys.stderr)
+    print(f"  importances: {out / 'exports' / 'importances.csv'}", file=sys.stderr)
+    print(f"  inspect:     concepts info {out}", file=sys.stderr)
+    return result

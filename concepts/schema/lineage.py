@@ -1,0 +1,84 @@
+"""Whether an existing class file can be trusted: its settings (config hash) and its inputs (lineage).
+
+A stage file records the config hash of the settings that made it and the identities of the files it was computed
+from (``inputs``: stage -> creation id). Before a stage (re)writes or skips a class file, :func:`existing_status`
+compares them with what the stage would now compute:
+
+* ``todo``  : no file, or ``overwrite``;
+* ``done``  : same settings, same inputs: nothing to do;
+* ``stale`` : same settings but an input was recomputed since: recompute it (no ``--overwrite`` needed);
+* a :class:`~concepts.errors.ConfigMismatchError` (other settings) or an
+  :class:`~concepts.errors.ArtefactError` (unreadable file) unless ``overwrite``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArtefactError, ConfigMismatchError
+from .hdf5 import identity, peek_attrs
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What a stage would write for a class: its settings, their hash, and the identities of its inputs."""
+
+    config: dict[str, Any]
+    config_hash: str
+    inputs: dict[str, dict[str, str]] = field(default_factory=dict)  # stage -> {creation_id, config_hash}
+
+    def attributes(self) -> dict[str, Any]:
+        return {"config": self.config, "config_hash": self.config_hash, "inputs": self.inputs}
+
+
+def input_record(attrs: dict[str, Any]) -> dict[str, str]:
+    """How a file is recorded as the input of another: its identity and config hash."""
+    return {"creation_id": identity(attrs), "config_hash": str(attrs.get("config_hash", ""))}
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def settings_diff(old: Any, new: dict[str, Any], limit: int = 4) -> str:
+    """``'n_concepts 10 -> 3, method nmf -> pca'``: the settings that differ (old -> new)."""
+    if not isinstance(old, dict):
+        return "settings not recorded"
+    a, b = _flatten(old), _flatten(new)
+    changed = [f"{key} {a.get(key, '(none)')!s} -> {b.get(key, '(none)')!s}" for key in sorted(set(a) | set(b))
+               if a.get(key) != b.get(key)]
+    if not changed:
+        return "same settings, other inputs"
+    return ", ".join(changed[:limit]) + (f" (+{len(changed) - limit} more)" if len(changed) > limit else "")
+
+
+def existing_status(path: str | os.PathLike, wanted: Wanted, overwrite: bool, stage: str) -> str:
+    """``todo``, ``done`` or ``stale`` for the class file ``path`` (see the module docstring)."""
+    path = Path(path)
+    if not path.exists() or overwrite:
+        return "todo"
+    try:
+        attrs = peek_attrs(path)
+    except OSError as exc:
+        raise ArtefactError(f"{path} is damaged ({str(exc).split(';')[0]}); rerun `concepts {stage} --overwrite` "
+                            "to recompute it") from None
+    if attrs.get("config_hash") != wanted.config_hash:
+        if int(attrs.get("format_version", 1)) < 2:
+            raise ConfigMismatchError(f"{path} was written by concepts {attrs.get('package_version', '0.1')} "
+                                      f"(artefact format 1), whose settings cannot be compared; pass --overwrite "
+                                      f"to recompute it, or use a new run folder")
+        diff = settings_diff(attrs.get("config"), wanted.config)
+        raise ConfigMismatchError(f"{path} was made with other settings ({diff}); pass --overwrite to replace it, "
+                                  "or use a new run folder")
+    recorded = attrs.get("inputs") or {}
+    for stage_name, record in wanted.inputs.items():
+        if (recorded.get(stage_name) or {}).get("creation_id") != record.get("creation_id"):
+            return "stale"
+    return "done"

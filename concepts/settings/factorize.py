@@ -1,0 +1,43 @@
+"""``factorize``: the concept dictionary of each class (stage 2)."""
+from __future__ import annotations
+
+from typing import Any, Union
+
+from ..factorize.registry import METHODS
+from .base import Section, setting
+
+
+class FactorizeSettings(Section):
+    """Stage 2: a concept dictionary per class, ``A ~ U W``.
+
+    The method's own parameters (``params``, and the common ones given their own flags) are checked against the
+    estimator's declared constraints when the stage starts; the resolved estimator parameters enter the config
+    hash, so that a changed default is noticed.
+    """
+
+    section = "factorize"
+
+    method: str = setting("nmf", "concept extraction method", choices=METHODS.names, normalize=METHODS.normalize)
+    n_concepts: int = setting(10, "concepts per class", flag="--concepts", ge=1)
+    seed: int = setting(0, "random seed of the factorization", ge=0)
+    solver: Union[str, None] = setting(None, "NMF solver: hals (default) or mu", hashed=False)
+    init: Union[str, None] = setting(None, "NMF init: nndsvda (default), nndsvd, nndsvdar or random", hashed=False)
+    max_iter: Union[int, None] = setting(None, "iteration limit of the method (default: the method's)", ge=1,
+                                         hashed=False)
+    tol: Union[float, None] = setting(None, "stopping tolerance of the method (default: the method's)", gt=0,
+                                      hashed=False)
+    max_rows: int = setting(200_000, "fit on a uniform sample of this many rows when a class has more "
+                                     "(every row still gets its coefficients)", ge=1)
+    chunk_rows: int = setting(65536, "rows per block when coefficients are streamed", ge=1, hashed=False,
+                              stage_cli=False)
+    params: dict[str, Any] = setting(default_factory=dict, help="any other parameter of the method, KEY=VALUE",
+                                     flag="--param", metavar="KEY=VALUE", hashed=False)
+
+    def estimator_params(self) -> dict[str, Any]:
+        """The keyword arguments of the estimator: ``params`` plus the common parameters that are set."""
+        out = dict(self.params)
+        for name in ("solver", "init", "max_iter", "tol"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out

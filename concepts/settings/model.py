@@ -1,0 +1,42 @@
+"""``model``: the model and where it is cut (``f = h o g``), its device and precision."""
+from __future__ import annotations
+
+import re
+from typing import Literal, Union
+
+from pydantic import field_validator
+
+from .base import BAD, Section, setting
+
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class ModelSettings(Section):
+    """The model (timm name, checkpoint, or the bundled EfficientNet-Lite0) and its cut layer.
+
+    The model's identity enters the config hash through what loading it resolves (weights sha256, layer,
+    preprocessing), not through these strings.
+    """
+
+    section = "model"
+
+    name: Union[str, None] = setting(None, "timm architecture (default: the bundled EfficientNet-Lite0)",
+                                     flag="--model", kwarg="model", hashed=False)
+    checkpoint: Union[str, None] = setting(None, "local weights for the model (state dict or timm checkpoint)",
+                                           hashed=False)
+    pretrained: bool = setting(True, "timm's pretrained weights when no checkpoint is given (else random init)",
+                               extra_flags={"--random-init": False}, hashed=False)
+    layer: Union[str, None] = setting(None, "module where the model is cut (default: last feature map)",
+                                      hashed=False)
+    layout: Literal["auto", "spatial", "tokens"] = setting("auto", "expected layout of the cut, checked when the "
+                                                                   "model loads", hashed=False, stage_cli=False)
+    device: str = setting("auto", "where the model runs", allowed="auto | cpu | cuda | cuda:N | mps", hashed=False)
+    precision: Literal["fp32", "bf16", "fp16"] = setting("fp32", "autocast precision of the forward pass (bf16: "
+                                                                 "~2x faster where the hardware has it)")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not DEVICE.match(value):
+            raise ValueError(BAD)
+        return value
