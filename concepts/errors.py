@@ -1,7 +1,7 @@
 """Errors that the command line reports as one line and exit code 2."""
 
 
-class ConceptsError(Exception):
+class ConceptsError(ValueError):
     """A user-facing error: bad input, unknown model/layer/class, config mismatch.
 
     The CLI prints ``concepts: error: <message>`` and exits with code 2, never a traceback.

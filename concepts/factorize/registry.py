@@ -8,6 +8,9 @@ from .kmeans import KMeans
 from .nmf import NMF
 from .pca import PCA
 from .semi_nmf import SemiNMF
+from .validation import InvalidParameter, validate_params
+
+__all__ = ["METHODS", "ALIASES", "canonical_method", "make_estimator", "validate_params", "InvalidParameter"]
 
 METHODS = {
     "nmf": NMF,
@@ -35,7 +38,9 @@ def make_estimator(name: str, n_components: int = 10, **params):
     """Build the estimator registered as ``name`` with ``n_components`` concepts.
 
     ``seed`` is accepted as an alias of ``random_state``.  Unknown parameters are a ConceptsError
-    naming the accepted ones.
+    naming the accepted ones; values outside an estimator's ``_parameter_constraints`` are refused here,
+    before any work, by :func:`validate_params` (one line: ``nmf: max_iter: -5 is not allowed; expected an
+    int in the range [1, inf)``).
     """
     cls = METHODS[canonical_method(name)]
     if "seed" in params:
@@ -48,4 +53,6 @@ def make_estimator(name: str, n_components: int = 10, **params):
             f"method {canonical_method(name)!r} has no parameter {', '.join(unknown)}; "
             f"it accepts {', '.join(sorted(accepted - {'n_components'}))}"
         )
-    return cls(n_components=n_components, **params)
+    estimator = cls(n_components=n_components, **params)
+    validate_params(estimator, prefix=canonical_method(name))
+    return estimator
