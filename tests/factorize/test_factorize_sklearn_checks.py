@@ -11,7 +11,6 @@ set ``n_components=1`` themselves.  The refusal itself is tested in ``test_facto
 """
 from __future__ import annotations
 
-import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from concepts.evaluate.baselines import RandomAtoms
