@@ -8,6 +8,11 @@ the evaluation's ``RandomAtoms`` baseline and a few non-default variants whose c
 so with the default of 10 concepts nearly every check would stop at that refusal; 2 is the largest bank that
 fits every check's data.  Checks that need a single concept (1-feature data, 1-D input, subset invariance)
 set ``n_components=1`` themselves.  The refusal itself is tested in ``test_factorize_methods.py``.
+
+``device="cpu"``: some checks compare float32 results at a tolerance of ~1e-7 (row subsets against the whole
+batch, a second fit against the first); CUDA kernels (other reduction orders, atomic adds in k-means) need not
+repeat to the last bit, and the CUDA path has its own tests.  The estimators' default (``device=None``) is
+otherwise the same code.
 """
 from __future__ import annotations
 
@@ -32,9 +37,9 @@ EXPECTED_FAILED_CHECKS: dict[str, dict[str, str]] = {name: {} for name in [*METH
 def _instances() -> list[tuple[str, object]]:
     out = []
     for name, cls in METHODS.items():
-        out.append((name, cls(n_components=2)))
-        out.extend((name, cls(n_components=2, **params)) for params in VARIANTS.get(name, []))
-    out.append(("random", RandomAtoms(n_components=2)))
+        out.append((name, cls(n_components=2, device="cpu")))
+        out.extend((name, cls(n_components=2, device="cpu", **params)) for params in VARIANTS.get(name, []))
+    out.append(("random", RandomAtoms(n_components=2, device="cpu")))
     return out
 
 
