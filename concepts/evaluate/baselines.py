@@ -6,7 +6,10 @@ It is the floor every extraction method should clear on recovery and stability.
 """
 from __future__ import annotations
 
+from numbers import Integral
+
 import torch
+from sklearn.utils._param_validation import Interval
 
 from ..factorize._solvers import nnls_transform
 from ..factorize.base import ConceptExtractor, randn
@@ -20,6 +23,10 @@ class RandomAtoms(ConceptExtractor):
     """
 
     method = "random"
+    _parameter_constraints = {
+        **ConceptExtractor._parameter_constraints,
+        "nnls_iter": [Interval(Integral, 1, None, closed="left")],
+    }
 
     def __init__(self, n_components: int = 10, *, random_state=None, nnls_iter: int = 50, device=None):
         self.n_components = n_components

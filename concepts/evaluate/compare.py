@@ -68,11 +68,15 @@ class EvalConfig:
 
 
 def make_method(name: str, n_concepts: int, seed: int, device=None, **params):
-    """An unfitted estimator: ``random`` (the baseline) or a method of ``concepts.factorize``."""
+    """An unfitted estimator: ``random`` (the baseline) or a method of ``concepts.factorize``; its parameters
+    are checked here (one-line ConceptsError), before any fitting."""
     if name == "random":
+        from ..factorize.validation import validate_params
         from .baselines import RandomAtoms
 
-        return RandomAtoms(n_concepts, random_state=seed, device=device, **params)
+        estimator = RandomAtoms(n_concepts, random_state=seed, device=device, **params)
+        validate_params(estimator)
+        return estimator
     from ..factorize import make_estimator
 
     return make_estimator(name, n_concepts, random_state=seed, device=device, **params)

@@ -3,11 +3,17 @@
 A concept extractor factorises a class's activations ``A`` (n rows x D channels) as ``A ~ U W`` (plus an
 offset for centred methods): ``W = components_`` (r concepts x D channels) is the concept bank and
 ``U = transform(A)`` (n x r) the coefficients.  The API is scikit-learn's: ``__init__`` only stores
-parameters, ``fit(A)`` returns ``self``, learned state ends in ``_``.
+parameters, ``fit(A)`` returns ``self``, learned state ends in ``_``; every extractor is a real
+scikit-learn transformer (``TransformerMixin``, ``_parameter_constraints`` checked in ``fit``, tags,
+``NotFittedError`` before ``fit``, ``n_features_in_``, ``get_feature_names_out``) and passes
+``sklearn.utils.estimator_checks`` (see ``tests/factorize/test_factorize_sklearn_checks.py``).
+Errors are :class:`~concepts.errors.ConceptsError` (a ``ValueError``; parameter and fitted-state errors are
+also scikit-learn's ``InvalidParameterError`` / ``NotFittedError``).
 
-Inputs may be NumPy arrays or torch tensors; outputs have the type of the input (NumPy float32, or a
-torch tensor on the estimator's device).  Computation is float32 torch on ``device`` (None: CUDA when
-available) except where a subclass wraps scikit-learn.
+Inputs may be NumPy arrays (or anything ``check_array`` takes: lists, DataFrames, memmaps; not sparse
+matrices) or torch tensors; outputs have the type of the input (NumPy float32, or a torch tensor on the
+estimator's device).  Computation is float32 torch on ``device`` (None: CUDA when available) except where a
+subclass wraps scikit-learn, so float64 input gives float32 output: the ``preserves_dtype`` tag says float32.
 
 Concepts are put in a stable order after fitting: by total coefficient mass
 ``sum_i |U_ik| * ||W_k||`` (descending; the atom norm makes it independent of how the scale is split
@@ -17,22 +23,31 @@ absolute entry is positive.  So the same data and seed give the same numbering.
 from __future__ import annotations
 
 import time
+from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
+from scipy import sparse
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import Interval, InvalidParameterError
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import ConceptsError
 from ..runtime import pick_device
+from .validation import InvalidParameter, NotFitted
 
 
 def make_generator(random_state) -> torch.Generator:
-    """A CPU torch generator seeded from ``random_state`` (int, None: fresh entropy, or a Generator)."""
+    """A CPU torch generator seeded from ``random_state`` (int, None: fresh entropy, a NumPy RandomState (one
+    draw of it), or a torch Generator, used as is)."""
     if isinstance(random_state, torch.Generator):
         return random_state
     gen = torch.Generator(device="cpu")
     if random_state is None:
         gen.manual_seed(int(np.random.SeedSequence().generate_state(1)[0]))
+    elif isinstance(random_state, np.random.RandomState):
+        gen.manual_seed(int(random_state.randint(np.iinfo(np.int32).max)))
     else:
         gen.manual_seed(int(random_state))
     return gen
@@ -47,14 +62,21 @@ def rand(shape, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
     return torch.rand(shape, generator=gen, dtype=torch.float32).to(device=like.device, dtype=like.dtype)
 
 
-class ConceptExtractor(BaseEstimator):
+class ConceptExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Base class: validation, device handling, concept ordering, the sklearn-style public methods.
 
     Subclasses implement ``_fit(X, gen) -> (W, U, info)`` on a float32 tensor ``X`` and
     ``_transform(X) -> U``; they may override ``_inverse(U)``, ``_order_key(U, W)``, ``_max_rank(n, d)``,
     and list extra fitted tensors indexed by concept in ``_per_concept`` (permuted with the concepts)
-    and extra fitted arrays to save in ``_state``.
+    and extra fitted arrays to save in ``_state``.  Each declares ``_parameter_constraints`` for all of
+    its ``__init__`` parameters (the shared ones below plus its own).
     """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state", torch.Generator],
+        "device": [None, str, torch.device],
+    }
 
     #: True when atoms (and coefficients) may be negative; fixes atom signs after fitting.
     signed = False
@@ -68,37 +90,102 @@ class ConceptExtractor(BaseEstimator):
     nonnegative_input = False
     #: short method name, used in messages
     method = "base"
+    #: fewest rows a fit needs (2 for methods that centre the data)
+    _min_rows = 1
+
+    # ------------------------------------------------------------------ scikit-learn protocol
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = bool(self.nonnegative_input)
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        tags.requires_fit = True
+        # computation is float32: float32 in gives float32 out; float64 in also gives float32 out
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    def _validate_params(self):
+        """scikit-learn's check (called by ``fit``), its error also a one-line ConceptsError."""
+        try:
+            super()._validate_params()
+        except InvalidParameterError as exc:
+            if isinstance(exc, ConceptsError):
+                raise
+            raise InvalidParameter(str(exc)) from None
+
+    @property
+    def _n_features_out(self) -> int:  # for get_feature_names_out: one output per concept
+        return self.components_.shape[0]
+
+    def __getstate__(self):
+        # the tensor cache of components_ may live on a GPU: rebuild it from components_ after unpickling
+        state = dict(super().__getstate__())
+        if "_W_cache" in state:
+            state["_W_cache"] = None
+        return state
 
     # ------------------------------------------------------------------ helpers
     @property
     def device_(self) -> torch.device:
         return pick_device(getattr(self, "device", None))
 
-    def _check_input(self, A, what: str = "activations") -> tuple[torch.Tensor, bool]:
-        """Return (float32 tensor on device, input_was_torch)."""
+    def _check_input(self, A, what: str = "activations", *, reset: bool = False) -> tuple[torch.Tensor, bool]:
+        """Return (float32 tensor on device, input_was_torch).
+
+        ``reset`` (in ``fit``) records ``n_features_in_`` (and ``feature_names_in_`` for DataFrames); otherwise
+        the number of channels must be the fitted one.  Torch tensors stay on the torch path; anything else goes
+        through scikit-learn's ``validate_data`` (dense only, converted to C-contiguous float32).
+        """
         is_torch = isinstance(A, torch.Tensor)
         if is_torch:
             X = A.detach().to(device=self.device_, dtype=torch.float32)
+            if X.ndim != 2:
+                raise ConceptsError(f"{what} must be a 2-D matrix (rows x channels), got shape {tuple(X.shape)}")
+            if X.shape[0] == 0 or X.shape[1] == 0:
+                raise ConceptsError(f"{what} are empty (shape {tuple(X.shape)})")
+            if reset:
+                self.n_features_in_ = int(X.shape[1])
+                if hasattr(self, "feature_names_in_"):
+                    del self.feature_names_in_
         else:
-            arr = np.asarray(A)
-            if arr.dtype == object:
-                raise ConceptsError(f"{what} must be a numeric matrix")
-            X = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(self.device_)
-        if X.ndim != 2:
-            raise ConceptsError(f"{what} must be a 2-D matrix (rows x channels), got shape {tuple(X.shape)}")
-        if X.shape[0] == 0 or X.shape[1] == 0:
-            raise ConceptsError(f"{what} are empty (shape {tuple(X.shape)})")
+            if sparse.issparse(A):
+                raise ConceptsError(f"{what} are a sparse {type(A).__name__}: sparse input is not supported by "
+                                    f"{self.method}; pass a dense array (e.g. A.toarray())")
+            if not reset:
+                self._check_channels(getattr(A, "shape", None))
+            try:
+                arr = validate_data(self, A, reset=reset, dtype=np.float32, order="C", accept_sparse=False,
+                                    ensure_all_finite=False)
+            except ValueError as exc:
+                if isinstance(exc, ConceptsError):
+                    raise
+                raise ConceptsError(f"{what}: " + " ".join(str(exc).split())) from None
+            if not arr.flags.writeable:  # torch.from_numpy needs a writable array (read-only memmaps)
+                arr = arr.copy()
+            X = torch.from_numpy(arr).to(self.device_)
+        if not reset:
+            self._check_channels(tuple(X.shape))
         if not bool(torch.isfinite(X).all()):
             raise ConceptsError(f"{what} contain NaN or inf values")
         if self.nonnegative_input:
             low = float(X.min())
             if low < 0:
                 raise ConceptsError(
-                    f"{self.method} needs non-negative activations but the smallest entry is {low:.4g}; "
-                    "use Semi-NMF (method 'semi_nmf') for signed activations (e.g. ViT tokens) or cut the model at a "
-                    "non-negative (ReLU'd) layer"
+                    f"Negative values in data passed to {type(self).__name__}: {self.method} needs non-negative "
+                    f"activations but the smallest entry is {low:.4g}; use Semi-NMF (method 'semi_nmf') for signed "
+                    "activations (e.g. ViT tokens) or cut the model at a non-negative (ReLU'd) layer"
                 )
         return X, is_torch
+
+    def _check_channels(self, shape) -> None:
+        if shape is None or len(shape) != 2:
+            return
+        d, fitted = int(shape[1]), int(self.n_features_in_)
+        if d != fitted:
+            raise ConceptsError(
+                f"activations have {d} channels but the concept bank was fitted on {fitted} "
+                f"(X has {d} features, but {type(self).__name__} is expecting {fitted} features as input)"
+            )
 
     def _out(self, T: torch.Tensor, is_torch: bool):
         if is_torch:
@@ -112,6 +199,9 @@ class ConceptExtractor(BaseEstimator):
         r = int(self.n_components)
         if r < 1:
             raise ConceptsError(f"the number of concepts must be at least 1, got {r}")
+        if n < self._min_rows:
+            raise ConceptsError(f"{self.method} needs at least {self._min_rows} rows to centre the data, "
+                                f"got n_samples={n}")
         limit = self._max_rank(n, d)
         if r > limit:
             raise ConceptsError(
@@ -121,8 +211,10 @@ class ConceptExtractor(BaseEstimator):
         return r
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "components_"):
-            raise ConceptsError(f"this {type(self).__name__} is not fitted yet; call fit(A) first")
+        try:
+            check_is_fitted(self, "components_")
+        except NotFittedError:
+            raise NotFitted(f"this {type(self).__name__} is not fitted yet; call fit(A) first") from None
 
     @property
     def _W(self) -> torch.Tensor:
@@ -165,18 +257,20 @@ class ConceptExtractor(BaseEstimator):
         return W, U
 
     # ------------------------------------------------------------------ public API
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, A, y=None):
         """Learn the concept bank ``components_`` (r x D) from activations ``A`` (n x D). Returns self."""
         self._fit_transform(A)
         return self
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit_transform(self, A, y=None):
         """Fit and return the coefficients U (n x r) of the training rows."""
         U, is_torch = self._fit_transform(A)
         return self._out(U, is_torch)
 
     def _fit_transform(self, A):
-        X, is_torch = self._check_input(A)
+        X, is_torch = self._check_input(A, reset=True)
         n, d = X.shape
         self._check_rank(n, d)
         gen = make_generator(self.random_state)
@@ -187,7 +281,6 @@ class ConceptExtractor(BaseEstimator):
         W, U = self._canonicalise(W, U)
         self.components_ = W.detach().to("cpu", torch.float32).numpy()
         self._W_cache = W.detach().float()
-        self.n_features_in_ = d
         self.n_components_ = W.shape[0]
         self.n_iter_ = int(info.get("n_iter", 0))
         self.converged_ = bool(info.get("converged", True))
@@ -206,10 +299,6 @@ class ConceptExtractor(BaseEstimator):
         """Coefficients U (n x r) of rows ``A`` (n x D) with the bank fixed."""
         self._check_fitted()
         X, is_torch = self._check_input(A)
-        if X.shape[1] != self.components_.shape[1]:
-            raise ConceptsError(
-                f"activations have {X.shape[1]} channels but the concept bank was fitted on {self.components_.shape[1]}"
-            )
         return self._out(self._transform(X), is_torch)
 
     def inverse_transform(self, U):

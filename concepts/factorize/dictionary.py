@@ -12,8 +12,10 @@ row's norm to be used.  ``transform`` solves the lasso with W fixed by FISTA fro
 from __future__ import annotations
 
 import math
+from numbers import Integral, Real
 
 import torch
+from sklearn.utils._param_validation import Interval
 
 from .base import ConceptExtractor, chunks
 from .kmeans import kmeans_pp
@@ -53,6 +55,19 @@ class DictionaryLearning(ConceptExtractor):
 
     method = "dictionary"
     _state = ("lambda_",)
+    _parameter_constraints = {
+        **ConceptExtractor._parameter_constraints,
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "positive_code": ["boolean"],
+        "positive_dict": ["boolean"],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "window": [Interval(Integral, 1, None, closed="left")],
+        "code_iter": [Interval(Integral, 1, None, closed="left")],
+        "transform_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "transform_tol": [Interval(Real, 0, None, closed="left")],
+        "chunk_rows": [Interval(Integral, 1, None, closed="left")],
+    }
 
     def __init__(self, n_components=10, *, alpha=0.1, positive_code=False, positive_dict=False, max_iter=200,
                  tol=1e-6, window=5, code_iter=30, transform_max_iter=500, transform_tol=1e-5,

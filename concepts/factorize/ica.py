@@ -8,11 +8,13 @@ fit runs on the CPU in float64 (scikit-learn); ``transform``/``inverse_transform
 from __future__ import annotations
 
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.decomposition import FastICA
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Interval, StrOptions
 from threadpoolctl import threadpool_limits
 
 from .base import ConceptExtractor
@@ -27,6 +29,14 @@ class ICA(ConceptExtractor):
 
     signed = True
     method = "ica"
+    _min_rows = 2  # centred and whitened: n rows span at most n - 1 directions
+    _parameter_constraints = {
+        **ConceptExtractor._parameter_constraints,
+        "algorithm": [StrOptions({"parallel", "deflation"})],
+        "fun": [StrOptions({"logcosh", "exp", "cube"}), callable],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+    }
     _per_concept_signed = ("unmixing_",)
     _state = ("unmixing_", "mean_")
 
@@ -39,6 +49,9 @@ class ICA(ConceptExtractor):
         self.tol = tol
         self.random_state = random_state
         self.device = device
+
+    def _max_rank(self, n, d):
+        return min(n - 1, d)
 
     def _fit(self, X, gen):
         seed = int(torch.randint(2 ** 31 - 1, (1,), generator=gen))

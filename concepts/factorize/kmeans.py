@@ -7,9 +7,11 @@ the softmax of ``-||a - w_k||^2 / (temperature * mean squared distance)`` (rows 
 """
 from __future__ import annotations
 
-import torch
+from numbers import Integral, Real
 
-from ..errors import ConceptsError
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+
 from .base import ConceptExtractor, chunks, rand
 
 
@@ -81,6 +83,15 @@ class KMeans(ConceptExtractor):
     """
 
     method = "kmeans"
+    _parameter_constraints = {
+        **ConceptExtractor._parameter_constraints,
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "encoding": [StrOptions({"onehot", "soft"})],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "chunk_rows": [Interval(Integral, 1, None, closed="left")],
+    }
 
     def __init__(self, n_components=10, *, n_init=3, max_iter=100, tol=1e-4, encoding="onehot",
                  temperature=1.0, chunk_rows=65536, random_state=None, device=None):
@@ -98,11 +109,9 @@ class KMeans(ConceptExtractor):
         return n
 
     def _fit(self, X, gen):
-        if self.encoding not in ("onehot", "soft"):
-            raise ConceptsError(f"unknown k-means encoding {self.encoding!r}; choose 'onehot' or 'soft'")
         r = int(self.n_components)
         best = None
-        for _ in range(max(1, int(self.n_init))):
+        for _ in range(int(self.n_init)):
             C0 = kmeans_pp(X, r, gen)
             C, labels, inertia, n_iter, conv = lloyd(X, C0, int(self.max_iter), float(self.tol))
             if best is None or inertia < best[2]:

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import math
 import time
+from numbers import Integral, Real
 
 import torch
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..errors import ConceptsError
 from . import _solvers as S
@@ -61,6 +63,22 @@ class NMF(ConceptExtractor):
 
     nonnegative_input = True
     method = "nmf"
+    _parameter_constraints = {
+        **ConceptExtractor._parameter_constraints,
+        "solver": [StrOptions(set(SOLVERS))],
+        "init": [StrOptions(set(INITS))],
+        "n_init": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "window": [Interval(Integral, 1, None, closed="left")],
+        "max_inner": [None, Interval(Integral, 1, None, closed="left")],
+        "inner_tol": [Interval(Real, 0, None, closed="left")],
+        "reseed_dead": ["boolean"],
+        "transform_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "transform_tol": [Interval(Real, 0, None, closed="left")],
+        "chunk_rows": [Interval(Integral, 1, None, closed="left")],
+        "verbose": ["verbose"],
+    }
     #: fixed cost of one row update in flop-equivalents (Python + kernel launch); larger values mean fewer inner passes
     _row_overhead = 2e5
 
@@ -95,9 +113,7 @@ class NMF(ConceptExtractor):
     def _starts(self, n, d) -> int:
         if self.n_init == "auto":
             return 3 if n * d <= AUTO_MULTI_START_ENTRIES else 1
-        if isinstance(self.n_init, bool) or not isinstance(self.n_init, int) or self.n_init < 1:
-            raise ConceptsError(f"n_init must be a positive integer or 'auto', not {self.n_init!r}")
-        return int(self.n_init)
+        return int(self.n_init)  # an int >= 1 (_parameter_constraints)
 
     def _inner_limits(self, n, d, r):
         """Passes per outer step: Gillis & Glineur's 1 + 0.5 rho, rho = cost of the products / cost of a
@@ -137,8 +153,6 @@ class NMF(ConceptExtractor):
         return True
 
     def _fit(self, X, gen):
-        if self.solver not in SOLVERS:
-            raise ConceptsError(f"unknown NMF solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
         starts = self._starts(*X.shape)
         best = None
         errors = []

@@ -7,7 +7,10 @@ in order of explained variance and each atom's largest entry is positive.
 """
 from __future__ import annotations
 
+from numbers import Integral
+
 import torch
+from sklearn.utils._param_validation import Interval
 
 from .base import ConceptExtractor, chunks
 
@@ -21,6 +24,11 @@ class PCA(ConceptExtractor):
 
     signed = True
     method = "pca"
+    _min_rows = 2  # centred: n rows span at most n - 1 directions
+    _parameter_constraints = {
+        **ConceptExtractor._parameter_constraints,
+        "chunk_rows": [Interval(Integral, 1, None, closed="left")],
+    }
     _per_concept = ("explained_variance_", "explained_variance_ratio_")
     _state = ("mean_", "explained_variance_", "explained_variance_ratio_")
 
@@ -29,6 +37,9 @@ class PCA(ConceptExtractor):
         self.chunk_rows = chunk_rows
         self.random_state = random_state
         self.device = device
+
+    def _max_rank(self, n, d):
+        return min(n - 1, d)
 
     def _fit(self, X, gen):
         n, d = X.shape

@@ -8,6 +8,8 @@ from __future__ import annotations
 from ..errors import ConceptsError
 from ..registry import Registry
 
+__all__ = ["METHODS", "canonical_method", "make_estimator", "accepts_signed"]
+
 METHODS = Registry(
     "concept method",
     {
@@ -21,6 +23,7 @@ METHODS = Registry(
     aliases={"seminmf": "semi_nmf", "semi-nmf": "semi_nmf", "k-means": "kmeans", "dict": "dictionary",
              "sparse": "dictionary", "dictionary-learning": "dictionary", "fastica": "ica"},
 )
+
 
 def accepts_signed(name: str) -> bool:
     """Whether the method accepts signed activations (ViT tokens, residual streams); imports the class."""
@@ -36,7 +39,9 @@ def make_estimator(name: str, n_components: int = 10, **params):
     """Build the estimator registered as ``name`` with ``n_components`` concepts.
 
     ``seed`` is accepted as an alias of ``random_state``.  Unknown parameters are a ConceptsError
-    naming the accepted ones.
+    naming the accepted ones; values outside an estimator's ``_parameter_constraints`` are refused here,
+    before any work, by :func:`validate_params` (one line: ``nmf: max_iter: -5 is not allowed; expected an
+    int in the range [1, inf)``).
     """
     cls = METHODS[name]
     if "seed" in params:
@@ -49,4 +54,8 @@ def make_estimator(name: str, n_components: int = 10, **params):
             f"method {canonical_method(name)!r} has no parameter {', '.join(unknown)}; "
             f"it accepts {', '.join(sorted(accepted - {'n_components'}))}"
         )
-    return cls(n_components=n_components, **params)
+    from .validation import validate_params
+
+    estimator = cls(n_components=n_components, **params)
+    validate_params(estimator, prefix=canonical_method(name))
+    return estimator

@@ -10,8 +10,10 @@ squares as NMF's.  Stopping as NMF (relative error improvement over a window of 
 from __future__ import annotations
 
 import math
+from numbers import Integral, Real
 
 import torch
+from sklearn.utils._param_validation import Interval
 
 from . import _solvers as S
 from .base import ConceptExtractor
@@ -24,6 +26,17 @@ class SemiNMF(ConceptExtractor):
 
     signed = False  # U >= 0 fixes the sign of every concept; no flipping
     method = "semi_nmf"
+    _parameter_constraints = {
+        **ConceptExtractor._parameter_constraints,
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "window": [Interval(Integral, 1, None, closed="left")],
+        "max_inner": [Interval(Integral, 1, None, closed="left")],
+        "inner_tol": [Interval(Real, 0, None, closed="left")],
+        "transform_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "transform_tol": [Interval(Real, 0, None, closed="left")],
+        "chunk_rows": [Interval(Integral, 1, None, closed="left")],
+    }
 
     def __init__(self, n_components=10, *, max_iter=200, tol=1e-5, window=10, max_inner=10, inner_tol=0.1,
                  transform_max_iter=200, transform_tol=1e-5, chunk_rows=65536, random_state=None, device=None):

@@ -1,6 +1,7 @@
 """Concept importance estimators: Sobol total indices, gradient x input, occlusion.
 
-Each class stores its settings in ``__init__`` and has one entry point,
+Each class is a scikit-learn ``BaseEstimator`` (explicit keyword parameters, ``get_params`` /
+``set_params`` / ``sklearn.base.clone``) and has one entry point,
 ``attribute(coefficients, components, head, class_index, *, linear_head=None, residual=None,
 prefix=None)``, returning an :class:`ImportanceResult` with per-image importances
 (n_images x r) and their class-level aggregate (mean over images, its share of the total, and a
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+from sklearn.base import BaseEstimator
 
 from ..errors import ConceptsError
 from .perturb import ConceptScorer, images_and_masks
@@ -82,7 +84,11 @@ def aggregate(per_image: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarr
     return mean, share, low, high, share_low, share_high
 
 
-class _Base:
+class _Base(BaseEstimator):
+    """Shared parameters: ``exact`` ('auto': the closed form when a linear head is given, 'always', 'off'),
+    ``batch_size`` (head evaluations per batch), ``device``, ``confidence`` (of the interval across images),
+    ``progress`` (a progress bar)."""
+
     method = ""
 
     def __init__(self, *, exact: str | bool = "auto", batch_size: int = 128,
@@ -93,8 +99,12 @@ class _Base:
         self.confidence = confidence
         self.progress = progress
 
-    def get_params(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if not k.endswith("_") and k != "device"}
+    def _check_params(self) -> None:
+        """Checks of the method's own parameters (ConceptsError); run at construction and by ``attribute``."""
+
+    def _settings(self) -> dict[str, Any]:
+        """The parameters recorded with a result: all but ``device`` (a runtime choice)."""
+        return {k: v for k, v in self.get_params(deep=False).items() if k != "device"}
 
     def _use_exact(self, linear_head) -> bool:
         if self.exact not in ("auto", "always", "off", True, False):
@@ -114,7 +124,7 @@ class _Base:
 
     def _result(self, per_image, exact, positions=None, **settings) -> ImportanceResult:
         stats_ = aggregate(per_image, self.confidence)
-        params = self.get_params()
+        params = self._settings()
         params.update(settings)
         return ImportanceResult(self.method, np.asarray(per_image, dtype=np.float64), *stats_,
                                 exact=bool(exact), settings=params, positions=positions)
@@ -137,25 +147,31 @@ class SobolImportance(_Base):
     method = "sobol"
 
     def __init__(self, designs: int = 32, sampler: str = "halton", estimator: str = "jansen",
-                 seed: int | None = 0, closed_form: str = "analytic", **kwargs):
-        super().__init__(**kwargs)
-        if sampler not in SAMPLERS:
-            raise ConceptsError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if estimator not in ESTIMATORS:
-            raise ConceptsError(f"unknown Sobol estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
-        if closed_form not in ("analytic", "design"):
-            raise ConceptsError(f"closed_form must be 'analytic' or 'design', not {closed_form!r}")
-        if int(designs) < 2:
-            raise ConceptsError(f"designs must be >= 2 (got {designs})")
-        self.designs = int(designs)
+                 seed: int | None = 0, closed_form: str = "analytic", *, exact: str | bool = "auto",
+                 batch_size: int = 128, device=None, confidence: float = 0.95, progress: bool = False):
+        super().__init__(exact=exact, batch_size=batch_size, device=device, confidence=confidence, progress=progress)
+        self.designs = designs
         self.sampler = sampler
         self.estimator = estimator
         self.seed = seed
         self.closed_form = closed_form
+        self._check_params()  # bad settings fail at construction (and again in attribute, after set_params)
+
+    def _check_params(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ConceptsError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if self.estimator not in ESTIMATORS:
+            raise ConceptsError(
+                f"unknown Sobol estimator {self.estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+        if self.closed_form not in ("analytic", "design"):
+            raise ConceptsError(f"closed_form must be 'analytic' or 'design', not {self.closed_form!r}")
+        if int(self.designs) < 2:
+            raise ConceptsError(f"designs must be >= 2 (got {self.designs})")
 
     def attribute(self, coefficients, components, head, class_index: int, *, linear_head=None, residual=None,
                   prefix=None) -> ImportanceResult:
         """Per-image total Sobol indices (n_images, r) and their class aggregate."""
+        self._check_params()
         exact = self._use_exact(linear_head)
         scorer = self._scorer(coefficients, components, head, class_index, linear_head, residual, prefix, exact)
         n, r = scorer.n_images, scorer.n_concepts
@@ -165,10 +181,11 @@ class SobolImportance(_Base):
             tot = sq.sum(axis=1, keepdims=True)
             per_image = np.divide(sq, tot, out=np.zeros_like(sq), where=tot > 0)
             return self._result(per_image, True, evaluations=0)
-        design = sobol_design(r, self.designs, sampler=self.sampler, seed=self.seed).astype(np.float32)
+        designs = int(self.designs)
+        design = sobol_design(r, designs, sampler=self.sampler, seed=self.seed).astype(np.float32)
         images, masks = images_and_masks(n, design)
         outputs = scorer.scores(images, masks, progress=self.progress, desc="sobol").reshape(n, len(design))
-        per_image = total_indices(outputs, self.designs, r, estimator=self.estimator)
+        per_image = total_indices(outputs, designs, r, estimator=self.estimator)
         return self._result(per_image, exact, evaluations=int(len(design)))
 
 
@@ -210,14 +227,10 @@ class Occlusion(_Base):
         return self._result(out[:, :1] - out[:, 1:], False)
 
 
-METHODS = {"sobol": SobolImportance, "gradient": GradientInput, "occlusion": Occlusion}
-
-
 def make_method(name: str, **params) -> _Base:
-    """An estimator by name (``sobol``, ``gradient``, ``occlusion``) with the params it accepts."""
-    if name not in METHODS:
-        raise ConceptsError(f"unknown importance method {name!r}; choose from {', '.join(METHODS)}")
+    """An estimator by its registry name (``sobol``, ``gradient``, ``occlusion``) with the params it accepts."""
+    from .registry import METHODS
+
     cls = METHODS[name]
-    common = {"exact", "batch_size", "device", "confidence", "progress"}
-    own = {"designs", "sampler", "estimator", "seed", "closed_form"} if cls is SobolImportance else set()
-    return cls(**{k: v for k, v in params.items() if k in common | own})
+    accepted = set(cls._get_param_names())  # the others (e.g. Sobol's designs for occlusion) are ignored
+    return cls(**{k: v for k, v in params.items() if k in accepted})

@@ -214,3 +214,44 @@ def test_vit_tokens_with_prefix_through_model_split():
     with torch.no_grad():
         dropped = split.h_positions((U * torch.tensor([1.0, 0, 1, 1])) @ W + residual, prefix)[:, 2]
     np.testing.assert_allclose(occ.per_image[:, 1], (logits - dropped).numpy(), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("cls, params", [
+    (SobolImportance, dict(designs=8, sampler="sobol-scrambled", seed=3, exact="off", batch_size=7)),
+    (GradientInput, dict(exact="off", confidence=0.9)),
+    (Occlusion, dict(exact="off", batch_size=5)),
+])
+def test_importance_estimators_are_sklearn_clonable(linear_problem, cls, params):
+    """sklearn.base.clone copies every parameter, and the copy attributes exactly the same importances."""
+    from sklearn.base import BaseEstimator, clone
+
+    U, W, head, lin, _ = linear_problem
+    original = cls(**params)
+    assert isinstance(original, BaseEstimator)
+    copy = clone(original)
+    assert copy is not original and copy.get_params() == original.get_params()
+    for key, value in params.items():
+        assert copy.get_params()[key] == value
+    a = original.attribute(U, W, head, CLS, linear_head=lin)
+    b = copy.attribute(U, W, head, CLS, linear_head=lin)
+    np.testing.assert_array_equal(a.per_image, b.per_image)
+    assert a.settings == b.settings and "device" not in a.settings
+    # set_params changes the copy only, and a bad value set later is still refused
+    copy.set_params(confidence=0.5)
+    assert original.confidence != 0.5
+    if cls is SobolImportance:
+        copy.set_params(sampler="latin")
+        with pytest.raises(ConceptsError, match="unknown sampler"):
+            copy.attribute(U, W, head, CLS)
+
+
+def test_importance_settings_record_the_parameters_but_the_device(linear_problem):
+    U, W, head, lin, _ = linear_problem
+    result = SobolImportance(designs=4, device="cpu").attribute(U, W, head, CLS, linear_head=lin)
+    assert result.settings == dict(exact="auto", batch_size=128, confidence=0.95, progress=False, designs=4,
+                                   sampler="halton", estimator="jansen", seed=0, closed_form="analytic",
+                                   evaluations=0)
+    from concepts.importance import make_method
+
+    made = make_method("occlusion", designs=4, sampler="halton", batch_size=9)  # Sobol-only keys are ignored
+    assert made.get_params() == dict(exact="auto", batch_size=9, device=None, confidence=0.95, progress=False)
