@@ -54,7 +54,7 @@ def test_checkpoint_formats_load_by_name(tmp_path, reference, layout):
     obj = {
         "plain": state,
         "module-prefix": {f"module.{k}": v for k, v in state.items()},  # DataParallel / DDP
-        "compiled-prefix": {f"_orig_mod.module.{k}": v for k, v in state.items()},  # torch.compile of DDP
+        "compiled-prefix": {f"_orig_mod.{k}": v for k, v in state.items()},  # a torch.compile'd model
         # timm's train.py: raw weights in 'state_dict', the EMA copy beside them; the raw weights are loaded
         "timm-train": {"epoch": 3, "arch": SMALL, "state_dict": state, "state_dict_ema": noise,
                        "optimizer": {"state": {}, "param_groups": []}, "version": 2},
