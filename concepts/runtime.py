@@ -144,3 +144,51 @@ def tune_cpu_allocator() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     _ALLOCATOR_TUNED = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
     return _ALLOCATOR_TUNED
+
+
+HF_DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+def _hub_endpoint() -> str:
+    hub = sys.modules.get("huggingface_hub.constants")  # once imported, it no longer reads HF_ENDPOINT
+    return getattr(hub, "ENDPOINT", None) or os.environ.get("HF_ENDPOINT") or HF_DEFAULT_ENDPOINT
+
+
+def hub_reachable(endpoint: str | None = None, timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub (where timm's pretrained weights live) accepts a TCP connection."""
+    from urllib.parse import urlparse
+    import socket
+
+    url = urlparse(endpoint or _hub_endpoint())
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout).close()
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def hub_offline_if_unreachable(timeout: float = 3.0) -> bool:
+    """Put huggingface_hub in offline mode when its endpoint cannot be reached. Returns whether it is offline.
+
+    For the command line entry point, not for library code: it changes the process. Offline, huggingface_hub
+    retries each request five times with back-off before it gives up (measured here: 46 s until
+    ``timm.create_model(name, pretrained=True)`` raised ``LocalEntryNotFoundError``); in offline mode it answers
+    from its cache at once (0.1 s), and a model that is not cached fails with the same error.
+
+    The probe is one TCP connection to ``HF_ENDPOINT`` (default huggingface.co:443), skipped when
+    ``HF_HUB_OFFLINE`` is already set to a true value. When the hub is unreachable the function sets the
+    environment variable ``HF_HUB_OFFLINE=1``, which huggingface_hub reads when it is first imported, and, if it
+    was imported already, its ``constants.HF_HUB_OFFLINE`` as well, so the order of imports does not matter.
+    """
+    hub = sys.modules.get("huggingface_hub.constants")
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE") or (
+        hub is not None and getattr(hub, "HF_HUB_OFFLINE", False)
+    ):
+        return True
+    if hub_reachable(timeout=timeout):
+        return False
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    if hub is not None:
+        hub.HF_HUB_OFFLINE = True
+    return True

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# The shared data folder beside the project: /work/shared for /work/main, also found from a worktree /work/wt/NAME.
+SHARED_DATA = next((p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data").is_dir()),
+                   ROOT.parent / "shared" / "data")
 VAL50 = SHARED_DATA / "imagenette" / "val50"
 RUN_CLASSES = ["n01440764", "n03000684"]  # tench, chain saw
 
