@@ -21,6 +21,15 @@ def stage_settings(args: argparse.Namespace, stage: str, given: dict[str, Any] |
     return load_config(None, overrides)
 
 
+def prepare_downloads(cfg=None) -> None:
+    """Offline, let huggingface_hub fail at once instead of retrying for ~45 s, when timm may download weights:
+    a named model without a checkpoint (``cfg``), or a stage that rebuilds the run's model (``cfg`` None)."""
+    from ..runtime import hub_offline_if_unreachable
+
+    if cfg is None or (cfg.model.name and not cfg.model.checkpoint and cfg.model.pretrained):
+        hub_offline_if_unreachable()
+
+
 def class_list(text: str | None) -> list[str] | None:
     if not text:
         return None

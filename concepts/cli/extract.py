@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from ..settings.cli import add_settings
-from .common import add_common, stage_settings
+from .common import add_common, prepare_downloads, stage_settings
 
 
 def register(sub) -> None:
@@ -21,6 +21,7 @@ def run(args) -> int:
     from ..extract import extract_run
 
     cfg = stage_settings(args, "extract", {"data.images": args.images})
+    prepare_downloads(cfg)
     report = extract_run(None, None, config=cfg, overwrite=args.overwrite, progress=not args.quiet)
     print(report.summary(f"{cfg.out}/activations"), file=sys.stderr)
     return 0

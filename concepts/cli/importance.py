@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from ..settings.cli import add_settings
-from .common import add_common, stage_settings
+from .common import add_common, prepare_downloads, stage_settings
 
 
 def register(subparsers) -> None:
@@ -24,6 +24,7 @@ def run(args) -> int:
     from ..importance import importance_run
 
     cfg = stage_settings(args, "importance")
+    prepare_downloads()
     report = importance_run(args.run, config=cfg, overwrite=args.overwrite, progress=not args.quiet)
     print(report.summary(f"{args.run}/importance"), file=sys.stderr)
     return 0

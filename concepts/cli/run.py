@@ -45,6 +45,9 @@ def main(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(cfg.to_yaml())
         return 0
+    from .common import prepare_downloads
+
+    prepare_downloads(cfg)
     result = run_pipeline(cfg, overwrite=args.overwrite, progress=not args.quiet)
     if args.quiet:
         print(result.summary())
