@@ -67,13 +67,14 @@ def main() -> None:
     index_bytes = index.stat().st_size + sum(p.stat().st_size for p in site.glob("img/*/*.jpg")
                                              if f'"{p.relative_to(site)}"' in index.read_text())
     # baseline: the original photos every page would load if the atlas linked them
-    import h5py
+    from concepts.schema import open_run
 
     originals = 0
-    for path in (run / "activations").glob("*.h5"):
-        with h5py.File(path, "r") as handle:
-            for raw in handle["images/path"][()]:
-                photo = Path(raw.decode() if isinstance(raw, bytes) else raw)
+    folder = open_run(run)
+    for class_id in folder.classes("extract"):
+        with folder.activations(class_id) as cache:
+            for raw in cache.images["path"]:
+                photo = Path(raw)
                 originals += photo.stat().st_size if photo.exists() else 0
     images_written = sum(p.stat().st_size for p in site.glob("img/*/*") if p.is_file())
     n = args.classes

@@ -83,9 +83,9 @@ def run_reference(folder: Path, index: int, n: int, args, out_npz: Path) -> dict
 def run_concepts(images: Path, class_id: str, index: int, n: int, args, run: Path, precision: str) -> dict:
     from concepts.pipeline import load_config, run_pipeline
     from concepts.pipeline.tasks import release_models
-    from concepts.runtime import set_threads
+    from concepts.runtime import configure_process
 
-    set_threads(args.threads)
+    configure_process(threads=args.threads)  # a benchmark is an entry point: the CLI's process set-up
     labels = run.parent / "labels.csv"
     labels.write_text(f"{class_id},{index}\n")
     cfg = load_config(None, {
@@ -125,23 +125,20 @@ def compare(run: Path, class_id: str, ref: dict, ref_npz: Path) -> dict:
     from scipy.optimize import linear_sum_assignment
     from scipy.stats import spearmanr
 
-    from concepts.extract.cache import open_activations
-    from concepts.importance import load_importance
+    from concepts.schema import open_run
 
-    import h5py
-    from concepts.artefacts import read_attrs, stage_path
-
-    with open_activations(run, class_id) as cache:
+    folder = open_run(run)
+    with folder.activations(class_id) as cache:
         rows = cache.rows(np.float32)
-    with h5py.File(stage_path(run, "factorize", class_id), "r") as handle:
-        ours_w = handle["components"][()].astype(np.float64)
-        ours_u = handle["coefficients"][()].astype(np.float64)
-        attrs = read_attrs(handle)
+    concepts = folder.concepts(class_id)
+    ours_w = concepts.components.astype(np.float64)
+    ours_u = concepts.coefficients.astype(np.float64)
+    attrs = concepts.attrs
     ours_err = float(np.linalg.norm(rows - ours_u @ ours_w) / np.linalg.norm(rows))
     saved = np.load(ref_npz)
     ref_w = saved["W"].astype(np.float64)
     ref_err_on_our_rows = nnls_error(rows, ref_w)
-    ours_imp = np.asarray(load_importance(run, class_id)["sobol"]["class_importance"], dtype=np.float64)
+    ours_imp = np.asarray(folder.importance(class_id, maps=False).methods["sobol"].class_importance, np.float64)
     ref_imp = np.asarray(saved["importances"], dtype=np.float64)
     a = ours_w / np.linalg.norm(ours_w, axis=1, keepdims=True)
     b = ref_w / np.linalg.norm(ref_w, axis=1, keepdims=True)

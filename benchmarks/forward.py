@@ -7,7 +7,7 @@ Every setting runs in its own child process (the allocator tuning is process-wid
 same random input batch, and prints images/s of g (the model up to its cut) and the ratio to the first row:
   timm        the model as timm builds it, NCHW memory, glibc's default allocator
   +cl         channels-last memory
-  +malloc     + concepts.runtime.tune_cpu_allocator (no page-fault churn for large tensors)
+  +malloc     + concepts.runtime.configure_process: allocator tuning (no page-fault churn for large tensors)
   concepts    + batch norms folded, convolutions fused with their activations (concepts.models.load_split)
 On CUDA the allocator row measures nothing new (PyTorch caches GPU memory itself) and fusion is not used.
 """
@@ -30,7 +30,9 @@ def measure(setting: str, args) -> dict:
 
     torch.set_num_threads(args.threads)
     from concepts.models import load_split
-    from concepts.runtime import autocast_dtype, tune_cpu_allocator
+    from concepts.runtime import allocator_tuned, autocast_dtype, configure_process
+
+    configure_process()  # the CLI's set-up (allocator tuning unless CONCEPTS_MALLOC_TUNING=0 for this row)
 
     split, info = load_split(args.model, device=args.device, pretrained=not args.random_init,
                              optimize=setting == "concepts")
@@ -54,7 +56,7 @@ def measure(setting: str, args) -> dict:
     return {"setting": setting, "img_s": args.repeats * args.batch_size / seconds, "model": info["model"],
             "device": str(split.device), "folded": info.get("folded_norms", 0),
             "fused": info.get("fused_convolutions", 0),
-            "allocator_tuned": tune_cpu_allocator()}  # load_split tunes it on the CPU unless the env says no
+            "allocator_tuned": allocator_tuned()}
 
 
 def main() -> int:

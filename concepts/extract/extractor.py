@@ -118,7 +118,8 @@ def extract_class(split: ModelSplit, files: list[Path], writer: ActivationsWrite
     device = split.device
     log = ImageLog(len(files), int(getattr(split.model, "num_classes", 0) or 0))
     loader = DataLoader(ImageFiles(files, split.preprocessing), batch_size=batch_size, shuffle=False,
-                        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=False)
+                        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=False,
+                        generator=torch.Generator().manual_seed(0))  # its base seed would come from the global RNG
     with tqdm(total=len(files), desc=f"  {desc}", unit="img", leave=False, disable=not progress) as bar:
         for batch in loader:
             index, good = log.record(batch)

@@ -69,6 +69,7 @@ def factorize_run(run: str | os.PathLike, *, config: RunConfig | None = None, ov
     cfg = stage_config("factorize", config, **settings)
     if extra:
         cfg = cfg.replace(**{"factorize.params": {**cfg.factorize.params, **extra}})
+    build_estimator(cfg)  # bad parameters fail before anything is read
     folder = RunFolder(run)
     available = folder.classes("extract")
     wanted_classes = list(cfg.data.classes) if cfg.data.classes else available
@@ -78,7 +79,6 @@ def factorize_run(run: str | os.PathLike, *, config: RunConfig | None = None, ov
                             "(run `concepts extract` first)")
     if not wanted_classes:
         raise ConceptsError(f"no activations in {folder.path / 'activations'} (run `concepts extract` first)")
-    build_estimator(cfg)  # bad parameters fail before the first class
     jobs = [_job(folder, cfg, class_id) for class_id in wanted_classes]
     with thread_limit(cfg.executor.threads):
         return run_classes("factorize", jobs, overwrite=overwrite, progress=progress,

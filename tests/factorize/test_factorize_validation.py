@@ -62,9 +62,12 @@ def test_validate_params_default_prefix_and_a_valid_estimator():
 
 
 def test_factorize_run_refuses_a_bad_parameter_before_any_work(tmp_path):
-    # no activations at all: the parameter is refused first
-    with pytest.raises(ConceptsError, match="^nmf: max_iter: -5 is not allowed"):
+    # no activations at all: the parameter is refused first, by the settings (a common parameter) or by the
+    # estimator's own constraints (any other parameter of the method)
+    with pytest.raises(ConceptsError, match="^factorize.max_iter: -5 is not allowed; expected an integer >= 1"):
         factorize_run(tmp_path, max_iter=-5, progress=False)
+    with pytest.raises(ConceptsError, match="^nmf: inner_tol: -1 is not allowed"):
+        factorize_run(tmp_path, params={"inner_tol": -1}, progress=False)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -13,7 +13,7 @@ import pytest
 import timm
 import torch
 
-from concepts.artefacts import file_sha256
+from concepts.schema import file_sha256
 from concepts.errors import ConceptsError
 from concepts.models import Preprocessing, load_model, load_split
 from concepts.models import bundled

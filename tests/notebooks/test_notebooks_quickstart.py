@@ -17,7 +17,7 @@ def test_quickstart_notebook_executes():
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "\n".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-    assert "tiger cat" in text and "of the class logit" in text and "relative error" in text
+    assert "tiger cat" in text and "summed contribution" in text and "relative error" in text
     assert "Sobol total index share" in text
     assert any("image/png" in o.get("data", {}) for o in outputs), "the atlas sheet is not displayed inline"
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
