@@ -24,5 +24,10 @@ class ArtefactError(ConceptsError):
     """An artefact file is missing, damaged, from an unknown format version or not of the expected stage."""
 
 
+class DataError(ConceptsError):
+    """The data of one class cannot be processed as asked (fewer rows than concepts, constant rows ...); a stage
+    skips that class with this reason and goes on."""
+
+
 class ClassSkipped(ConceptsError):
     """One class cannot be processed (no readable image, degenerate data); the stage lists it and goes on."""

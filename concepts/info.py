@@ -15,12 +15,14 @@ def run_summary(run: str | os.PathLike) -> dict[str, Any]:
     """A JSON-able summary of the run folder."""
     folder = RunFolder(run)
     run = folder.path
-    stages = {stage: folder.scan(stage).check().found for stage in STAGES}
-    if not any(stages.values()):
+    scans = {stage: folder.scan(stage) for stage in STAGES}
+    stages = {stage: scan.found for stage, scan in scans.items()}
+    statuses = folder.status()
+    if not statuses:
         raise ConceptsError(f"{run} holds no activations, concepts or importance files")
     summary: dict[str, Any] = {"run": str(run), "classes": {}, "provenance": {}}
-    for class_id in sorted(set().union(*[set(v) for v in stages.values()])):
-        entry: dict[str, Any] = {}
+    for class_id, status in statuses.items():
+        entry: dict[str, Any] = {"status": dict(status.stages), "problems": dict(status.reasons)}
         if class_id in stages["extract"]:
             with folder.activations(class_id) as cache:
                 attrs = cache.attrs
@@ -44,7 +46,9 @@ def run_summary(run: str | os.PathLike) -> dict[str, Any]:
                 for method, imp in record.methods.items()}
             entry["fidelity"] = record.fidelity_attrs
         summary["classes"][class_id] = entry
-    summary["stages"] = {stage: len(files) for stage, files in stages.items()}
+    summary["stages"] = {stage: sum(s.stages[stage] == "done" for s in statuses.values()) for stage in STAGES}
+    summary["not_done"] = {stage: {c: s.stages[stage] for c, s in statuses.items() if s.stages[stage] != "done"}
+                           for stage in STAGES}
     summary["stages"]["atlas"] = (run / "atlas" / "index.html").is_file()
     summary["stages"]["export"] = (run / "exports" / "manifest.json").is_file()
     return summary
@@ -62,16 +66,26 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"precision: {prov.get('precision')}  concepts {prov.get('package_version')}  {prov.get('created')}")
     stages = summary["stages"]
     n = len(summary["classes"])
-    lines.append(f"stages: extract {stages['extract']}/{n}, factorize {stages['factorize']}/{n}, "
+    lines.append(f"stages done: extract {stages['extract']}/{n}, factorize {stages['factorize']}/{n}, "
                  f"importance {stages['importance']}/{n}, atlas {'yes' if stages['atlas'] else 'no'}, "
                  f"export {'yes' if stages['export'] else 'no'}")
+    for stage, bad in summary.get("not_done", {}).items():
+        counts: dict[str, int] = {}
+        for state in bad.values():
+            counts[state] = counts.get(state, 0) + 1
+        if bad:
+            lines.append(f"  {stage}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     lines.append(f"classes ({n}):")
     for class_id, entry in summary["classes"].items():
         head = f"  {class_id}"
+        problems = [f"{stage} {state} ({entry['problems'].get(stage, '')})".replace(" ()", "")
+                    for stage, state in entry.get("status", {}).items() if state != "done"]
         if "class_name" in entry:
             head += (f"  {entry['class_name']!r} -> logit {entry['class_index']} ({entry['class_index_source']})  "
                      f"images {entry['images']} (skipped {entry['skipped']})  rows {entry['rows']} x {entry['channels']}")
         lines.append(head)
+        if problems:
+            lines.append("    not usable: " + "; ".join(problems))
         c = entry.get("concepts")
         if c:
             err = c.get("rel_error")

@@ -1,7 +1,8 @@
 """The per-class loop every stage runs: skip what is finished, recompute what is stale, write atomically, show
 progress, list the classes that had to be skipped.
 
-A stage gives, per class, the file it writes, what it would write (:class:`~concepts.schema.lineage.Wanted`: the
+Each class file is written under its lock (:mod:`concepts.schema.locks`): a second writer of the same class waits,
+then finds it done. A stage gives, per class, the file it writes, what it would write (:class:`~concepts.schema.lineage.Wanted`: the
 settings, their hash and the identities of the inputs) and a function that computes and writes the file. The loop
 decides with :func:`~concepts.schema.lineage.existing_status` and collects a :class:`StageReport`. A
 :class:`~concepts.errors.ClassSkipped` raised for one class (no readable image, degenerate data) is listed and the
@@ -16,6 +17,7 @@ from typing import Callable, Iterable
 
 from .errors import ClassSkipped
 from .schema.lineage import Wanted, existing_status
+from .schema.locks import artefact_lock
 
 
 def say(message: str, progress: bool = True) -> None:
@@ -85,13 +87,14 @@ def run_classes(stage: str, jobs: Iterable[ClassJob], *, overwrite: bool = False
     report = StageReport(stage)
     for job in tqdm(jobs, desc=desc or stage, unit="class", disable=not progress or len(jobs) < 2):
         try:
-            wanted = job.wanted()
-            status = existing_status(job.path, wanted, overwrite, stage)
-            if status == "done":
-                report.done.append(job.class_id)
-                report.paths[job.class_id] = job.path
-                continue
-            job.work(wanted)
+            with artefact_lock(job.path, say=lambda m: say(m, progress)):
+                wanted = job.wanted()
+                status = existing_status(job.path, wanted, overwrite, stage)
+                if status == "done":
+                    report.done.append(job.class_id)
+                    report.paths[job.class_id] = job.path
+                    continue
+                job.work(wanted)
         except ClassSkipped as exc:
             report.skipped[job.class_id] = str(exc)
             say(f"warning: {stage}: class {job.class_id!r} skipped: {exc}", progress)

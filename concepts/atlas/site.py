@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -18,7 +17,10 @@ from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..schema import replace_folder
+from ..schema.hdf5 import temporary_name
+from ..schema.locks import artefact_lock
 from ..errors import ConceptsError
+from ..runner import say
 from .analysis import similar_concepts
 from ..schema.classdata import list_run_classes, load_bank, load_class
 from .view import ClassView, PhotoStore, build_view
@@ -73,10 +75,7 @@ def build_atlas(run: str | os.PathLike, *, config=None, out: str | os.PathLike |
     from ..settings import stage_config
 
     cfg = stage_config("atlas", config, **settings)
-    a = cfg.atlas
     classes = list(cfg.data.classes) if cfg.data.classes else None
-    top_k, n_examples, n_overlay, n_similar = a.top_k, a.n_examples, a.n_overlay, a.n_similar
-    thumb_size, image_format, sheets = a.thumb_size, a.image_format, a.sheets
     run = Path(run)
     if not run.is_dir():
         raise ConceptsError(f"run folder {run} does not exist")
@@ -87,12 +86,23 @@ def build_atlas(run: str | os.PathLike, *, config=None, out: str | os.PathLike |
     site = Path(out) if out is not None else run / "atlas"
     if site.exists() and any(site.iterdir()) and not (site / "static" / "atlas.js").exists():
         raise ConceptsError(f"{site} exists and is not an atlas; choose an empty or new folder for the atlas")
-    work = site.with_name(site.name + ".tmp")
-    if work.exists():
-        shutil.rmtree(work)
+    with artefact_lock(site, say=lambda m: say(m, progress)):  # one writer of the site at a time
+        work = temporary_name(site)
+        try:
+            missing = _write_site(run, found, work, cfg.atlas, progress)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        if missing:
+            say(f"warning: atlas: {len(missing)} photo(s) not found or unreadable (shown in grey), e.g. "
+                f"{missing[0]}", progress)
+        return replace_folder(work, site) / "index.html"
+
+
+def _write_site(run: Path, found: list[tuple[str, str]], work: Path, a, progress: bool) -> list[str]:
+    """Write the whole site into ``work``; returns the photos that could not be shown."""
     (work / "classes").mkdir(parents=True)
     shutil.copytree(STATIC, work / "static")
-
     # pass 1: the concept banks of every class, for the cross-class similarities
     meta: list[tuple[str, str, str]] = []
     banks: list[np.ndarray] = []
@@ -100,36 +110,29 @@ def build_atlas(run: str | os.PathLike, *, config=None, out: str | os.PathLike |
         cid, name, bank = load_bank(run, class_id)
         meta.append((cid, name, stem))
         banks.append(bank)
-    neighbours = similar_concepts(banks, k=n_similar)
-
+    neighbours = similar_concepts(banks, k=a.n_similar)
     env = _environment()
     class_template = env.get_template("class.html")
     views: list[ClassView] = []
     missing: list[str] = []
-    try:
-        for pos, (class_id, stem) in enumerate(tqdm(found, desc="atlas", unit="class", disable=not progress)):
-            data = load_class(run, class_id)
-            store = PhotoStore(run, data, work, thumb_size=thumb_size, image_format=image_format)
-            view = build_view(data, store, top_k=top_k, n_examples=n_examples, n_overlay=n_overlay,
-                              neighbours=neighbours[pos], others=meta)
-            html = class_template.render(view=view, root="../", version=__version__, has_sheet=sheets,
-                                         title=f"{view.class_name} - concept atlas")
-            (work / "classes" / f"{stem}.html").write_text(html, encoding="utf-8")
-            if sheets:
-                from .sheets import render_sheet
+    for pos, (class_id, stem) in enumerate(tqdm(found, desc="atlas", unit="class", disable=not progress)):
+        data = load_class(run, class_id)
+        store = PhotoStore(run, data, work, thumb_size=a.thumb_size, image_format=a.image_format)
+        view = build_view(data, store, top_k=a.top_k, n_examples=a.n_examples, n_overlay=a.n_overlay,
+                          neighbours=neighbours[pos], others=meta)
+        html = class_template.render(view=view, root="../", version=__version__, has_sheet=a.sheets,
+                                     title=f"{view.class_name} - concept atlas")
+        (work / "classes" / f"{stem}.html").write_text(html, encoding="utf-8")
+        if a.sheets:
+            from .sheets import render_sheet
 
-                (work / "sheets").mkdir(exist_ok=True)
-                render_sheet(view, store, work / "sheets" / f"{stem}.png")
-            missing += store.missing
-            views.append(view)
-        index = env.get_template("index.html").render(
-            views=views, root="", version=__version__, run_name=run.resolve().name,
-            title=f"{run.resolve().name} - concept atlas",
-            model=views[0].model if views else "?", layer=views[0].layer if views else "?")
-        (work / "index.html").write_text(index, encoding="utf-8")
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    if missing:
-        warnings.warn(f"{len(missing)} photo(s) not found (shown in grey), e.g. {missing[0]}", stacklevel=2)
-    return replace_folder(work, site) / "index.html"
+            (work / "sheets").mkdir(exist_ok=True)
+            render_sheet(view, store, work / "sheets" / f"{stem}.png")
+        missing += store.missing
+        views.append(view)
+    index = env.get_template("index.html").render(
+        views=views, root="", version=__version__, run_name=run.resolve().name,
+        title=f"{run.resolve().name} - concept atlas",
+        model=views[0].model if views else "?", layer=views[0].layer if views else "?")
+    (work / "index.html").write_text(index, encoding="utf-8")
+    return missing

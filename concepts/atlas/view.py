@@ -3,7 +3,6 @@ and the PNG sheets, plus the store that loads each photo once and writes each pi
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +61,7 @@ class PhotoStore:
                     with Image.open(path) as handle:
                         picture = model_input_view(handle, self.data.act_attrs.get("preprocessing"))
                 except (OSError, ValueError) as exc:
-                    warnings.warn(f"cannot read {path}: {exc}", stacklevel=2)
+                    raw = f"{raw} (unreadable: {exc})"
             if picture is None:
                 self.missing.append(raw)
                 picture = placeholder(self.input_size)

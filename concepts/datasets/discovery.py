@@ -55,7 +55,9 @@ def discover(
     else:
         found = {}
         for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            found[sub.name] = [f for f in sub.iterdir() if f.is_file() and not f.name.startswith(".")]
+            # dangling links are listed (and recorded as skipped, with the reason), not silently dropped
+            found[sub.name] = [f for f in sub.iterdir() if (f.is_file() or f.is_symlink()) and not f.is_dir()
+                               and not f.name.startswith(".")]
         if not found:
             raise ConceptsError(f"{root} has no class sub-folders (expected {root}/<class>/<image files>)")
     if classes:

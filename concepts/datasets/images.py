@@ -23,14 +23,33 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+class UnreadableImage(Exception):
+    """Why a file is not a usable image, in words (recorded in the cache's ``images/error``)."""
+
+
 def load_image(path: str | Path) -> tuple[Image.Image, bytes]:
-    """Read and fully decode ``path``; returns (RGB image, raw bytes). Raises on any failure."""
-    data = Path(path).read_bytes()
+    """Read and fully decode ``path``; returns (RGB image, raw bytes). Raises :class:`UnreadableImage` saying why."""
     import io
 
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()  # forces decoding: a truncated file raises here
-        return to_rgb(image), data
+    from PIL import UnidentifiedImageError
+
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise UnreadableImage("dangling symbolic link (its target does not exist)")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UnreadableImage(f"cannot be read ({exc.strerror or exc})") from None
+    if not data:
+        raise UnreadableImage("empty file")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()  # forces decoding: a truncated file raises here
+            return to_rgb(image), data
+    except UnidentifiedImageError:
+        raise UnreadableImage("not an image (no image format recognised)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise UnreadableImage(f"damaged or truncated image ({exc})") from None
 
 
 class ImageFiles(Dataset):
@@ -58,4 +77,5 @@ class ImageFiles(Dataset):
             except OSError:
                 pass
             return {"index": index, "image": torch.zeros(3, size, size), "ok": False, "width": 0, "height": 0,
-                    "sha256": sha, "error": f"{type(exc).__name__}: {exc}"[:300]}
+                    "sha256": sha, "error": (str(exc) if isinstance(exc, UnreadableImage)
+                                             else f"{type(exc).__name__}: {exc}")[:300]}

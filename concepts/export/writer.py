@@ -16,7 +16,10 @@ import pandas as pd
 
 from .._version import __version__
 from ..errors import ConceptsError
+from ..runner import say
 from ..schema import RunFolder, file_sha256, replace_folder, write_manifest
+from ..schema.hdf5 import temporary_name
+from ..schema.locks import artefact_lock
 from ..schema.classdata import list_run_classes, load_class
 from .tables import CLASS_COLUMNS, COLUMNS, IMAGE_COLUMNS, class_row, frame, image_rows, importance_rows
 
@@ -136,16 +139,15 @@ def export_run(run: str | os.PathLike, formats: Iterable[str] | str | None = Non
     target = Path(out) if out is not None else folder.path / "exports"
     if target.exists() and any(target.iterdir()) and not (target / "manifest.json").exists():
         raise ConceptsError(f"{target} exists and is not an export folder; choose an empty or new folder")
-    work = target.with_name(target.name + ".tmp")
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    try:
-        _write(folder, found, work, formats, progress=progress, bar=tqdm)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return replace_folder(work, target)
+    with artefact_lock(target, say=lambda m: say(m, progress)):  # one writer of the exports at a time
+        work = temporary_name(target)
+        work.mkdir(parents=True)
+        try:
+            _write(folder, found, work, formats, progress=progress, bar=tqdm)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        return replace_folder(work, target)
 
 
 def _write(folder: RunFolder, found, work: Path, formats: list[str], *, progress: bool, bar) -> None:

@@ -39,6 +39,18 @@ def image_listing(files: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
+def wanted_settings(cfg: RunConfig) -> dict[str, Any]:
+    """The settings that decide an activations file's content (with the model's identity, its config hash)."""
+    return {**cfg.extract.hashed(), **cfg.model.hashed()}
+
+
+def model_request(cfg: RunConfig) -> dict[str, Any]:
+    """The model asked for, as the settings say it (checked without loading the model by ``concepts run``)."""
+    m = cfg.model
+    checkpoint = str(Path(m.checkpoint).expanduser().resolve()) if m.checkpoint else None
+    return {"name": m.name, "checkpoint": checkpoint, "pretrained": bool(m.pretrained), "layer": m.layer}
+
+
 def model_identity(info: dict[str, Any]) -> dict[str, Any]:
     """What identifies the model's function at the cut (enters the config hash)."""
     return {key: info[key] for key in ("model", "weights_sha256", "layer", "preprocessing")}
@@ -117,7 +129,7 @@ def _job(cfg: RunConfig, split, info, class_id: str, files: list[Path], label, p
     path = stage_path(cfg.out, "extract", class_id)
 
     def wanted() -> Wanted:
-        config = {"stage": "extract", "settings": {**cfg.extract.hashed(), **cfg.model.hashed()},
+        config = {"stage": "extract", "settings": wanted_settings(cfg), "request": model_request(cfg),
                   "model": model_identity(info), "class_index": label.index, "class_index_source": label.source}
         return Wanted(config, config_hash(config), {"images": {"creation_id": image_listing(files),
                                                                "config_hash": ""}})
@@ -127,7 +139,8 @@ def _job(cfg: RunConfig, split, info, class_id: str, files: list[Path], label, p
         workers = default_workers(split.device) if cfg.extract.workers is None else int(cfg.extract.workers)
         shape = dict(n_images=len(files), n_positions=split.grid[0] * split.grid[1], n_channels=split.n_channels,
                      n_prefix=split.n_prefix if split.layout == "tokens" else 0, crops=cfg.extract.mode == "crops",
-                     dtype=DTYPES[cfg.extract.dtype], compression=cfg.extract.compression)
+                     dtype=DTYPES[cfg.extract.dtype], compression=cfg.extract.compression,
+                     rows_per_image=len(sampler.boxes))
         with ActivationsWriter(path, **shape) as writer:
             log = extract_class(split, files, writer, sampler, precision=cfg.model.precision,
                                 batch_size=cfg.extract.batch_size, workers=workers, progress=progress,

@@ -33,7 +33,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import Interval, InvalidParameterError
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..errors import ConceptsError
+from ..errors import ConceptsError, DataError
 from ..runtime import pick_device
 from .validation import InvalidParameter, NotFitted
 
@@ -200,11 +200,11 @@ class ConceptExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         if r < 1:
             raise ConceptsError(f"the number of concepts must be at least 1, got {r}")
         if n < self._min_rows:
-            raise ConceptsError(f"{self.method} needs at least {self._min_rows} rows to centre the data, "
-                                f"got n_samples={n}")
+            raise DataError(f"{self.method} needs at least {self._min_rows} rows to centre the data, "
+                            f"got n_samples={n}")
         limit = self._max_rank(n, d)
         if r > limit:
-            raise ConceptsError(
+            raise DataError(
                 f"{self.method} cannot find {r} concepts in {n} rows x {d} channels (at most {limit}); "
                 "ask for fewer concepts or give more rows"
             )

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ClassSkipped, ConceptsError
+from ..errors import ClassSkipped, ConceptsError, DataError
 from ..schema import ActivationCache, ConceptsWriter
 from .metrics import StreamingDiagnostics
 
@@ -34,11 +34,17 @@ def check_finite(block: np.ndarray, cache: ActivationCache, offset: int) -> None
 
 
 def fit_rows(estimator, A: np.ndarray, cache: ActivationCache) -> np.ndarray:
-    """``estimator.fit_transform(A)``; the method's own refusals name the class file."""
+    """``estimator.fit_transform(A)``. Data the method cannot factorise as asked (fewer rows than concepts,
+    constant rows) skips the class with the method's reason; the method's other refusals name the class file."""
     try:
-        return np.asarray(estimator.fit_transform(A), dtype=np.float32)
+        U = np.asarray(estimator.fit_transform(A), dtype=np.float32)
+    except DataError as exc:
+        raise ClassSkipped(f"{exc} ({len(A)} rows)") from exc
     except ConceptsError as exc:
         raise type(exc)(f"{cache.path.name}: {exc}") from exc
+    if not (np.isfinite(U).all() and np.isfinite(estimator.components_).all()):
+        raise ClassSkipped(f"{estimator.method} gave non-finite concepts on these {len(A)} rows")
+    return U
 
 
 def fit_class(cache: ActivationCache, estimator, writer: ConceptsWriter, *, max_rows: int, chunk_rows: int,

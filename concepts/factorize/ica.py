@@ -17,6 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from threadpoolctl import threadpool_limits
 
+from ..errors import DataError
 from .base import ConceptExtractor
 
 
@@ -59,12 +60,18 @@ class ICA(ConceptExtractor):
                       whiten="unit-variance", whiten_solver="eigh", max_iter=int(self.max_iter),
                       tol=float(self.tol), random_state=seed)
         data = X.detach().cpu().numpy().astype(np.float64)
+        if not np.ptp(data, axis=0).any():
+            raise DataError("ica: the rows are all equal (constant activations): there are no directions to "
+                            "separate")
         # BLAS follows torch's thread setting (concepts.runtime.set_threads), as the torch methods do
         with threadpool_limits(torch.get_num_threads()), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             warnings.filterwarnings("ignore", message="There are some small singular values")
             S = ica.fit_transform(data)
         converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        if not (np.isfinite(S).all() and np.isfinite(ica.mixing_).all()):
+            raise DataError(f"ica: the centred rows span fewer than {self.n_components} directions; ask for fewer "
+                            "concepts")
         self.unmixing_ = ica.components_.astype(np.float32)
         self.mean_ = ica.mean_.astype(np.float32)
         W = torch.as_tensor(ica.mixing_.T, dtype=torch.float32, device=X.device).contiguous()

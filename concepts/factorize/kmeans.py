@@ -45,7 +45,7 @@ def lloyd(X: torch.Tensor, C: torch.Tensor, max_iter: int, tol: float):
     """Lloyd iterations from centroids C. Returns (C, labels, inertia, n_iter, converged)."""
     xsq = X.square().sum(1, keepdim=True)
     r = C.shape[0]
-    scale = float(X.var(0).mean()) + 1e-30
+    scale = float(X.var(0, unbiased=False).mean()) + 1e-30
     labels = None
     converged = False
     it = 0

@@ -49,7 +49,9 @@ def build_estimator(cfg: RunConfig):
     return make_estimator(f.method, f.n_concepts, random_state=f.seed, device=device, **f.estimator_params())
 
 
-def _settings(cfg: RunConfig, estimator) -> dict[str, Any]:
+def wanted_config(cfg: RunConfig) -> dict[str, Any]:
+    """The settings that decide a concepts file's content (hashed into its config hash)."""
+    estimator = build_estimator(cfg)
     params = {k: v for k, v in estimator.get_params().items() if k not in RUNTIME_PARAMS}
     return {"stage": "factorize", **cfg.factorize.hashed(), "method": canonical_method(cfg.factorize.method),
             "params": _json_params(params)}
@@ -99,7 +101,7 @@ def _job(folder: RunFolder, cfg: RunConfig, class_id: str) -> ClassJob:
     def wanted() -> Wanted:
         with folder.activations(class_id) as cache:
             source = dict(cache.attrs)
-        config = _settings(cfg, build_estimator(cfg))
+        config = wanted_config(cfg)
         return Wanted(config, config_hash(config), {"extract": input_record(source)})
 
     def work(wanted: Wanted) -> None:

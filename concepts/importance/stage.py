@@ -35,6 +35,7 @@ def importance_run(run: str | os.PathLike, *, config: RunConfig | None = None, m
 
     cfg = stage_config("importance", config, **settings)
     folder = RunFolder(run)
+    folder.scan("extract").check()  # a damaged input is an error naming it, whatever the class order
     available = folder.classes("factorize")
     todo = list(cfg.data.classes) if cfg.data.classes else available
     missing = [c for c in todo if c not in available]
@@ -48,6 +49,11 @@ def importance_run(run: str | os.PathLike, *, config: RunConfig | None = None, m
         return run_classes("importance", jobs, overwrite=overwrite, progress=progress, desc="importance")
 
 
+def wanted_config(cfg: RunConfig) -> dict[str, Any]:
+    """The settings that decide an importance file's content (hashed into its config hash)."""
+    return {"stage": "importance", **cfg.importance.hashed()}
+
+
 def _job(folder: RunFolder, cfg: RunConfig, class_id: str, models, progress: bool) -> ClassJob:
     path = folder.file("importance", class_id)
 
@@ -55,7 +61,7 @@ def _job(folder: RunFolder, cfg: RunConfig, class_id: str, models, progress: boo
         concepts = folder.concepts(class_id, coefficients=False).attrs
         with folder.activations(class_id) as cache:
             source = dict(cache.attrs)
-        config = {"stage": "importance", **cfg.importance.hashed()}
+        config = wanted_config(cfg)
         return Wanted(config, config_hash(config), {"extract": input_record(source),
                                                     "factorize": input_record(concepts)})
 

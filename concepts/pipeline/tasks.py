@@ -38,6 +38,7 @@ class TaskResult:
     peak_rss_mb: float = 0.0
     host: str = ""
     pid: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)  # class -> why a stage skipped it
 
 
 def peak_rss_mb() -> float:
@@ -90,18 +91,20 @@ def process_classes(spec: TaskSpec) -> TaskResult:
     result.load_s = time.perf_counter() - t0
     common = dict(overwrite=spec.overwrite, progress=spec.progress)
     t0 = time.perf_counter()
-    extract_run(None, None, config=cfg, models=models, **common)
+    reports = [extract_run(None, None, config=cfg, models=models, **common)]
     # classes without any readable image get no activations file: nothing more to do for them
     todo = [c for c in spec.classes if stage_path(run, "extract", c).exists()]
     result.seconds["extract"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if todo:
-        factorize_run(run, config=cfg, classes=todo, **common)
+        reports.append(factorize_run(run, config=cfg, classes=todo, **common))
     result.seconds["factorize"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if todo:
-        importance_run(run, config=cfg, classes=todo, models=models, **common)
+        reports.append(importance_run(run, config=cfg, classes=todo, models=models, **common))
     result.seconds["importance"] = time.perf_counter() - t0
+    for report in reports:
+        result.skipped.update({c: f"{report.stage}: {why}" for c, why in report.skipped.items()})
     result.peak_rss_mb = peak_rss_mb()
     return result
 

@@ -8,8 +8,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .hdf5 import (ArtefactWriter, identity, open_artefact, read_attrs, read_strings, reading, string_dataset,
-                   write_attrs)
+from .hdf5 import (ArtefactWriter, check_free_space, identity, open_artefact, read_attrs, read_strings, reading,
+                   string_dataset, write_attrs)
 from .spec import COMMON_ATTRIBUTES, FileSpec, Item
 
 ACTIVATIONS = FileSpec(
@@ -90,8 +90,10 @@ class ActivationsWriter(ArtefactWriter):
     """Writes one activations file: ``with ActivationsWriter(path, ...) as w: w.write_maps(...); w.finish(...)``."""
 
     def __init__(self, path: str | os.PathLike, *, n_images: int, n_positions: int, n_channels: int,
-                 n_prefix: int = 0, crops: bool = False, dtype=np.float16, compression: str | None = None):
+                 n_prefix: int = 0, crops: bool = False, dtype=np.float16, compression: str | None = None,
+                 rows_per_image: int = 16):
         super().__init__(path)
+        self.rows_per_image = int(rows_per_image) if crops else 0
         self.shape = (int(n_images), int(n_positions), int(n_channels))
         self.n_prefix = int(n_prefix)
         self.crops = bool(crops)
@@ -101,6 +103,8 @@ class ActivationsWriter(ArtefactWriter):
     def _create(self) -> None:
         handle = self.handle
         n, n_pos, d = self.shape
+        values = n * (n_pos + self.n_prefix + self.rows_per_image) * d  # maps, prefix, pooled crop rows
+        check_free_space(self.path, int(values * self.dtype.itemsize * 1.02) + (1 << 18))
         self._maps = handle.create_dataset("maps", shape=(n, n_pos, d), dtype=self.dtype, chunks=(1, n_pos, d),
                                            compression=self.compression)
         self._prefix = None
@@ -118,12 +122,14 @@ class ActivationsWriter(ArtefactWriter):
         self._maps[where] = maps.astype(self.dtype)
         if self._prefix is not None and prefix is not None:
             self._prefix[where] = prefix.astype(self.dtype)
+        self.handle.flush()  # a full disk shows now, while the file can still be discarded cleanly
 
     def append_rows(self, rows: np.ndarray) -> None:
         """Pooled crop rows (crops mode), appended in row order."""
         n0 = self._rows.shape[0]
         self._rows.resize(n0 + len(rows), axis=0)
         self._rows[n0:] = rows.astype(self.dtype)
+        self.handle.flush()
 
     def finish(self, *, rows: RowTable, images: ImageTable, attrs: dict[str, Any]) -> None:
         group = self.handle.create_group("rows")

@@ -109,8 +109,10 @@ def list_run_classes(run: str | os.PathLike, *, classes: Iterable[str] | None = 
         raise ConceptsError(f"{run} has no {STAGE_FOLDERS['extract']}/ folder; run `concepts extract` first")
     extracted = folder.scan("extract").check().found
     factorized = folder.scan("factorize").check().found
+    folder.scan("importance").check()
     found = sorted((class_id, path.stem) for class_id, path in extracted.items() if class_id in factorized)
     if classes is None:
+        _check_current(folder, [c for c, _ in found])
         return found
     by_name = {stem: (cid, stem) for cid, stem in found}
     by_name.update({cid: (cid, stem) for cid, stem in found})  # an id wins over a stem
@@ -119,7 +121,27 @@ def list_run_classes(run: str | os.PathLike, *, classes: Iterable[str] | None = 
     if unknown:
         raise ConceptsError(f"unknown class(es) {', '.join(map(str, unknown))}; the run has "
                             f"{', '.join(cid for cid, _ in found[:10])}{' ...' if len(found) > 10 else ''}")
-    return sorted({by_name[name] for name in classes})
+    chosen = sorted({by_name[name] for name in classes})
+    _check_current(folder, [c for c, _ in chosen])
+    return chosen
+
+
+def _check_current(folder: RunFolder, class_ids: list[str]) -> None:
+    """Refuse (one line naming the class, the stale stage and the command) a class whose concepts or importance
+    were computed from other inputs than the files now on disk: never pair new inputs with old outputs."""
+    from .lineage import stale_error
+
+    statuses = folder.status()
+    for class_id in class_ids:
+        status = statuses[class_id]
+        stage = status.first_problem(allow_missing=("importance",))
+        if stage is not None:
+            others = [c for c in class_ids if statuses[c].first_problem(allow_missing=("importance",))]
+            error = stale_error(status, stage, folder.path)
+            if len(others) > 1:
+                error = type(error)(f"{error} ({len(others)} classes need it: {', '.join(others[:5])}"
+                                    f"{' ...' if len(others) > 5 else ''})")
+            raise error
 
 
 def load_class(run: str | os.PathLike, class_id: str, *, with_maps: bool = True,

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .hdf5 import ArtefactWriter, identity, read_attrs, reading, write_attrs
+from .hdf5 import ArtefactWriter, check_free_space, identity, read_attrs, reading, write_attrs
 from .spec import COMMON_ATTRIBUTES, FileSpec, Item
 
 CONCEPTS = FileSpec(
@@ -80,6 +80,7 @@ class ConceptsWriter(ArtefactWriter):
 
     def _create(self) -> None:
         r = max(self.n_concepts, 1)
+        check_free_space(self.path, int(self.n_rows * r * 4 * 1.05) + (1 << 20))
         self._coefficients = self.handle.create_dataset(
             "coefficients", shape=(self.n_rows, self.n_concepts), dtype=np.float32,
             chunks=(max(1, min(self.n_rows, 2 ** 20 // r)), self.n_concepts) if self.n_rows else None)
@@ -89,6 +90,7 @@ class ConceptsWriter(ArtefactWriter):
 
     def write_coefficients(self, offset: int, block: np.ndarray) -> None:
         self._coefficients[offset:offset + len(block)] = np.asarray(block, np.float32)
+        self.handle.flush()
 
     def finish(self, *, state: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
         group = self.handle.create_group("state")

@@ -187,10 +187,40 @@ def remove_orphan_temporaries(path: Path) -> list[Path]:
 
 
 def _no_space(exc: BaseException) -> bool:
+    if isinstance(exc, ConceptsError):  # already said (e.g. the free-space check before writing)
+        return False
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return True
     text = str(exc).lower()
-    return "no space left" in text or "errno = 28" in text or "errno 28" in text
+    return "no space left" in text or "errno = 28" in text or "errno 28" in text or "[errno 28]" in text
+
+
+def _disk_full(path: Path) -> ConceptsError:
+    return ConceptsError(f"no space left on device while writing {path}; freed the partial file (earlier files are "
+                         "intact)")
+
+
+def _discard(handle: h5py.File, tmp: Path, exc: BaseException | None) -> None:
+    """Close and delete a temporary file after a failure. HDF5 crashes the process when an object of a file whose
+    write failed for want of space is freed later, so the file is emptied first: its last writes then succeed."""
+    if exc is not None and _no_space(exc):
+        with contextlib.suppress(OSError):
+            os.truncate(tmp, 0)
+    with contextlib.suppress(Exception):
+        handle.close()
+    with contextlib.suppress(OSError):
+        tmp.unlink()
+
+
+def check_free_space(path: str | os.PathLike, needed_bytes: int) -> None:
+    """Refuse to start a file that cannot fit: one line with what is needed and what is free."""
+    import shutil
+
+    path = Path(path)
+    free = shutil.disk_usage(path.parent).free
+    if needed_bytes > free:
+        raise ConceptsError(f"no space left on device for {path}: it needs about {needed_bytes / 1e6:.1f} MB and "
+                            f"{free / 1e6:.1f} MB are free; free some space or choose another run folder")
 
 
 @contextlib.contextmanager
@@ -198,23 +228,30 @@ def atomic_artefact(path: str | os.PathLike) -> Iterator[h5py.File]:
     """Open a temporary file for writing and rename it to ``path`` only when the block finished without error.
 
     Any failure removes the temporary file and keeps an older ``path`` intact. A full disk is reported as one
-    line ("no space left on device while writing ...").
+    line ("no space left on device while writing ..."). Writers call ``handle.flush()`` after each large write,
+    so that a full disk shows at once.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_orphan_temporaries(path)
     tmp = temporary_name(path)
+    handle = h5py.File(tmp, "w")
     try:
-        with h5py.File(tmp, "w") as handle:
-            yield handle
-        os.replace(tmp, path)
+        yield handle
+        handle.flush()
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        _discard(handle, tmp, exc)
         if _no_space(exc):
-            raise ConceptsError(f"no space left on device while writing {path}; freed the partial file "
-                                f"(earlier files are intact)") from None
+            raise _disk_full(path) from None
         raise
+    try:
+        handle.close()
+    except Exception as exc:  # noqa: BLE001 - the last metadata writes
+        _discard(handle, tmp, exc)
+        if _no_space(exc):
+            raise _disk_full(path) from None
+        raise
+    os.replace(tmp, path)
 
 
 class ArtefactWriter:

@@ -82,3 +82,78 @@ def existing_status(path: str | os.PathLike, wanted: Wanted, overwrite: bool, st
         if (recorded.get(stage_name) or {}).get("creation_id") != record.get("creation_id"):
             return "stale"
     return "done"
+
+
+# ----------------------------------------------------------------------------- the chain of one class
+#: what each stage file is computed from
+UPSTREAM = {"extract": (), "factorize": ("extract",), "importance": ("extract", "factorize")}
+#: the command that remakes each stage's file
+COMMANDS = {"extract": "concepts extract IMAGES --out RUN", "factorize": "concepts factorize RUN",
+            "importance": "concepts importance RUN"}
+
+
+@dataclass
+class ClassStatus:
+    """Per stage: ``done``, ``stale`` (an input changed since it was made), ``damaged`` (unreadable) or
+    ``missing``, with the reason of every status that is not ``done``."""
+
+    class_id: str
+    stages: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def first_problem(self, stages=("extract", "factorize", "importance"), allow_missing=()) -> str | None:
+        """The first stage of ``stages`` that is not usable (missing allowed for ``allow_missing``)."""
+        for stage in stages:
+            state = self.stages.get(stage, "missing")
+            if state == "done" or (state == "missing" and stage in allow_missing):
+                continue
+            return stage
+        return None
+
+
+def _from(attrs: dict[str, Any], source: dict[str, Any], stage: str) -> bool:
+    """Whether a file (``attrs``) was computed from this ``source`` file (of ``stage``)."""
+    recorded = (attrs.get("inputs") or {}).get(stage)
+    if recorded:  # format 2: the creation id of the input it read
+        return recorded.get("creation_id") == identity(source)
+    # format 1 (concepts 0.1): only the input's config hash was recorded, and only for the stage just before
+    if stage == {"factorize": "extract", "importance": "factorize"}.get(str(attrs.get("stage"))):
+        return attrs.get("source_config_hash") in (None, source.get("config_hash"))
+    return True
+
+
+def class_status(files: dict[str, Path | None], class_id: str) -> ClassStatus:
+    """The status of one class's stage files (``files``: stage -> path or None), reading their attributes only."""
+    status = ClassStatus(class_id)
+    attrs: dict[str, dict[str, Any]] = {}
+    for stage in UPSTREAM:
+        path = files.get(stage)
+        if path is None or not Path(path).exists():
+            status.stages[stage] = "missing"
+            continue
+        try:
+            attrs[stage] = peek_attrs(path)
+        except OSError as exc:
+            status.stages[stage], status.reasons[stage] = "damaged", f"{path} is unreadable ({exc})"
+            continue
+        status.stages[stage] = "done"
+        for source in UPSTREAM[stage]:
+            if status.stages.get(source) != "done":
+                status.stages[stage] = "stale"
+                status.reasons[stage] = f"its {source} file is {status.stages.get(source, 'missing')}"
+                break
+            if not _from(attrs[stage], attrs[source], source):
+                status.stages[stage] = "stale"
+                status.reasons[stage] = f"its {source} file was recomputed since"
+                break
+    return status
+
+
+def stale_error(status: ClassStatus, stage: str, run: Path):
+    """The one-line refusal for a class whose ``stage`` file cannot be trusted."""
+    state = status.stages.get(stage, "missing")
+    command = COMMANDS[stage].replace("RUN", str(run))
+    why = status.reasons.get(stage, f"no {stage} file")
+    fix = f"run `{command}`" if state != "damaged" else f"delete it or run `{command} --overwrite`"
+    kind = ArtefactError
+    return kind(f"class {status.class_id!r}: the {stage} file is {state} ({why}); {fix}")

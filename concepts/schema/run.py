@@ -11,7 +11,8 @@ from .activations import ActivationCache
 from .concepts import ConceptsRecord, read_concepts
 from .hdf5 import peek_attrs
 from .importance import ImportanceRecord, read_importance
-from .layout import CONFIG_FILE, STAGE_FOLDERS, stage_files, stage_path
+from .layout import CONFIG_FILE, STAGE_FOLDERS, STAGES, safe_filename, stage_files, stage_path
+from .lineage import ClassStatus, class_status
 
 
 @dataclass
@@ -63,6 +64,20 @@ class RunFolder:
     def classes(self, stage: str = "extract") -> list[str]:
         """Class ids with a file of ``stage`` (an ArtefactError if any file of the stage is damaged)."""
         return list(self.scan(stage).check().found)
+
+    def status(self) -> dict[str, ClassStatus]:
+        """Per class (every class with any file), per stage: done / stale / damaged / missing (attributes only)."""
+        scans = {stage: self.scan(stage) for stage in STAGES}
+        damaged = {stage: {p.stem: p for p in scan.damaged} for stage, scan in scans.items()}
+        ids = set().union(*[scan.found for scan in scans.values()])
+        ids |= {stem for stems in damaged.values() for stem in stems
+                if not any(safe_filename(c) == stem for c in ids)}
+        out = {}
+        for class_id in sorted(ids):
+            stem = safe_filename(class_id) if class_id not in {s for d in damaged.values() for s in d} else class_id
+            files = {stage: scans[stage].found.get(class_id) or damaged[stage].get(stem) for stage in STAGES}
+            out[class_id] = class_status(files, class_id)
+        return out
 
     def activations(self, class_id: str) -> ActivationCache:
         path = self.file("extract", class_id)

@@ -195,10 +195,10 @@ def test_pictures_are_small_and_written_once(any_atlas):
             assert picture.format == "JPEG" and picture.size == (192, 192)
 
 
-def test_missing_photo_is_a_grey_placeholder(fake_run, tmp_path):
+def test_missing_photo_is_a_grey_placeholder(fake_run, tmp_path, capsys):
     run, truth = fake_run
-    with pytest.warns(UserWarning, match="not found"):
-        build_atlas(run, classes=["n99<evil>"], top_k=6, sheets=False, out=tmp_path / "site", progress=False)
+    build_atlas(run, classes=["n99<evil>"], top_k=6, sheets=False, out=tmp_path / "site", progress=False)
+    assert "1 photo(s) not found or unreadable (shown in grey)" in capsys.readouterr().err
     lost = len(truth["n99<evil>"]["paths"]) - 1
     with Image.open(tmp_path / "site" / "img" / safe_filename("n99<evil>") / f"{lost}.jpg") as picture:
         pix = np.asarray(picture).astype(int)

@@ -26,7 +26,7 @@ def legacy_run(request, tmp_path):
 def test_info_atlas_export_read_a_legacy_run(legacy_run, capsys):
     assert main(["info", str(legacy_run)]) == 0
     out = capsys.readouterr().out
-    assert "stages: extract 2/2, factorize 2/2, importance 2/2" in out and "synth_cnn" in out
+    assert "stages done: extract 2/2, factorize 2/2, importance 2/2" in out and "synth_cnn" in out
     with warnings.catch_warnings():  # the photos of the old run lived under /tmp: usually "not found" (grey)
         warnings.simplefilter("ignore")
         assert main(["atlas", str(legacy_run), "--quiet", "--no-sheets"]) == 0

@@ -1,0 +1,57 @@
+"""Which classes of a run are finished, checked on the files themselves (not on a saved config).
+
+A class is finished when its three stage files are readable, chained (each made from the files now on disk), made
+with the settings of the config (the activations: the settings and the model asked for; concepts and importance:
+their config hash) and when its activations list the images that are now in its folder. A file made with other
+settings is a :class:`~concepts.errors.ConfigMismatchError` naming the settings that differ (unless
+``overwrite``), raised before any model is loaded. Nothing here loads a model.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ConfigMismatchError
+from ..schema import RunFolder, config_hash
+from ..schema.hdf5 import peek_attrs
+from ..schema.lineage import Wanted, class_status, existing_status, input_record, settings_diff
+from ..settings import RunConfig
+
+
+def _extract_matches(cfg: RunConfig, path: Path, files: list[Path], overwrite: bool) -> bool:
+    from ..extract.stage import image_listing, model_request, wanted_settings
+
+    attrs = peek_attrs(path)
+    recorded = attrs.get("config") or {}
+    if int(attrs.get("format_version", 1)) < 2:
+        if overwrite:
+            return False
+        raise ConfigMismatchError(f"{path} was written by concepts {attrs.get('package_version', '0.1')} (artefact "
+                                  "format 1), whose settings cannot be compared; pass --overwrite to recompute it, "
+                                  "or use a new run folder")
+    wanted = {"settings": wanted_settings(cfg), "request": model_request(cfg)}
+    if {k: recorded.get(k) for k in wanted} != wanted:
+        if overwrite:
+            return False
+        raise ConfigMismatchError(f"{path} was made with other settings ({settings_diff(recorded, wanted)}); pass "
+                                  "--overwrite to replace it, or use a new run folder")
+    listed = ((attrs.get("inputs") or {}).get("images") or {}).get("creation_id")
+    return listed == image_listing(files)
+
+
+def class_finished(cfg: RunConfig, folder: RunFolder, class_id: str, files: list[Path], *,
+                   overwrite: bool = False) -> bool:
+    """Whether ``class_id`` needs no work under ``cfg`` (see the module docstring)."""
+    from ..factorize.stage import wanted_config as factorize_config
+    from ..importance.stage import wanted_config as importance_config
+
+    paths = {stage: folder.file(stage, class_id) for stage in ("extract", "factorize", "importance")}
+    if any(state != "done" for state in class_status(paths, class_id).stages.values()):
+        return False
+    if not _extract_matches(cfg, paths["extract"], files, overwrite):
+        return False
+    inputs = {"extract": input_record(peek_attrs(paths["extract"]))}
+    for stage, config in (("factorize", factorize_config(cfg)), ("importance", importance_config(cfg))):
+        if existing_status(paths[stage], Wanted(config, config_hash(config), dict(inputs)), overwrite, stage) != "done":
+            return False
+        inputs[stage] = input_record(peek_attrs(paths[stage]))
+    return True
