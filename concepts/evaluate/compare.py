@@ -140,7 +140,11 @@ def synthetic_truth(data: ClassData) -> dict | None:
 
 def evaluate_method(data: ClassData, method: str, config: EvalConfig, split, truth: dict | None = None,
                     device=None) -> dict[str, Any]:
-    """All metrics of one method on one class (one row of the comparison table)."""
+    """All metrics of one method on one class (one row of the comparison table).
+
+    Longer than most functions here on purpose: each metric is a few lines, and keeping them together lets the
+    row's columns be read in one place, in the order of the report's table.
+    """
     from ..factorize.metrics import dead_concepts, hoyer, sparsity_l0
     from ..importance.fidelity import c_deletion, c_insertion, c_mufidelity
     from ..importance.methods import make_method as make_importance
