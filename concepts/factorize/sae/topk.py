@@ -75,7 +75,8 @@ class BatchTopKSAE(TopKSAE):
     def __init__(self, n_components=1024, *, k=32, threshold_calibration=True, threshold_momentum=0.99, lr=5e-4,
                  batch_size=1024, n_steps=None, max_epochs=10, warmup_steps=None, lr_decay="linear", decay_start=0.8,
                  dead_latents="auxk", aux_k=None, aux_coef=1 / 32, dead_rows=262144, decoder_bias_init="median",
-                 init_rows=16384, eval_rows=65536, chunk_rows=4096, log_every=50, random_state=None, device=None, verbose=False):
+                 init_rows=16384, eval_rows=65536, chunk_rows=4096, log_every=50, random_state=None, device=None,
+                 verbose=False):
         self.threshold_calibration = threshold_calibration
         self.threshold_momentum = threshold_momentum
         super().__init__(n_components, k=k, lr=lr, batch_size=batch_size, n_steps=n_steps, max_epochs=max_epochs,
