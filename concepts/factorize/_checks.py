@@ -58,7 +58,7 @@ def as_tensor(estimator, X, *, reset: bool, device: torch.device, nonnegative: b
             raise InputError(f"{what} are empty (shape {tuple(X.shape)})")
         T = X.detach().to(device=device, dtype=torch.float32)
         if not bool(torch.isfinite(T).all()):
-            raise InputError(f"Input {what} contain NaN or inf values")
+            raise InputError(f"{what} contain NaN or inf values")
         if reset:
             estimator.n_features_in_ = int(T.shape[1])
         elif T.shape[1] != getattr(estimator, "n_features_in_", T.shape[1]):
@@ -72,7 +72,10 @@ def as_tensor(estimator, X, *, reset: bool, device: torch.device, nonnegative: b
         except TypeError as exc:
             raise InputTypeError(str(exc)) from None
         except ValueError as exc:
-            raise InputError(str(exc)) from None
+            message = str(exc)
+            if "NaN" in message or "infinity" in message:
+                message = f"{what} contain NaN or inf values ({message})"
+            raise InputError(message) from None
         T = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(device)
         is_torch = False
     if nonnegative:

@@ -5,8 +5,10 @@ from ..errors import ConceptsError
 from .dictionary import DictionaryLearning
 from .ica import ICA
 from .kmeans import KMeans
+from .minibatch_nmf import MiniBatchNMF, MiniBatchSemiNMF
 from .nmf import NMF
 from .pca import PCA
+from .sae import ArchetypalSAE, BatchTopKSAE, JumpReLUSAE, MatryoshkaSAE, ReLUSAE, TopKSAE
 from .semi_nmf import SemiNMF
 
 METHODS = {
@@ -16,6 +18,14 @@ METHODS = {
     "ica": ICA,
     "kmeans": KMeans,
     "dictionary": DictionaryLearning,
+    "relu_sae": ReLUSAE,
+    "topk_sae": TopKSAE,
+    "batchtopk_sae": BatchTopKSAE,
+    "jumprelu_sae": JumpReLUSAE,
+    "matryoshka_sae": MatryoshkaSAE,
+    "archetypal_sae": ArchetypalSAE,
+    "minibatch_nmf": MiniBatchNMF,
+    "minibatch_semi_nmf": MiniBatchSemiNMF,
 }
 
 ALIASES = {"seminmf": "semi_nmf", "semi-nmf": "semi_nmf", "k-means": "kmeans", "dict": "dictionary",

@@ -342,8 +342,8 @@ class RowStream:
         return out
 
     def __repr__(self) -> str:
-        return (f"RowStream({len(self.sources)} sources, {self.n_rows} rows x {self.n_features}, batch {self.batch_size}, "
-                f"buffer {self.buffer_rows}, {self.n_blocks} blocks)")
+        return (f"RowStream({len(self.sources)} sources, {self.n_rows} rows x {self.n_features}, "
+                f"batch {self.batch_size}, buffer {self.buffer_rows}, {self.n_blocks} blocks)")
 
 
 def stream_run(run, classes: Sequence[str] | None = None, **kwargs) -> RowStream:

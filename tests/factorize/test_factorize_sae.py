@@ -210,7 +210,7 @@ def test_resampling_puts_dead_atoms_on_the_worst_residuals(sparse_data):
     before = tr.params["D"].clone()
     with torch.no_grad():
         model._resample(x, x_hat, dead, tr)
-    D = tr.params["D"]
+    D = tr.params["D"].detach()
     assert torch.equal(D[~dead], before[~dead])
     resid = x[60:] - x_hat[60:]
     resid = resid / resid.norm(dim=1, keepdim=True)

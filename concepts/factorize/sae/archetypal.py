@@ -45,9 +45,9 @@ class ArchetypalSAE(TopKSAE):
                               "delta": [Interval(Real, 0, None, closed="left")],
                               "kmeans_iter": [Interval(Integral, 1, None, closed="left")]}
 
-    def __init__(self, n_components=1024, *, k=32, n_candidates=None, delta=0.1, kmeans_iter=20, lr=5e-4,
-                 batch_size=1024, n_steps=None, max_epochs=10, warmup_steps=None, lr_decay="linear", decay_start=0.8,
-                 dead_latents="auxk", aux_k=None, aux_coef=1 / 32, dead_rows=262144, init_rows=16384,
+    def __init__(self, n_components=1024, *, k=32, n_candidates=None, delta=0.1, kmeans_iter=20, lr=1e-3,
+                 batch_size=1024, n_steps=None, max_epochs=10, min_steps=200, warmup_steps=None, lr_decay="linear",
+                 decay_start=0.8, dead_latents="auxk", aux_k=None, aux_coef=1 / 32, dead_rows=262144, init_rows=16384,
                  eval_rows=65536, chunk_rows=4096, log_every=50, random_state=None, device=None, verbose=False):
         self.n_components = n_components
         self.k = k
@@ -58,6 +58,7 @@ class ArchetypalSAE(TopKSAE):
         self.batch_size = batch_size
         self.n_steps = n_steps
         self.max_epochs = max_epochs
+        self.min_steps = min_steps
         self.warmup_steps = warmup_steps
         self.lr_decay = lr_decay
         self.decay_start = decay_start

@@ -44,6 +44,8 @@ from ..stream import RowStream
 from ._sparse import Codes, decode, gather_pre
 
 _EPS = 1e-12
+#: internal parameters indexed by latent along axis 0 (permuted when the latents are renumbered)
+_PER_LATENT = ("W_e", "b_e", "D", "log_theta", "Wmix", "Lam")
 
 
 def geometric_median(X: torch.Tensor, n_iter: int = 30, tol: float = 1e-5) -> torch.Tensor:
@@ -103,6 +105,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     _unit_atoms = True
     #: parameters the loop never updates
     _frozen: tuple[str, ...] = ()
+    #: number the latents by decreasing code mass after fit (Matryoshka keeps its nested order)
+    _reorder = True
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
@@ -110,6 +114,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "n_steps": [Interval(Integral, 1, None, closed="left"), None],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "min_steps": [Interval(Integral, 0, None, closed="left")],
         "warmup_steps": [Interval(Integral, 0, None, closed="left"), None],
         "lr_decay": [StrOptions({"constant", "linear", "cosine"})],
         "decay_start": [Interval(Real, 0, 1, closed="both")],
@@ -127,7 +132,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         "verbose": ["verbose"],
     }
 
-    def __init__(self, n_components=1024, *, lr=5e-4, batch_size=1024, n_steps=None, max_epochs=10,
+    def __init__(self, n_components=1024, *, lr=1e-3, batch_size=1024, n_steps=None, max_epochs=10, min_steps=200,
                  warmup_steps=None, lr_decay="linear", decay_start=0.8, dead_latents="auxk", aux_k=None,
                  aux_coef=1 / 32, dead_rows=262144, decoder_bias_init="median", init_rows=16384, eval_rows=65536,
                  chunk_rows=4096, log_every=50, random_state=None, device=None, verbose=False):
@@ -136,6 +141,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self.batch_size = batch_size
         self.n_steps = n_steps
         self.max_epochs = max_epochs
+        self.min_steps = min_steps
         self.warmup_steps = warmup_steps
         self.lr_decay = lr_decay
         self.decay_start = decay_start
@@ -425,7 +431,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     def fit(self, X, y=None):
         """Train on rows ``X``: an (n x D) array or tensor, or a :class:`RowStream`. Returns self.
 
-        Trains ``n_steps`` steps if given, else ``max_epochs`` epochs, of ``batch_size`` rows.
+        Trains ``n_steps`` steps if given, else ``max_epochs`` epochs of ``batch_size`` rows but at least
+        ``min_steps`` steps (small data sets get more epochs: an SAE needs a few hundred steps to be usable).
         """
         validate_params(self)
         self._check_family_params()
@@ -436,7 +443,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         tr = self._new_trainer(sample, gen)
         self._trainer_ = tr
         steps_per_epoch = max(1, math.ceil(n / int(self.batch_size)))
-        total = int(self.n_steps) if self.n_steps is not None else int(self.max_epochs) * steps_per_epoch
+        total = int(self.n_steps) if self.n_steps is not None else max(int(self.min_steps),
+                                                                        int(self.max_epochs) * steps_per_epoch)
         history = []
         acc = self._new_acc()
         epoch = 0
@@ -454,8 +462,11 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self.n_iter_ = tr.step
         self.n_epochs_ = epoch
         self.n_rows_seen_ = tr.rows
+        self.converged_ = self._plateau(history)
         self._finish(tr)
         evaluation = self._sample(data, int(self.eval_rows), gen) if not isinstance(data, RowStream) else sample
+        if self._reorder:
+            self._order_latents(evaluation, tr)
         self._evaluate(evaluation)
         self.seconds_ = time.perf_counter() - start
         return self
@@ -503,6 +514,42 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
 
     def _import_extra(self, tr: _Trainer) -> None:
         pass
+
+    @staticmethod
+    def _plateau(history: list) -> bool:
+        """True when the last logged normalised MSE is within 1% of the previous one (SAEs train for a fixed
+        schedule; this only says whether the loss had flattened out by its end)."""
+        if len(history) < 2:
+            return False
+        prev, last = history[-2]["nmse"], history[-1]["nmse"]
+        return abs(prev - last) <= 0.01 * max(abs(prev), 1e-12)
+
+    @torch.no_grad()
+    def _order_latents(self, X: torch.Tensor, tr: _Trainer) -> None:
+        """Number the latents by decreasing total code mass on rows ``X`` (times the atom norm), ties by index,
+        as the project's other concept extractors; the training state is permuted with them."""
+        K = self.components_.shape[0]
+        mass = torch.zeros(K, dtype=torch.float64, device=X.device)
+        for s in range(0, X.shape[0], int(self.chunk_rows)):
+            mass += self._infer(self._pre(X[s:s + int(self.chunk_rows)])).sum(0).double()
+        key = (mass * torch.linalg.vector_norm(self._tensors()["components_"].double(), dim=1)).cpu().numpy()
+        order = np.argsort(-key, kind="stable")
+        if np.array_equal(order, np.arange(K)):
+            return
+        perm = torch.as_tensor(order, device=tr.device)
+        for name, p in tr.params.items():
+            if name in _PER_LATENT:
+                with torch.no_grad():
+                    p.copy_(p[perm])
+                state = tr.opt.state.get(p, {})
+                for key_ in ("exp_avg", "exp_avg_sq"):
+                    if key_ in state:
+                        state[key_].copy_(state[key_][perm])
+        tr.last_fired.copy_(tr.last_fired[perm])
+        keep = {name: getattr(self, name) for name in ("threshold_",)
+                if name in self.__dict__ and np.ndim(getattr(self, name)) == 0}
+        self._finish(tr)
+        self.__dict__.update(keep)  # a calibrated scalar threshold does not depend on the order
 
     def _check_family_params(self) -> None:
         pass
@@ -632,7 +679,11 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             if name not in state:
                 raise ConceptsError(f"saved {self.method} state lacks {name!r}; refit the dictionary")
             value = np.asarray(state[name])
-            setattr(self, name, float(value) if value.ndim == 0 else value.astype(np.float32))
+            if value.ndim == 0:
+                value = value.item()
+            elif np.issubdtype(value.dtype, np.floating):
+                value = value.astype(np.float32)
+            setattr(self, name, value)
         self.n_components_, self.n_features_in_ = self.components_.shape
         for key, value in (info or {}).items():
             setattr(self, key, value)

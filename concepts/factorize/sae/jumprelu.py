@@ -62,7 +62,8 @@ class JumpReLUSAE(SparseAutoencoder):
     Parameters: ``l0_coef`` (weight of the mean number of active latents per row against the MSE per entry of the
     rescaled data), ``bandwidth`` (ε of the straight-through estimator) and ``threshold_init`` (θ at the start),
     both in the rescaled units, ``threshold_lr_scale`` (the thresholds' learning rate over ``lr``: log θ needs
-    larger steps than the weights to cross the range of the pre-activations in a short fit); others as :class:`~concepts.factorize.sae.base.SparseAutoencoder`.
+    larger steps than the weights to cross the range of the pre-activations in a short fit); others as
+    :class:`~concepts.factorize.sae.base.SparseAutoencoder`.
     """
 
     method = "jumprelu_sae"
@@ -74,8 +75,9 @@ class JumpReLUSAE(SparseAutoencoder):
                               "threshold_lr_scale": [Interval(Real, 0, None, closed="left")]}
 
     def __init__(self, n_components=1024, *, l0_coef=1e-2, bandwidth=0.05, threshold_init=0.1,
-                 threshold_lr_scale=10.0, lr=5e-4,
-                 batch_size=1024, n_steps=None, max_epochs=10, warmup_steps=None, lr_decay="linear", decay_start=0.8,
+                 threshold_lr_scale=10.0, lr=1e-3,
+                 batch_size=1024, n_steps=None, max_epochs=10, min_steps=200, warmup_steps=None, lr_decay="linear",
+                 decay_start=0.8,
                  dead_latents="auxk", aux_k=None, aux_coef=1 / 32, dead_rows=262144, decoder_bias_init="median",
                  init_rows=16384, eval_rows=65536, chunk_rows=4096, log_every=50, random_state=None, device=None,
                  verbose=False):
@@ -84,7 +86,7 @@ class JumpReLUSAE(SparseAutoencoder):
         self.threshold_init = threshold_init
         self.threshold_lr_scale = threshold_lr_scale
         super().__init__(n_components, lr=lr, batch_size=batch_size, n_steps=n_steps, max_epochs=max_epochs,
-                         warmup_steps=warmup_steps, lr_decay=lr_decay, decay_start=decay_start,
+                         min_steps=min_steps, warmup_steps=warmup_steps, lr_decay=lr_decay, decay_start=decay_start,
                          dead_latents=dead_latents, aux_k=aux_k, aux_coef=aux_coef, dead_rows=dead_rows,
                          decoder_bias_init=decoder_bias_init, init_rows=init_rows, eval_rows=eval_rows,
                          chunk_rows=chunk_rows, log_every=log_every, random_state=random_state, device=device,

@@ -27,13 +27,15 @@ class MatryoshkaSAE(BatchTopKSAE):
     """
 
     method = "matryoshka_sae"
+    _reorder = False
     _state = BatchTopKSAE._state + ("prefix_sizes_",)
     _parameter_constraints = {**BatchTopKSAE._parameter_constraints,
                               "prefixes": ["array-like", None],
                               "activation": [StrOptions({"batchtopk", "topk"})]}
 
     def __init__(self, n_components=1024, *, k=32, prefixes=None, activation="batchtopk", threshold_calibration=True,
-                 threshold_momentum=0.99, lr=5e-4, batch_size=1024, n_steps=None, max_epochs=10, warmup_steps=None, lr_decay="linear",
+                 threshold_momentum=0.99, lr=1e-3, batch_size=1024, n_steps=None, max_epochs=10, min_steps=200,
+                 warmup_steps=None, lr_decay="linear",
                  decay_start=0.8, dead_latents="auxk", aux_k=None, aux_coef=1 / 32, dead_rows=262144,
                  decoder_bias_init="median", init_rows=16384, eval_rows=65536, chunk_rows=4096, log_every=50,
                  random_state=None, device=None, verbose=False):
@@ -41,7 +43,8 @@ class MatryoshkaSAE(BatchTopKSAE):
         self.activation = activation
         super().__init__(n_components, k=k, threshold_calibration=threshold_calibration,
                          threshold_momentum=threshold_momentum, lr=lr, batch_size=batch_size,
-                         n_steps=n_steps, max_epochs=max_epochs, warmup_steps=warmup_steps, lr_decay=lr_decay,
+                         n_steps=n_steps, max_epochs=max_epochs, min_steps=min_steps, warmup_steps=warmup_steps,
+                         lr_decay=lr_decay,
                          decay_start=decay_start, dead_latents=dead_latents, aux_k=aux_k, aux_coef=aux_coef,
                          dead_rows=dead_rows, decoder_bias_init=decoder_bias_init, init_rows=init_rows,
                          eval_rows=eval_rows, chunk_rows=chunk_rows, log_every=log_every, random_state=random_state,
