@@ -145,3 +145,49 @@ def test_peak_memory_is_bounded_by_the_buffer_not_the_cache(tmp_path):
     bound = (buffer_rows + buffer_rows // 4 + 8 * batch) * row_bytes * 1.5
     assert peaks[10] < bound < cache_bytes_10x / 3
     assert peaks[10] < 1.3 * peaks[1]  # flat: ten times the rows, about the same peak
+
+
+_RSS_SCRIPT = r"""
+import sys
+from concepts.extract import ActivationCache
+from concepts.factorize.stream import RowStream
+from concepts.factorize.minibatch_nmf import MiniBatchNMF
+cache = ActivationCache(sys.argv[1])
+stream = RowStream(cache, batch_size=1024, buffer_rows=int(sys.argv[2]), seed=0)
+total = 0.0
+for batch in stream.epoch(0):
+    total += float(batch[:, 0].sum())
+model = MiniBatchNMF(4, batch_size=1024, max_epochs=1, init_rows=4096, eval_rows=4096, random_state=0).fit(stream)
+# VmHWM: the peak resident set of this process image (ru_maxrss would carry the parent's over exec)
+hwm = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
+print(hwm, model.n_iter_)
+"""
+
+
+@pytest.mark.slow
+def test_peak_rss_of_a_streamed_fit_stays_flat_on_a_cache_ten_times_the_buffer(tmp_path):
+    """A real process (RSS, not only traced allocations) streams an epoch and fits mini-batch NMF on caches of 1x
+    and 10x the buffer: the 10x cache (40 MB of float16 rows) does not raise the peak resident memory."""
+    import os
+    import subprocess
+    import sys
+
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("needs Linux's /proc/self/status (VmHWM)")
+
+    d, n_pos, buffer_rows = 128, 16, 16_384
+    rss = {}
+    for scale in (1, 10):
+        n_images = scale * buffer_rows // n_pos
+        maps = np.random.default_rng(scale).random((n_images, n_pos, d), dtype=np.float32).astype(np.float16)
+        path = write_patches_activations(tmp_path / f"run{scale}", "big", maps)
+        del maps
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(path), str(buffer_rows)], capture_output=True,
+                             text=True, check=True, env=env)
+        kb, steps = map(int, out.stdout.split())
+        assert steps == -(-scale * buffer_rows // 1024)
+        rss[scale] = kb / 1024
+    float32_mb_10x = 10 * buffer_rows * d * 4 / 2 ** 20  # 80 MB as float32 (40 MB of float16 on disk)
+    # what grows is O(rows) metadata (the cache's per-row provenance arrays, the sample's permutation): a few MB
+    assert rss[10] - rss[1] < 0.25 * float32_mb_10x, rss

@@ -619,7 +619,11 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         return output(self._codes(T), is_torch)
 
     def fit_transform(self, X, y=None):
-        return self.fit(X).transform(X) if not isinstance(X, RowStream) else self.fit(X)
+        """Fit, then the codes of the training rows ``X`` (an array or tensor: a stream's codes do not fit in
+        memory by design; use ``fit(stream)`` and ``transform`` / ``encode_sparse`` chunk by chunk)."""
+        if isinstance(X, RowStream):
+            raise ConceptsError("fit_transform needs the rows in memory; call fit(stream), then transform chunks")
+        return self.fit(X).transform(X)
 
     def encode_sparse(self, X):
         """Codes of rows ``X`` as a SciPy CSR matrix (n x K), chunk by chunk (for wide dictionaries)."""
