@@ -379,9 +379,6 @@ class MiniBatchSemiNMF(MiniBatchNMF):
         C, _, _, _, _ = lloyd(sample, C0, 20, 1e-4)
         return C.contiguous()
 
-    def _code(self, X, W, G):
-        return super()._code(X, W, G)
-
     def _update_bank(self, st):
         H, Q = st["H"], st["Q"]
         r = H.shape[0]
