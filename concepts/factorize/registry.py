@@ -19,9 +19,20 @@ METHODS = Registry(
         "ica": "concepts.factorize.ica:ICA",
         "kmeans": "concepts.factorize.kmeans:KMeans",
         "dictionary": "concepts.factorize.dictionary:DictionaryLearning",
+        "relu_sae": "concepts.factorize.sae:ReLUSAE",
+        "topk_sae": "concepts.factorize.sae:TopKSAE",
+        "batchtopk_sae": "concepts.factorize.sae:BatchTopKSAE",
+        "jumprelu_sae": "concepts.factorize.sae:JumpReLUSAE",
+        "matryoshka_sae": "concepts.factorize.sae:MatryoshkaSAE",
+        "archetypal_sae": "concepts.factorize.sae:ArchetypalSAE",
+        "minibatch_nmf": "concepts.factorize.minibatch_nmf:MiniBatchNMF",
+        "minibatch_semi_nmf": "concepts.factorize.minibatch_nmf:MiniBatchSemiNMF",
     },
     aliases={"seminmf": "semi_nmf", "semi-nmf": "semi_nmf", "k-means": "kmeans", "dict": "dictionary",
-             "sparse": "dictionary", "dictionary-learning": "dictionary", "fastica": "ica"},
+             "sparse": "dictionary", "dictionary-learning": "dictionary", "fastica": "ica", "topk": "topk_sae",
+             "batchtopk": "batchtopk_sae", "jumprelu": "jumprelu_sae", "matryoshka": "matryoshka_sae",
+             "archetypal": "archetypal_sae", "ra_sae": "archetypal_sae", "relu": "relu_sae",
+             "mbnmf": "minibatch_nmf"},
 )
 
 

@@ -104,7 +104,7 @@ def test_dictionary_learning_recovers_planted_sparse_atoms():
 
 
 def _data_for(name):
-    if name == "nmf":
+    if name in ("nmf", "minibatch_nmf"):
         rng = np.random.default_rng(5)
         return (rng.random((300, 6)) @ rng.random((6, 30)) + 0.05 * rng.random((300, 30))).astype(np.float32)
     return signed_data(n=300, d=30, seed=5)
@@ -125,10 +125,11 @@ def test_every_method_is_deterministic_and_transforms_its_training_rows(name):
     err = np.linalg.norm(A - recon) / np.linalg.norm(A)
     assert err == pytest.approx(a.reconstruction_err_, abs=1e-3)
     assert err < 0.9
-    # the concepts are numbered by decreasing key (coefficient mass; variance for PCA)
+    # the concepts are numbered by decreasing key (coefficient mass; variance for PCA); a Matryoshka SAE's order
+    # is its nested prefixes instead
     key = (np.square(U_fit).sum(0) if name == "pca"
            else np.abs(U_fit).sum(0) * np.linalg.norm(a.components_, axis=1))
-    assert (np.diff(key) <= 1e-5 * key.max()).all()
+    assert (np.diff(key) <= 1e-5 * key.max()).all() or name == "matryoshka_sae"
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
@@ -154,7 +155,9 @@ def test_kmeans_rank_limited_by_rows_and_dictionary_may_be_overcomplete():
 
 
 def test_registry_names_errors_and_seed_alias():
-    assert set(METHODS) == {"nmf", "semi_nmf", "pca", "ica", "kmeans", "dictionary"}
+    assert set(METHODS) == {"nmf", "semi_nmf", "pca", "ica", "kmeans", "dictionary", "relu_sae", "topk_sae",
+                            "batchtopk_sae", "jumprelu_sae", "matryoshka_sae", "archetypal_sae", "minibatch_nmf",
+                            "minibatch_semi_nmf"}
     assert make_estimator("Semi-NMF", 3, seed=4).random_state == 4
     with pytest.raises(ConceptsError, match="unknown concept method"):
         make_estimator("lda", 3)

@@ -21,6 +21,15 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from concepts.evaluate.baselines import RandomAtoms
 from concepts.factorize.registry import METHODS
 
+#: the streaming estimators (SAE families, mini-batch NMF) train for a few steps on the checks' tiny data
+_SMALL = dict(min_steps=5, max_epochs=2)
+CHECK_PARAMS = {
+    "relu_sae": dict(n_components=8, **_SMALL), "topk_sae": dict(n_components=8, k=2, **_SMALL),
+    "batchtopk_sae": dict(n_components=8, k=2, **_SMALL), "jumprelu_sae": dict(n_components=8, **_SMALL),
+    "matryoshka_sae": dict(n_components=8, k=2, **_SMALL), "archetypal_sae": dict(n_components=8, k=2, **_SMALL),
+    "minibatch_nmf": dict(n_components=2, max_epochs=3), "minibatch_semi_nmf": dict(n_components=2, max_epochs=3),
+}
+
 #: non-default settings whose code paths differ enough to be worth the extra seconds
 VARIANTS = {
     "nmf": [{"solver": "mu"}],
@@ -37,8 +46,9 @@ EXPECTED_FAILED_CHECKS: dict[str, dict[str, str]] = {name: {} for name in [*METH
 def _instances() -> list[tuple[str, object]]:
     out = []
     for name, cls in METHODS.items():
-        out.append((name, cls(n_components=2, device="cpu")))
-        out.extend((name, cls(n_components=2, device="cpu", **params)) for params in VARIANTS.get(name, []))
+        base = {"device": "cpu", **CHECK_PARAMS.get(name, {"n_components": 2})}
+        out.append((name, cls(**base)))
+        out.extend((name, cls(**base, **params)) for params in VARIANTS.get(name, []))
     out.append(("random", RandomAtoms(n_components=2, device="cpu")))
     return out
 

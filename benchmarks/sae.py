@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Benchmark: our TopK / BatchTopK SAEs against overcomplete's, on real EfficientNet-Lite0 patch rows.
+
+Rows: ``--rows`` (default 10^5) patch rows of EfficientNet-Lite0's last feature map (1280 channels) on Imagenette
+photos (``benchmarks/_rows.py``: extracted once into ``bench-out/sae-rows``), plus 8192 held-out rows for the
+evaluation.  Both libraries train on the same rows, with the same width, k, number of steps, batch size, optimiser
+(Adam, fused, same lr) and seed:
+
+* ours: ``TopKSAE`` / ``BatchTopKSAE`` from ``concepts.factorize.sae`` (``fit`` on the array; AuxK for dead latents,
+  linear warm-up over the first 5% of the steps and decay over the last 20%);
+* overcomplete 0.3 (PyPI, benchmark-only; its package import is shimmed: the plotting module needs cv2 and
+  matplotlib < 3.9): ``TopKSAE(top_k=k)`` / ``BatchTopKSAE(top_k=k * batch)`` — its BatchTopK ``top_k`` is per
+  batch, so k*B gives the same mean L0 —, trained by its own ``train_sae`` loop with plain MSE (its cheapest loss;
+  its AuxK variant takes a top-K/2 per row), on a DataLoader of exactly steps x batch shuffled rows.
+
+Printed per repeat and as ranges over ``--repeats``: rows/s of training (our whole ``fit`` — initialisation and
+final evaluation included — against their training loop only), normalised MSE ``sum ||x - x^||^2 / sum ||x -
+mean||^2`` and mean L0 on the held-out rows at inference (TopK: k per row; BatchTopK: the saved threshold — theirs
+the running threshold of eval mode), dead latents (never active on the held-out rows), and the ratios
+ours / theirs.  The machine may be shared: run with ``OMP_WAIT_POLICY=PASSIVE`` and read the ranges.
+
+Usage:
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/sae.py [--rows 100000] [--width 4096] [--k 32] [--steps 150]
+        [--batch 1024] [--lr 5e-4] [--repeats 3] [--device cpu] [--threads N] [--methods topk batchtopk] [--json F]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _rows import DEFAULT_CACHE, load_rows  # noqa: E402
+
+
+def import_overcomplete():
+    """overcomplete's SAE classes and training loop, without its plotting module (cv2, matplotlib < 3.9)."""
+    vis = types.ModuleType("overcomplete.visualization")
+    for name in ("overlay_top_heatmaps", "evidence_top_images", "zoom_top_images", "contour_top_image"):
+        setattr(vis, name, None)
+    sys.modules.setdefault("overcomplete.visualization", vis)
+    try:
+        from overcomplete.sae import BatchTopKSAE, TopKSAE, train_sae
+    except ImportError as exc:
+        sys.exit(f"overcomplete is not installed ({exc}); `pip install overcomplete einops` in the benchmark venv")
+    return TopKSAE, BatchTopKSAE, train_sae
+
+
+@torch.no_grad()
+def evaluate(encode, decode, X: torch.Tensor, chunk: int = 2048) -> dict:
+    err = cent = 0.0
+    nnz = 0
+    mean = X.double().mean(0).float()
+    fired = None
+    for s in range(0, X.shape[0], chunk):
+        x = X[s:s + chunk]
+        z = encode(x)
+        x_hat = decode(z)
+        err += float((x - x_hat).double().square().sum())
+        cent += float((x - mean).double().square().sum())
+        active = z > 0
+        nnz += int(active.sum())
+        fired = active.any(0) if fired is None else fired | active.any(0)
+    return {"nmse": err / cent, "l0": nnz / X.shape[0], "dead": int((~fired).sum())}
+
+
+def run_ours(method: str, X: np.ndarray, Xe: torch.Tensor, args, seed: int) -> dict:
+    from concepts.factorize.sae import BatchTopKSAE, TopKSAE
+
+    cls = TopKSAE if method == "topk" else BatchTopKSAE
+    model = cls(args.width, k=args.k, n_steps=args.steps, batch_size=args.batch, lr=args.lr, random_state=seed,
+                device=args.device, eval_rows=4096, init_rows=16384, log_every=max(1, args.steps))
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    model.fit(X)
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    dev = Xe.to(args.device)
+    res = evaluate(lambda x: model.transform(x), lambda z: model.inverse_transform(z), dev)
+    res.update(seconds=seconds, rows_per_s=args.steps * args.batch / seconds)
+    return res
+
+
+def run_theirs(method: str, X: np.ndarray, Xe: torch.Tensor, args, seed: int) -> dict:
+    TopK, BatchTopK, train_sae = import_overcomplete()
+    torch.manual_seed(seed)
+    d = X.shape[1]
+    if method == "topk":
+        sae = TopK(d, args.width, top_k=args.k, device=args.device)
+    else:
+        sae = BatchTopK(d, args.width, top_k=args.k * args.batch, device=args.device)
+    try:
+        opt = torch.optim.Adam(sae.parameters(), lr=args.lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        opt = torch.optim.Adam(sae.parameters(), lr=args.lr)
+    data = torch.from_numpy(X)
+    gen = torch.Generator().manual_seed(seed)
+    sampler = torch.utils.data.RandomSampler(data, num_samples=args.steps * args.batch, generator=gen,
+                                             replacement=False)
+    loader = torch.utils.data.DataLoader(data, batch_size=args.batch, sampler=sampler, drop_last=True)
+
+    def mse(x, x_hat, pre_codes, codes, dictionary):
+        return (x - x_hat).square().mean()
+
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    train_sae(sae, loader, mse, opt, nb_epochs=1, monitoring=0, device=args.device)
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    sae.eval()
+    dev = Xe.to(args.device)
+    res = evaluate(lambda x: sae.encode(x)[1], lambda z: sae.decode(z), dev)
+    res.update(seconds=seconds, rows_per_s=args.steps * args.batch / seconds)
+    return res
+
+
+def _range(values) -> str:
+    values = list(values)
+    return f"{min(values):.4g}-{max(values):.4g}" if len(values) > 1 else f"{values[0]:.4g}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=100_000)
+    p.add_argument("--width", type=int, default=4096)
+    p.add_argument("--k", type=int, default=32)
+    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--methods", nargs="+", default=["topk", "batchtopk"], choices=["topk", "batchtopk"])
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import_overcomplete()
+    rows = load_rows(args.rows + 8192, args.cache)
+    X, Xe = rows[: args.rows], torch.from_numpy(rows[args.rows:])
+    print(f"rows: {X.shape[0]} x {X.shape[1]} train, {Xe.shape[0]} held out; width {args.width}, k {args.k}, "
+          f"{args.steps} steps of {args.batch}, lr {args.lr}, {torch.get_num_threads()} threads, {args.device}")
+    results = {}
+    for method in args.methods:
+        runs = []
+        for rep in range(args.repeats):
+            seed = rep
+            ours = run_ours(method, X, Xe, args, seed)
+            theirs = run_theirs(method, X, Xe, args, seed)
+            ratio = ours["rows_per_s"] / theirs["rows_per_s"]
+            runs.append({"ours": ours, "theirs": theirs, "speed_ratio": ratio})
+            print(f"{method} #{rep}: ours {ours['rows_per_s']:.0f} rows/s nmse {ours['nmse']:.4f} L0 {ours['l0']:.1f} "
+                  f"dead {ours['dead']} | overcomplete {theirs['rows_per_s']:.0f} rows/s nmse {theirs['nmse']:.4f} "
+                  f"L0 {theirs['l0']:.1f} dead {theirs['dead']} | speed x{ratio:.2f}", flush=True)
+        results[method] = runs
+        o = [r["ours"] for r in runs]
+        t = [r["theirs"] for r in runs]
+        print(f"{method} over {len(runs)} repeats: rows/s ours {_range(r['rows_per_s'] for r in o)} vs "
+              f"{_range(r['rows_per_s'] for r in t)} (ratio {_range(r['speed_ratio'] for r in runs)}); "
+              f"nmse ours {_range(r['nmse'] for r in o)} vs {_range(r['nmse'] for r in t)}; "
+              f"L0 ours {_range(r['l0'] for r in o)} vs {_range(r['l0'] for r in t)}; "
+              f"dead ours {_range(r['dead'] for r in o)} vs {_range(r['dead'] for r in t)}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
+                                        indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
