@@ -49,12 +49,24 @@ def build_estimator(cfg: RunConfig):
     return make_estimator(f.method, f.n_concepts, random_state=f.seed, device=device, **f.estimator_params())
 
 
-def wanted_config(cfg: RunConfig) -> dict[str, Any]:
-    """The settings that decide a concepts file's content (hashed into its config hash)."""
+#: settings that only matter at dataset scope (left out of a class-scope file's hash)
+DATASET_ONLY = ("concepts_per_class", "buffer_rows")
+
+
+def dictionary_config(cfg: RunConfig) -> dict[str, Any]:
+    """The settings that decide a dictionary's content (a bank, or the shared dictionary at dataset scope)."""
     estimator = build_estimator(cfg)
     params = {k: v for k, v in estimator.get_params().items() if k not in RUNTIME_PARAMS}
-    return {"stage": "factorize", **cfg.factorize.hashed(), "method": canonical_method(cfg.factorize.method),
-            "params": _json_params(params)}
+    settings = {k: v for k, v in cfg.factorize.hashed().items() if k not in ("concepts_per_class", "scope")}
+    return {**settings, "method": canonical_method(cfg.factorize.method), "params": _json_params(params)}
+
+
+def wanted_config(cfg: RunConfig) -> dict[str, Any]:
+    """The settings that decide a concepts file's content (hashed into its config hash)."""
+    if cfg.factorize.scope == "dataset":
+        return {"stage": "factorize", "scope": "dataset", "concepts_per_class": cfg.factorize.concepts_per_class}
+    config = {k: v for k, v in dictionary_config(cfg).items() if k not in DATASET_ONLY}
+    return {"stage": "factorize", **config}
 
 
 def factorize_run(run: str | os.PathLike, *, config: RunConfig | None = None, overwrite: bool = False,
@@ -73,6 +85,10 @@ def factorize_run(run: str | os.PathLike, *, config: RunConfig | None = None, ov
         cfg = cfg.replace(**{"factorize.params": {**cfg.factorize.params, **extra}})
     build_estimator(cfg)  # bad parameters fail before anything is read
     folder = RunFolder(run)
+    if cfg.factorize.scope == "dataset":
+        from .shared import shared_run
+
+        return shared_run(folder, cfg, overwrite=overwrite, progress=progress)
     available = folder.classes("extract")
     wanted_classes = list(cfg.data.classes) if cfg.data.classes else available
     missing = [c for c in wanted_classes if c not in available]
@@ -139,8 +155,13 @@ def load_concepts(run: str | os.PathLike, class_id: str, *, device=None, coeffic
 
 
 def estimator_from_record(record, device=None):
-    """The fitted estimator of a :class:`~concepts.schema.ConceptsRecord`."""
+    """The fitted estimator of a :class:`~concepts.schema.ConceptsRecord` (a dataset-scope class view: the shared
+    dictionary's estimator restricted to the class's atoms)."""
     attrs = record.attrs
+    if attrs.get("scope") == "dataset":
+        from .shared import view_from_record
+
+        return view_from_record(record, device=device)
     method = canonical_method(attrs.get("method", "nmf"))
     params = attrs.get("params") or {}
     if isinstance(params, str):

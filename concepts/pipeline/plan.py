@@ -38,6 +38,21 @@ def _extract_matches(cfg: RunConfig, path: Path, files: list[Path], overwrite: b
     return listed == image_listing(files)
 
 
+def _dictionary_matches(cfg: RunConfig, folder: RunFolder, class_id: str, overwrite: bool) -> bool:
+    """The shared dictionary was made with these settings, from this class's current activations."""
+    from ..factorize.stage import dictionary_config
+
+    attrs = peek_attrs(folder.dictionary_file)
+    config = {"stage": "dictionary", **dictionary_config(cfg)}
+    if attrs.get("config_hash") != config_hash(config):
+        if overwrite:
+            return False
+        raise ConfigMismatchError(f"{folder.dictionary_file} was made with other settings "
+                                  f"({settings_diff(attrs.get('config'), config)}); pass --overwrite to refit it")
+    current = input_record(peek_attrs(folder.file("extract", class_id)))["creation_id"]
+    return (attrs.get("class_activations") or {}).get(class_id) == current
+
+
 def class_finished(cfg: RunConfig, folder: RunFolder, class_id: str, files: list[Path], *,
                    overwrite: bool = False) -> bool:
     """Whether ``class_id`` needs no work under ``cfg`` (see the module docstring)."""
@@ -45,9 +60,13 @@ def class_finished(cfg: RunConfig, folder: RunFolder, class_id: str, files: list
     from ..importance.stage import wanted_config as importance_config
 
     paths = {stage: folder.file(stage, class_id) for stage in ("extract", "factorize", "importance")}
+    if cfg.factorize.scope == "dataset":
+        paths["dictionary"] = folder.dictionary_file if folder.dictionary_file.exists() else None
     if any(state != "done" for state in class_status(paths, class_id).stages.values()):
         return False
     if not _extract_matches(cfg, paths["extract"], files, overwrite):
+        return False
+    if cfg.factorize.scope == "dataset" and not _dictionary_matches(cfg, folder, class_id, overwrite):
         return False
     inputs = {"extract": input_record(peek_attrs(paths["extract"]))}
     for stage, config in (("factorize", factorize_config(cfg)), ("importance", importance_config(cfg))):

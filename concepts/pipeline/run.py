@@ -22,7 +22,8 @@ from ..schema.hdf5 import peek_attrs
 from ..settings import RunConfig, config_from_dict
 from .executors import Executor, LocalExecutor, SlurmExecutor
 from .plan import class_finished
-from .tasks import TaskSpec, class_done, peak_rss_mb, process_classes, reduce_run, task_batches
+from .tasks import (TaskSpec, class_done, fit_shared_dictionary, peak_rss_mb, process_classes, reduce_run,
+                    task_batches)
 
 
 @dataclass
@@ -167,13 +168,29 @@ def run_pipeline(config: RunConfig | dict[str, Any], *, overwrite: bool = False,
 
 def _run_tasks(cfg: RunConfig, run: Path, todo: list[str], result: PipelineResult, executor: Executor | None,
                overwrite: bool, progress: bool) -> None:
+    """The classes ``todo`` through the stages, in tasks. At dataset scope: extract in tasks, then the shared
+    dictionary in one task (on all the run's classes), then the class views and importance in tasks."""
     executor = executor or make_executor(cfg, run, progress)
     in_process = isinstance(executor, LocalExecutor) and executor.plan()[0] == 1
-    specs = [TaskSpec(cfg, str(run), batch, overwrite=overwrite, progress=progress and in_process)
-             for batch in task_batches(todo, cfg.executor.classes_per_task)]
-    _say(f"running {len(todo)} classes in {len(specs)} task(s) on {executor.describe()}", progress)
-    results = executor.map(process_classes, specs)
-    result.processed, result.tasks = list(todo), len(specs)
+
+    def specs(classes, stages=STAGES):
+        return [TaskSpec(cfg, str(run), batch, overwrite=overwrite, progress=progress and in_process, stages=stages)
+                for batch in task_batches(classes, cfg.executor.classes_per_task)]
+
+    _say(f"running {len(todo)} classes on {executor.describe()}", progress)
+    if cfg.factorize.scope == "dataset":
+        results = executor.map(process_classes, specs(todo, ("extract",)))
+        classes = [c for c in result.classes if class_done(run, c, ("extract",))]
+        results += executor.map(fit_shared_dictionary, [TaskSpec(cfg, str(run), classes, overwrite=overwrite,
+                                                                 progress=progress and in_process)])
+        later = specs(classes, ("factorize", "importance"))
+        results += executor.map(process_classes, later)
+        result.tasks = len(results)
+    else:
+        batches = specs(todo)
+        results = executor.map(process_classes, batches)
+        result.tasks = len(batches)
+    result.processed = list(todo)
     for task in results:
         for stage, seconds in task.seconds.items():
             result.seconds[stage] = result.seconds.get(stage, 0.0) + seconds

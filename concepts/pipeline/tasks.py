@@ -28,6 +28,7 @@ class TaskSpec:
     classes: list[str]
     overwrite: bool = False
     progress: bool = True
+    stages: tuple[str, ...] = STAGES  # a dataset-scope run splits them: extract, then the dictionary, then the rest
 
 
 @dataclass
@@ -47,9 +48,9 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def class_done(run: str | os.PathLike, class_id: str) -> bool:
-    """Every per-class stage file exists (what a finished class looks like on disk)."""
-    return all(stage_path(run, stage, class_id).exists() for stage in STAGES)
+def class_done(run: str | os.PathLike, class_id: str, stages: tuple[str, ...] = STAGES) -> bool:
+    """Every per-class file of ``stages`` exists (what a finished class looks like on disk)."""
+    return all(stage_path(run, stage, class_id).exists() for stage in stages)
 
 
 _MODELS: dict[str, Any] = {}
@@ -73,10 +74,12 @@ def release_models() -> None:
 
 
 def process_classes(spec: TaskSpec) -> TaskResult:
-    """Run extract, factorize and importance for ``spec.classes``, loading the model once for the batch.
+    """Run the stages ``spec.stages`` (extract, factorize, importance) for ``spec.classes``, loading the model once.
 
     Each stage skips the classes whose file it already made with the same settings and inputs, recomputes stale
-    ones, and refuses a file made with other settings unless ``overwrite``. Returns the seconds per stage.
+    ones, and refuses a file made with other settings unless ``overwrite``. Returns the seconds per stage. At
+    dataset scope, factorize writes the classes' views of the shared dictionary (fitted before, by
+    :func:`fit_shared_dictionary`).
     """
     from ..extract import extract_run
     from ..factorize import factorize_run
@@ -86,25 +89,49 @@ def process_classes(spec: TaskSpec) -> TaskResult:
     run = spec.run
     result = TaskResult(classes=list(spec.classes), host=os.uname().nodename, pid=os.getpid())
     models = model_cache(cfg)
-    t0 = time.perf_counter()
-    models.get(cfg.model.name, cfg.model.checkpoint, cfg.model.layer, cfg.model.pretrained)
-    result.load_s = time.perf_counter() - t0
     common = dict(overwrite=spec.overwrite, progress=spec.progress)
-    t0 = time.perf_counter()
-    reports = [extract_run(None, None, config=cfg, models=models, **common)]
+    reports = []
+    if "extract" in spec.stages or "importance" in spec.stages:
+        t0 = time.perf_counter()
+        models.get(cfg.model.name, cfg.model.checkpoint, cfg.model.layer, cfg.model.pretrained)
+        result.load_s = time.perf_counter() - t0
+    if "extract" in spec.stages:
+        t0 = time.perf_counter()
+        reports.append(extract_run(None, None, config=cfg, models=models, **common))
+        result.seconds["extract"] = time.perf_counter() - t0
     # classes without any readable image get no activations file: nothing more to do for them
     todo = [c for c in spec.classes if stage_path(run, "extract", c).exists()]
-    result.seconds["extract"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    if todo:
-        reports.append(factorize_run(run, config=cfg, classes=todo, **common))
-    result.seconds["factorize"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    if todo:
+    if "factorize" in spec.stages and todo:
+        t0 = time.perf_counter()
+        if cfg.factorize.scope == "dataset":
+            from ..factorize.shared import write_views
+            from ..schema import RunFolder
+
+            reports.append(write_views(RunFolder(run), cfg, todo, **common))
+        else:
+            reports.append(factorize_run(run, config=cfg, classes=todo, **common))
+        result.seconds["factorize"] = time.perf_counter() - t0
+    todo = [c for c in todo if stage_path(run, "factorize", c).exists()]
+    if "importance" in spec.stages and todo:
+        t0 = time.perf_counter()
         reports.append(importance_run(run, config=cfg, classes=todo, models=models, **common))
-    result.seconds["importance"] = time.perf_counter() - t0
+        result.seconds["importance"] = time.perf_counter() - t0
     for report in reports:
         result.skipped.update({c: f"{report.stage}: {why}" for c, why in report.skipped.items()})
+    result.peak_rss_mb = peak_rss_mb()
+    return result
+
+
+def fit_shared_dictionary(spec: TaskSpec) -> TaskResult:
+    """The dataset-scope dictionary of ``spec.classes`` (one task: on Slurm, one job)."""
+    from ..factorize.shared import ensure_dictionary
+    from ..schema import RunFolder
+
+    cfg = spec.config.replace(**{"data.classes": list(spec.classes)})
+    result = TaskResult(classes=list(spec.classes), host=os.uname().nodename, pid=os.getpid())
+    t0 = time.perf_counter()
+    ensure_dictionary(RunFolder(spec.run), cfg, overwrite=spec.overwrite, progress=spec.progress)
+    result.seconds["dictionary"] = time.perf_counter() - t0
     result.peak_rss_mb = peak_rss_mb()
     return result
 
@@ -123,7 +150,7 @@ def reduce_run(cfg: RunConfig, run: str, classes: list[str], progress: bool = Tr
         from ..export import export_run
 
         t0 = time.perf_counter()
-        outputs["export"] = str(export_run(run, formats=tuple(cfg.export.formats), classes=classes))
+        outputs["export"] = str(export_run(run, formats=tuple(cfg.export.formats), classes=classes, progress=progress))
         seconds["export"] = time.perf_counter() - t0
     return {"seconds": seconds, "outputs": outputs}
 

@@ -21,6 +21,10 @@ CONCEPTS = FileSpec(
         Item("coefficients", "(R, r) float32", "U of every cached row, in row order"),
         Item("state/<name>", "array", "what `load_concepts` needs to rebuild the estimator (PCA `mean_`, ICA "
                                       "`unmixing_`, k-means `scale_`, dictionary `lambda_` ...)", required=False),
+        Item("state/atoms", "(r,) int64", "dataset scope: the class's concepts as indices into the shared "
+                                          "dictionary", required=False),
+        Item("state/mass", "(K,) float64", "dataset scope: the class's coefficient mass on every atom",
+             required=False),
     ),
     attributes=COMMON_ATTRIBUTES + (
         Item("method", "str", "registry name of the concept method"),
@@ -43,6 +47,8 @@ CONCEPTS = FileSpec(
         Item("device", "str", "where the fit ran"),
         Item("seconds", "float", "wall time of the stage for the class"),
         Item("source_config_hash", "str", "config hash of the activations file"),
+        Item("scope", "str", "'class' (a bank fitted on this class) or 'dataset' (a view of RUN/dictionary/shared.h5)"),
+        Item("dictionary_size", "int", "dataset scope: K, the size of the shared dictionary"),
         Item("model, weights, layer, ...", "", "the provenance attributes of the activations file, copied"),
     ),
 )

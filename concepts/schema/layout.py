@@ -6,6 +6,7 @@
     RUN/activations/<stem>.h5        stage 1, extract
     RUN/concepts/<stem>.h5           stage 2, factorize
     RUN/importance/<stem>.h5         stage 3, importance
+    RUN/dictionary/shared.h5         stage 2 at dataset scope: the dictionary shared by every class
     RUN/pipeline/state.json          what the last complete reduce step covered (``concepts run``)
     RUN/pipeline/last_run.json       timings of the last ``concepts run``
     RUN/atlas/                       the static site (``concepts atlas``)
@@ -24,6 +25,8 @@ from pathlib import Path
 STAGE_FOLDERS = {"extract": "activations", "factorize": "concepts", "importance": "importance"}
 STAGES = tuple(STAGE_FOLDERS)
 CONFIG_FILE = "config.yaml"
+#: the dictionary shared by the classes of a dataset-scope run
+DICTIONARY_FILE = "dictionary/shared.h5"
 PIPELINE_FOLDER = "pipeline"
 ATLAS_FOLDER = "atlas"
 EXPORTS_FOLDER = "exports"

@@ -137,6 +137,17 @@ def class_status(files: dict[str, Path | None], class_id: str) -> ClassStatus:
             status.stages[stage], status.reasons[stage] = "damaged", f"{path} is unreadable ({exc})"
             continue
         status.stages[stage] = "done"
+        shared = (attrs[stage].get("inputs") or {}).get("dictionary")
+        if shared:  # a dataset-scope view: made from the shared dictionary now on disk?
+            current = files.get("dictionary")
+            try:
+                same = current is not None and identity(peek_attrs(current)) == shared.get("creation_id")
+            except OSError:
+                same = False
+            if not same:
+                status.stages[stage] = "stale"
+                status.reasons[stage] = "the shared dictionary was refitted (or removed) since"
+                continue
         for source in UPSTREAM[stage]:
             if status.stages.get(source) != "done":
                 status.stages[stage] = "stale"

@@ -11,7 +11,8 @@ from .activations import ActivationCache
 from .concepts import ConceptsRecord, read_concepts
 from .hdf5 import peek_attrs
 from .importance import ImportanceRecord, read_importance
-from .layout import CONFIG_FILE, STAGE_FOLDERS, STAGES, safe_filename, stage_files, stage_path
+from .dictionary import DictionaryRecord, read_dictionary
+from .layout import CONFIG_FILE, DICTIONARY_FILE, STAGE_FOLDERS, STAGES, safe_filename, stage_files, stage_path
 from .lineage import ClassStatus, class_status
 
 
@@ -76,6 +77,7 @@ class RunFolder:
         for class_id in sorted(ids):
             stem = safe_filename(class_id) if class_id not in {s for d in damaged.values() for s in d} else class_id
             files = {stage: scans[stage].found.get(class_id) or damaged[stage].get(stem) for stage in STAGES}
+            files["dictionary"] = self.dictionary_file if self.dictionary_file.exists() else None
             out[class_id] = class_status(files, class_id)
         return out
 
@@ -96,6 +98,16 @@ class RunFolder:
         if not path.is_file():
             raise ArtefactError(f"no importance for class {class_id!r} in {self.path} (run `concepts importance`)")
         return read_importance(path, maps=maps)
+
+    @property
+    def dictionary_file(self) -> Path:
+        return self.path / DICTIONARY_FILE
+
+    def dictionary(self) -> DictionaryRecord:
+        """The dictionary shared by the classes of a dataset-scope run."""
+        if not self.dictionary_file.is_file():
+            raise ArtefactError(f"no shared dictionary in {self.path} (run `concepts factorize --scope dataset`)")
+        return read_dictionary(self.dictionary_file)
 
     def config(self) -> dict[str, Any] | None:
         """The raw ``RUN/config.yaml`` written by ``concepts run`` (None when there is none)."""

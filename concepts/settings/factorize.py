@@ -1,14 +1,14 @@
 """``factorize``: the concept dictionary of each class (stage 2)."""
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 from ..factorize.registry import METHODS
 from .base import Section, setting
 
 
 class FactorizeSettings(Section):
-    """Stage 2: a concept dictionary per class, ``A ~ U W``.
+    """Stage 2: a concept dictionary per class, ``A ~ U W`` (or one shared by the classes: ``scope='dataset'``).
 
     The method's own parameters (``params``, and the common ones given their own flags) are checked against the
     estimator's declared constraints when the stage starts; the resolved estimator parameters enter the config
@@ -17,6 +17,9 @@ class FactorizeSettings(Section):
 
     section = "factorize"
 
+    scope: Literal["class", "dataset"] = setting("class", "class: a dictionary per class (CRAFT); dataset: one "
+                                                          "dictionary shared by the classes (SAEs), each class "
+                                                          "viewing the atoms it uses")
     method: str = setting("nmf", "concept extraction method", choices=METHODS.names, normalize=METHODS.normalize)
     n_concepts: int = setting(10, "concepts per class", flag="--concepts", ge=1)
     seed: int = setting(0, "random seed of the factorization", ge=0)
@@ -26,6 +29,9 @@ class FactorizeSettings(Section):
                                          hashed=False)
     tol: Union[float, None] = setting(None, "stopping tolerance of the method (default: the method's)", gt=0,
                                       hashed=False)
+    concepts_per_class: int = setting(10, "dataset scope: concepts of each class (the atoms it uses most)", ge=1)
+    buffer_rows: int = setting(262_144, "dataset scope: rows shuffled together when a method streams the cache "
+                                        "(the memory bound)", ge=1)
     max_rows: int = setting(200_000, "fit on a uniform sample of this many rows when a class has more "
                                      "(every row still gets its coefficients)", ge=1)
     chunk_rows: int = setting(65536, "rows per block when coefficients are streamed", ge=1, hashed=False,
