@@ -46,6 +46,10 @@ def run_summary(run: str | os.PathLike) -> dict[str, Any]:
                 for method, imp in record.methods.items()}
             entry["fidelity"] = record.fidelity_attrs
         summary["classes"][class_id] = entry
+    if folder.dictionary_file.exists():
+        attrs = folder.dictionary().attrs
+        summary["dictionary"] = {k: attrs.get(k) for k in ("method", "n_concepts", "classes", "fit", "n_rows",
+                                                           "n_fit_rows", "fit_rel_error", "n_iter", "converged")}
     summary["stages"] = {stage: sum(s.stages[stage] == "done" for s in statuses.values()) for stage in STAGES}
     summary["not_done"] = {stage: {c: s.stages[stage] for c, s in statuses.items() if s.stages[stage] != "done"}
                            for stage in STAGES}
@@ -75,6 +79,11 @@ def format_summary(summary: dict[str, Any]) -> str:
             counts[state] = counts.get(state, 0) + 1
         if bad:
             lines.append(f"  {stage}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    shared = summary.get("dictionary")
+    if shared:
+        lines.append(f"dictionary: {shared['method']}, {shared['n_concepts']} atoms shared by "
+                     f"{len(shared['classes'] or [])} classes (fit on {shared['fit']} of {shared['n_rows']} rows, "
+                     f"rel.error {float(shared['fit_rel_error']):.4g}, {shared['n_iter']} iterations)")
     lines.append(f"classes ({n}):")
     for class_id, entry in summary["classes"].items():
         head = f"  {class_id}"

@@ -46,6 +46,28 @@ def real_run(tmp_path_factory) -> Path:
     return run
 
 
+@pytest.fixture(scope="session")
+def real_run_dataset(real_run, tmp_path_factory) -> Path:
+    """The same activations as ``real_run``, factorised at dataset scope: one NMF dictionary of 12 atoms shared by
+    both classes, each class viewing its 6 most used atoms."""
+    import shutil
+
+    from concepts.factorize import factorize_run
+    from concepts.importance import importance_run
+
+    run = tmp_path_factory.mktemp("real_run_dataset") / "run"
+    shutil.copytree(real_run / "activations", run / "activations")
+    factorize_run(run, scope="dataset", method="nmf", n_concepts=12, concepts_per_class=6, seed=0, progress=False)
+    importance_run(run, progress=False)
+    return run
+
+
+@pytest.fixture(params=["class", "dataset"])
+def real_run_any(request) -> Path:
+    """``real_run`` at both factorisation scopes (per-class dictionaries, or one shared dictionary)."""
+    return request.getfixturevalue("real_run" if request.param == "class" else "real_run_dataset")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _threads():
     import torch

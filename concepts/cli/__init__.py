@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConceptsError as exc:
         print(f"concepts: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the output was piped into a command that stopped reading (head): not an error
+        return 0
     except KeyboardInterrupt:
         print("concepts: interrupted; finished classes are kept, rerun to resume", file=sys.stderr)
         return 130

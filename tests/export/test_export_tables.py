@@ -160,9 +160,10 @@ def test_cli_export(export_fake_run, tmp_path):
     assert main(["export", str(run), "--format", "xml", "--quiet"]) == 2
 
 
-def test_real_run_round_trip(request, tmp_path):
-    """The lead's real run: export and reload give back the files' arrays exactly."""
-    run = request.getfixturevalue("real_run")
+@pytest.mark.parametrize("scope", ["class", "dataset"])
+def test_real_run_round_trip(request, tmp_path, scope):
+    """The real run (both scopes): export and reload give back the files' arrays exactly."""
+    run = request.getfixturevalue("real_run" if scope == "class" else "real_run_dataset")
     for folder in ("activations", "concepts", "importance"):
         if not any((run / folder).glob("*.h5")):
             pytest.skip(f"real_run has no {folder}/ yet (that stage has not landed)")

@@ -25,7 +25,7 @@ def test_architecture_doc_shows_the_specs_tables():
     doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
     for stage, spec in SPECS.items():
         assert spec.markdown() in doc, f"docs/ARCHITECTURE.md is out of date for {stage}: " \
-                                       f"run `python -m concepts.schema.docs` and paste its output"
+                                       f"run `python -m concepts.schema.docs --write docs/ARCHITECTURE.md`"
 
 
 def test_only_the_schema_opens_hdf5_files():
