@@ -13,7 +13,9 @@ names; it is not part of the weights hash of the activations, which covers the i
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +133,17 @@ def _default_cut(visual: nn.Module) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _quiet_logging():
+    """open_clip logs its failures on the root logger before raising them; the user gets our one line instead."""
+    before = logging.root.manager.disable
+    logging.disable(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.disable(before)
+
+
 def create_clip(name: str, checkpoint: str | None = None, pretrained: bool = True) -> tuple[nn.Module, dict]:
     """The whole open_clip model (eval mode) and its weights provenance (``weights``, ``checkpoint``)."""
     open_clip = require_open_clip()
@@ -143,7 +156,8 @@ def create_clip(name: str, checkpoint: str | None = None, pretrained: bool = Tru
         if not path.is_file():
             raise ConceptsError(f"checkpoint not found: {path}")
         try:
-            clip = open_clip.create_model(parsed.arch, pretrained=str(path), pretrained_text=False)
+            with _quiet_logging():
+                clip = open_clip.create_model(parsed.arch, pretrained=str(path), pretrained_text=False)
         except Exception as exc:  # noqa: BLE001 - any unreadable or mismatched file is one line
             raise ConceptsError(f"cannot load {path} into open_clip {parsed.arch}: {_one_line(exc)}") from exc
         return clip.eval(), {"weights": f"checkpoint:{path.resolve()}", "checkpoint": str(path.resolve())}
@@ -157,7 +171,8 @@ def create_clip(name: str, checkpoint: str | None = None, pretrained: bool = Tru
     if tag is None:
         raise ConceptsError(f"open_clip lists no pretrained weights for {parsed.arch}; pass --checkpoint PATH")
     try:
-        clip = open_clip.create_model(parsed.arch, pretrained=tag)
+        with _quiet_logging():
+            clip = open_clip.create_model(parsed.arch, pretrained=tag)
     except Exception as exc:  # noqa: BLE001 - offline, unknown tag, interrupted download
         raise ConceptsError(f"could not get the open_clip weights {parsed.arch}@{tag} (offline? "
                             f"{type(exc).__name__}); download them once online, or pass --checkpoint PATH with a "
