@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import ClassSkipped, ConceptsError
 from ..runner import ClassJob, StageReport, run_classes
-from ..runtime import thread_limit
+from ..runtime import pick_device, thread_limit
 from ..schema import RunFolder, config_hash, identity_attributes, write_importance
 from ..schema.lineage import Wanted, input_record
 from ..settings import RunConfig, stage_config
@@ -64,8 +64,10 @@ class HeadCache:
         self._entry: tuple[tuple, Any] | None = None
 
     def get(self, folder: RunFolder, attrs: dict[str, Any], models):
-        from ..heads.resolve import head_for_artefact
+        from ..heads.resolve import ResolvedHead, head_for_artefact
 
+        if str(attrs.get("head")) == "none" and run_probe_record(folder.path) is None:
+            return ResolvedHead("none", None, "none", source="activations")  # prevalence needs no model
         split = models.for_artefact(attrs)
         key = (id(split), attrs.get("head_request"), attrs.get("head"), attrs.get("head_sha256"),
                str(run_probe_record(folder.path)))
@@ -104,14 +106,14 @@ def importance_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: W
         attrs = dict(cache.attrs)
         head_used = (heads or HeadCache()).get(folder, attrs, models)
         split = head_used.split
-        device = split.device
+        device = split.device if split is not None else pick_device(cfg.model.device)
         class_index = cache.class_index if head_used.classes is None else head_used.class_index(class_id)
         record = folder.concepts(class_id, coefficients=False)
         estimator = estimator_from_record(record, device=device)
         if len(cache.kept) == 0:
             raise ClassSkipped("no readable images")
         data = ClassBlocks(cache, estimator, settings.residual, settings.image_block)
-        head, linear = split.h_positions, split.linear_head()
+        head, linear = (split.h_positions, split.linear_head()) if split is not None else (None, None)
         root = {**identity_attributes("importance"), **wanted.attributes(), **settings.hashed(),
                 **{k: attrs[k] for k in PROVENANCE if k in attrs}, **head_used.attributes()}
         root.update(class_id=attrs.get("class_id", class_id), class_name=attrs.get("class_name", class_id),
