@@ -88,7 +88,6 @@ def test_probe_fit_folds_the_standardisation_back_exactly():
     two = {"a": features["k0"], "b": features["k1"]}
     fit = fit_probe(two, holdout=0.5, regularization=0.5, max_iter=1000, seed=3)
     x = np.concatenate(list(two.values()))
-    mean, std = None, None
     from concepts.probe.fitting import holdout_split
 
     train = [v[holdout_split(len(v), 0.5, np.random.default_rng([3, i]))[0]] for i, v in enumerate(two.values())]

@@ -81,3 +81,29 @@ def test_zero_shot_needs_a_clip_model(tmp_path):
     (tmp_path / "p.csv").write_text("a,a photo of a\n")
     with pytest.raises(ConceptsError, match="needs a CLIP model: --model open_clip"):
         resolve_head(f"zeroshot:{tmp_path / 'p.csv'}", split, info)
+
+
+def test_a_zero_shot_run_records_its_prompts_and_importance_rebuilds_the_head(tiny_clip, tmp_path, val50):
+    from concepts.extract import extract_run
+    from concepts.factorize import factorize_run
+    from concepts.importance import importance_run
+    from concepts.schema import open_run
+
+    folder, _ = tiny_clip
+    classes = ["n01440764", "n03000684"]
+    prompts = folder / "imagenette.csv"
+    prompts.write_text("n03000684,a photo of a chain saw\nn01440764,a photo of a tench\n")
+    run = tmp_path / "run"
+    extract_run(val50, run, model=f"open_clip:{TINY}", pretrained=False, head=f"zeroshot:{prompts}",
+                classes=classes, max_images=2, mode="patches", workers=0, device="cpu", progress=False)
+    factorize_run(run, method="semi_nmf", n_concepts=2, progress=False)
+    importance_run(run, methods=["gradient"], steps=1, n_subsets=2, device="cpu", progress=False)
+    for class_id, index in zip(classes, (1, 0)):  # the logit order is the prompts file's
+        with open_run(run).activations(class_id) as cache:
+            attrs = dict(cache.attrs)
+            assert np.isfinite(cache.images["logit"][cache.kept]).all()
+        assert attrs["head"] == "zeroshot" and attrs["class_index"] == index and attrs["class_index_source"] == "head"
+        assert attrs["head_prompts"][class_id] and attrs["head_text_model"]["weights"] == "random"
+        record = open_run(run).importance(class_id, maps=False)
+        assert record.attrs["head"] == "zeroshot" and record.attrs["head_sha256"] == attrs["head_sha256"]
+        assert record.attrs["class_index"] == index and record.attrs["linear_head"] is False
