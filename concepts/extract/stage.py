@@ -82,8 +82,8 @@ def provenance(info: dict[str, Any], split, cfg: RunConfig) -> dict[str, Any]:
         precision=cfg.model.precision, compression=cfg.extract.compression)
 
 
-def _check_model(split, info, cfg: RunConfig, head: ResolvedHead, progress: bool) -> None:
-    if head.kind == "none" and head.request == "model":
+def _check_model(split, info, cfg: RunConfig, progress: bool, head: ResolvedHead | None = None) -> None:
+    if head is not None and head.kind == "none" and head.request == "model":
         say(f"warning: model {info['model']!r} has no classifier head: extracting without class scores (as "
             "--head none); train one with `concepts probe RUN`, or pass --head probe:FILE | zeroshot:PROMPTS", progress)
     if cfg.model.layout not in ("auto", split.layout):
@@ -123,7 +123,7 @@ def extract_run(images: str | os.PathLike | None, out: str | os.PathLike | None,
             split, info = models.get(cfg.model.name, cfg.model.checkpoint, cfg.model.layer, cfg.model.pretrained,
                                      None if cfg.model.device == "auto" else cfg.model.device)
         head = resolve_head(cfg.model.head, split, info)
-        _check_model(split, info, cfg, head, progress)
+        _check_model(split, info, cfg, progress, head)
         jobs, empty = [], {}
         for cls in found:
             if not cls.files:

@@ -50,7 +50,9 @@ class ResolvedHead:
 
 
 def has_classifier(model) -> bool:
-    return bool(int(getattr(model, "num_classes", 0) or 0))
+    """False only for a model that says it has no classes (timm's ``num_classes == 0``)."""
+    count = getattr(model, "num_classes", None)
+    return count is None or int(count) > 0
 
 
 def resolve_head(spec: HeadSpec | str | None, split, info: dict[str, Any] | None = None,

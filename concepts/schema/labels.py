@@ -10,7 +10,6 @@ import csv
 import datetime as _dt
 import io
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,7 +137,3 @@ def concept_labels(run: str | os.PathLike, class_id: str, n_concepts: int, conce
         else:
             out.append(ConceptLabel())
     return out
-
-
-def label_score_text(score: float) -> str:
-    return "" if score is None or math.isnan(score) else f"{score:.3f}"

@@ -9,7 +9,7 @@ import pytest
 
 from concepts.cli import main
 from concepts.schema import open_run
-from conftest import RUN_CLASSES
+from heads_helpers import RUN_CLASSES
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,7 @@ import pytest
 
 from concepts.schema import file_sha256, open_run
 from concepts.schema.probe import probe_path, read_probe
-from conftest import RUN_CLASSES
-from heads_helpers import adopted, tiny_split
+from heads_helpers import RUN_CLASSES, adopted, tiny_split
 
 
 @pytest.fixture(scope="module")
