@@ -61,3 +61,31 @@ def test_a_probe_gives_the_run_a_head_and_importance_follows(none_run, capsys):
         attrs = folder.importance(class_id, maps=False).attrs
         assert attrs["head"] == "probe" and attrs["head_source"] == "run probe" and attrs["class_index"] == index
         assert attrs["importance_kind"] == "importance" and attrs["linear_head"] is True
+
+
+def test_a_probe_file_as_the_head_of_an_extraction(none_run, tmp_path, val50):
+    """``--head probe:FILE``: the activations record the probe's logits and provenance; importance explains it."""
+    import torch
+
+    from concepts.schema.probe import probe_path, read_probe
+
+    if not probe_path(none_run).is_file():
+        pytest.skip("needs the probe test before it")
+    probe = read_probe(probe_path(none_run))
+    run = tmp_path / "with-probe"
+    assert main(["extract", str(val50), "--out", str(run), "--model", "test_resnet", "--random-init",
+                 "--head", f"probe:{probe_path(none_run)}", "--classes", RUN_CLASSES[1], "--max-images", "2",
+                 "--mode", "patches", "--workers", "0", "--threads", "1", "-q"]) == 0
+    assert main(["factorize", str(run), "--concepts", "2", "--threads", "1", "-q"]) == 0
+    assert main(["importance", str(run), "--method", "gradient", "--threads", "1", "-q"]) == 0
+    folder = open_run(run)
+    with folder.activations(RUN_CLASSES[1]) as cache:
+        attrs = dict(cache.attrs)
+        maps = torch.from_numpy(cache.maps())
+        logits = cache.images["logit"]
+    assert attrs["head"] == "probe" and attrs["class_index"] == 1 and attrs["class_index_source"] == "head"
+    assert attrs["head_sha256"] == probe.sha256 and attrs["head_accuracy"] == probe.meta["accuracy"]
+    pooled = maps.mean(dim=1).numpy()  # test_resnet: global average pooling, then the probe
+    np.testing.assert_allclose(logits, (pooled @ probe.weight.T + probe.bias)[:, 1], rtol=2e-3, atol=2e-3)
+    record = folder.importance(RUN_CLASSES[1], maps=False)
+    assert record.attrs["head_source"] == "activations" and record.attrs["linear_head"] is True
