@@ -115,5 +115,5 @@ def format_summary(summary: dict[str, Any]) -> str:
                     parts.append(f"{method} C-Del {float(fid[f'{method}_c_deletion']):.3g} "
                                  f"C-Ins {float(fid[f'{method}_c_insertion']):.3g} "
                                  f"C-muF {float(fid[f'{method}_c_mufidelity']):.2f}")
-            lines.append("    fidelity: " + "; ".join(parts))
+            lines.append("    fidelity: " + ("; ".join(parts) or str(fid.get("note", "none"))))
     return "\n".join(lines)

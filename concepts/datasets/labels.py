@@ -76,3 +76,12 @@ def resolve_label(class_id: str, num_classes: int, labels: dict[str, int] | None
 
 def imagenet_name(index: int, num_classes: int, fallback: str) -> str:
     return _imagenet_name(index) if num_classes == 1000 else fallback
+
+
+def imagenet_name_of(class_id: str) -> str:
+    """The readable ImageNet name of a WordNet-id folder (any model), else the folder name itself."""
+    if WNID.match(class_id):
+        index = _imagenet_info()[1].get(class_id)
+        if index is not None:
+            return _imagenet_name(index)
+    return class_id

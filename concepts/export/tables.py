@@ -25,22 +25,27 @@ COLUMNS: dict[str, str] = {
     "ci_high": "upper bound of the confidence interval of importance_raw (NaN if not computed)",
     "share_ci_low": "lower bound of the confidence interval of importance (NaN if not computed)",
     "share_ci_high": "upper bound of the confidence interval of importance (NaN if not computed)",
-    "method": "importance method (sobol, gradient, occlusion)",
+    "method": "importance method (sobol, gradient, occlusion); prevalence when the run has no class score "
+              "(--head none): the share of the class's images whose strongest concept it is, not an importance",
     "n_images": "number of usable (non-skipped) images of the class",
     "n_concepts": "number of concepts of the class",
     "factorization": "concept extraction method (nmf, semi_nmf, pca, ...)",
     "model": "model name",
     "layer": "layer where the model was cut",
     "stem": "file stem of the class's artefacts and key in the .npz files",
+    "concept_label": "the concept's name: RUN/labels.csv, else the best word of `concepts label` (empty: none)",
+    "label_source": "where concept_label comes from: manual | vocabulary | none",
+    "label_score": "cosine of the centred concept and word embeddings (vocabulary labels; NaN otherwise)",
 }
 INT_COLUMNS = ("class_index", "concept", "rank", "n_images", "n_concepts")
-FLOAT_COLUMNS = ("importance", "importance_raw", "ci_low", "ci_high", "share_ci_low", "share_ci_high")
+FLOAT_COLUMNS = ("importance", "importance_raw", "ci_low", "ci_high", "share_ci_low", "share_ci_high", "label_score")
 
 CLASS_COLUMNS: dict[str, str] = {
     "class_id": "class identifier", "class_index": "logit index", "class_name": "readable name",
     "stem": "file stem", "n_images": "usable images", "n_images_listed": "images listed (skipped ones too)",
     "n_concepts": "concepts", "factorization": "concept method", "methods": "importance methods, ';'-separated",
     "model": "model name", "layer": "cut layer",
+    "head": "the class score explained: model (its classifier) | probe | zeroshot | none (prevalence, no score)",
 }
 IMAGE_COLUMNS: dict[str, str] = {
     "class_id": "class identifier", "stem": "file stem", "image_index": "row of the class in the per-image arrays",
@@ -66,8 +71,12 @@ def _ranks(share: np.ndarray) -> np.ndarray:
     return rank
 
 
-def importance_rows(data: ClassData) -> pd.DataFrame:
-    """One row per method and concept of a class."""
+def importance_rows(data: ClassData, labels: list | None = None) -> pd.DataFrame:
+    """One row per method and concept of a class; ``labels``: the concepts' ``ConceptLabel`` (none when absent)."""
+    from ..schema.labels import ConceptLabel
+
+    named = list(labels or [])
+    named += [ConceptLabel()] * (data.n_concepts - len(named))
     parts = []
     for method in sorted(data.methods):
         imp = data.methods[method]
@@ -82,7 +91,9 @@ def importance_rows(data: ClassData) -> pd.DataFrame:
             "method": method, "n_images": int(data.n_images), "n_concepts": int(data.n_concepts),
             "factorization": str(data.concept_attrs.get("method", "")),
             "model": str(data.act_attrs.get("model", "")), "layer": str(data.act_attrs.get("layer", "")),
-            "stem": data.stem}))
+            "stem": data.stem, "concept_label": [named[k].label for k in range(r)],
+            "label_source": [named[k].source for k in range(r)],
+            "label_score": np.asarray([named[k].score for k in range(r)], np.float32)}))
     return _typed(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(), COLUMNS)
 
 
@@ -91,7 +102,8 @@ def class_row(data: ClassData) -> dict[str, Any]:
             "stem": data.stem, "n_images": data.n_images, "n_images_listed": len(data.image_paths),
             "n_concepts": data.n_concepts, "factorization": str(data.concept_attrs.get("method", "")),
             "methods": ";".join(sorted(data.methods)), "model": str(data.act_attrs.get("model", "")),
-            "layer": str(data.act_attrs.get("layer", ""))}
+            "layer": str(data.act_attrs.get("layer", "")),
+            "head": str(data.importance_attrs.get("head") or data.act_attrs.get("head") or "model")}
 
 
 def image_rows(data: ClassData) -> pd.DataFrame:

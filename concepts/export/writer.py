@@ -67,7 +67,8 @@ def write_table(table: pd.DataFrame, folder: Path, fmt: str) -> str:
     elif fmt == "json":
         rows = json.loads(table.to_json(orient="records", double_precision=15))
         for row, record in zip(rows, table.itertuples(index=False)):  # float32 values as their shortest text
-            for column in ("importance", "importance_raw", "ci_low", "ci_high", "share_ci_low", "share_ci_high"):
+            for column in ("importance", "importance_raw", "ci_low", "ci_high", "share_ci_low", "share_ci_high",
+                           "label_score"):
                 value = getattr(record, column)
                 row[column] = None if not np.isfinite(value) else float(str(np.float32(value)))
         with open(folder / name, "w", encoding="utf-8") as handle:
@@ -151,10 +152,16 @@ def export_run(run: str | os.PathLike, formats: Iterable[str] | str | None = Non
 
 
 def _write(folder: RunFolder, found, work: Path, formats: list[str], *, progress: bool, bar) -> None:
+    from ..schema import identity
+    from ..schema.labels import concept_labels, read_manual_labels, read_vocabulary_labels
+
     parts, class_rows, images, banks, per_image, manifest_classes = [], [], [], {}, {}, []
+    manual, vocabulary = read_manual_labels(folder.path), read_vocabulary_labels(folder.path)
     for class_id, stem in bar(found, desc="export", unit="class", disable=not progress):
         data = load_class(folder.path, class_id, with_maps=False, with_coefficients=False)
-        parts.append(importance_rows(data))
+        labels = concept_labels(folder.path, data.class_id, data.n_concepts, identity(data.concept_attrs),
+                                manual=manual, vocabulary=vocabulary)
+        parts.append(importance_rows(data, labels))
         images.append(image_rows(data))
         class_rows.append(class_row(data))
         banks[stem] = np.asarray(data.components, dtype=np.float32)
@@ -191,4 +198,13 @@ def _write(folder: RunFolder, found, work: Path, formats: list[str], *, progress
         "run": str(folder.path.resolve()), "config": folder.config(),
         "config_file": {"path": "config.yaml", "sha256": file_sha256(config_path)} if config_path.exists() else None,
         "versions": _versions(), "formats": formats, "columns": COLUMNS, "files": files,
-        "classes": manifest_classes}))
+        "classes": manifest_classes, "labels": _label_provenance(folder.path, vocabulary[0])}))
+
+
+def _label_provenance(run: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Where the concept names came from: the vocabulary labels' encoder and vocabulary, the manual file's sha256."""
+    from ..schema.labels import MANUAL_FILE
+
+    manual = run / MANUAL_FILE
+    return {"vocabulary": {k: meta.get(k) for k in ("encoder", "vocab", "settings", "created")} if meta else None,
+            "manual": {"path": MANUAL_FILE, "sha256": file_sha256(manual)} if manual.is_file() else None}

@@ -71,10 +71,11 @@ class ImageLog:
         return index, good
 
     def table(self, files: list[Path], class_index: int) -> ImageTable:
-        logit = np.where(self.ok, self.logits[:, class_index], np.nan).astype(np.float32)
+        scored = self.ok & (self.n_classes > 0)  # no head: no logits (NaN) and no prediction (-1)
+        logit = np.where(scored, self.logits[:, max(class_index, 0)], np.nan).astype(np.float32)
         return ImageTable(path=[str(Path(f).resolve()) for f in files], sha256=self.sha256, error=self.errors,
                           width=self.width, height=self.height, skipped=~self.ok, logit=logit,
-                          predicted=np.where(self.ok, self.logits.argmax(1), -1).astype(np.int32))
+                          predicted=np.where(scored, self.logits.argmax(1), -1).astype(np.int32))
 
 
 class Sampler:
@@ -107,16 +108,17 @@ class Sampler:
 
 def extract_class(split: ModelSplit, files: list[Path], writer: ActivationsWriter, sampler: Sampler, *,
                   precision: str | None, batch_size: int, workers: int, warn, progress: bool = True,
-                  desc: str = "") -> ImageLog:
+                  desc: str = "", scores: bool = True) -> ImageLog:
     """Stream the images ``files`` through the model into ``writer``; returns what was learnt about each image.
 
     ``warn(message)`` is called for every image that cannot be read (it is kept in the table as skipped).
+    ``scores=False``: no head (``--head none``): no logits are computed or recorded.
     """
     from tqdm.auto import tqdm
 
     forward = Forward(split, precision)
     device = split.device
-    log = ImageLog(len(files), int(getattr(split.model, "num_classes", 0) or 0))
+    log = ImageLog(len(files), int(getattr(split.model, "num_classes", 0) or 0) if scores else 0)
     loader = DataLoader(ImageFiles(files, split.preprocessing), batch_size=batch_size, shuffle=False,
                         num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=False,
                         generator=torch.Generator().manual_seed(0))  # its base seed would come from the global RNG
@@ -131,7 +133,8 @@ def extract_class(split: ModelSplit, files: list[Path], writer: ActivationsWrite
             kept = index[good]
             x = batch["image"][torch.from_numpy(good)].to(device, non_blocking=True)
             a = forward(x)
-            log.logits[kept] = forward.head(a).cpu().numpy()
+            if log.n_classes:
+                log.logits[kept] = forward.head(a).cpu().numpy()
             where = kept.tolist()  # increasing: one HDF5 write per batch
             prefix = split.prefix(a)
             writer.write_maps(where, split.positions(a).cpu().numpy(), None if prefix is None else prefix.cpu().numpy())

@@ -15,7 +15,10 @@ from typing import Any
 import numpy as np
 
 from ..datasets import discover, read_labels_file, resolve_label
+from ..datasets.labels import ClassLabel, imagenet_name_of
 from ..errors import ClassSkipped, ConceptsError
+from ..heads.resolve import ResolvedHead, resolve_head
+from ..heads.spec import HeadSpec
 from ..runner import ClassJob, StageReport, run_classes, say
 from ..runtime import autocast_dtype, cpu_has_native_bf16, default_workers, thread_limit
 from ..schema import ActivationsWriter, config_hash, identity_attributes, stage_path
@@ -48,7 +51,18 @@ def model_request(cfg: RunConfig) -> dict[str, Any]:
     """The model asked for, as the settings say it (checked without loading the model by ``concepts run``)."""
     m = cfg.model
     checkpoint = str(Path(m.checkpoint).expanduser().resolve()) if m.checkpoint else None
-    return {"name": m.name, "checkpoint": checkpoint, "pretrained": bool(m.pretrained), "layer": m.layer}
+    request = {"name": m.name, "checkpoint": checkpoint, "pretrained": bool(m.pretrained), "layer": m.layer}
+    head = HeadSpec.parse(m.head)
+    if not head.default:  # absent for the model's own classifier: the runs made before heads existed still match
+        request["head"] = head.request()
+    return request
+
+
+def head_identity(head: ResolvedHead) -> dict[str, Any] | None:
+    """What identifies the head whose logits the file records (enters the config hash; None: the model's own)."""
+    if head.request == "model":
+        return None
+    return {"request": head.request, "sha256": head.provenance.get("head_sha256")}
 
 
 def model_identity(info: dict[str, Any]) -> dict[str, Any]:
@@ -68,10 +82,10 @@ def provenance(info: dict[str, Any], split, cfg: RunConfig) -> dict[str, Any]:
         precision=cfg.model.precision, compression=cfg.extract.compression)
 
 
-def _check_model(split, info, cfg: RunConfig, progress: bool) -> None:
-    if not int(getattr(split.model, "num_classes", 0) or 0):
-        raise ConceptsError(f"model {info['model']!r} has no classifier head (num_classes = 0): concepts are "
-                            "explained for a class logit")
+def _check_model(split, info, cfg: RunConfig, progress: bool, head: ResolvedHead | None = None) -> None:
+    if head is not None and head.kind == "none" and head.request == "model":
+        say(f"warning: model {info['model']!r} has no classifier head: extracting without class scores (as "
+            "--head none); train one with `concepts probe RUN`, or pass --head probe:FILE | zeroshot:PROMPTS", progress)
     if cfg.model.layout not in ("auto", split.layout):
         raise ConceptsError(f"model.layout: {cfg.model.layout!r} expected but the model's cut gives "
                             f"{split.layout!r}; set model.layout to auto or {split.layout}")
@@ -108,16 +122,21 @@ def extract_run(images: str | os.PathLike | None, out: str | os.PathLike | None,
             models = models or ModelCache()
             split, info = models.get(cfg.model.name, cfg.model.checkpoint, cfg.model.layer, cfg.model.pretrained,
                                      None if cfg.model.device == "auto" else cfg.model.device)
-        _check_model(split, info, cfg, progress)
-        num_classes = int(split.model.num_classes)
+        head = resolve_head(cfg.model.head, split, info)
+        _check_model(split, info, cfg, progress, head)
         jobs, empty = [], {}
         for cls in found:
             if not cls.files:
                 empty[cls.class_id] = "no image files"
                 say(f"warning: extract: class {cls.class_id!r} has no image files; skipped", progress)
                 continue
-            label = resolve_label(cls.class_id, num_classes, table)
-            jobs.append(_job(cfg, split, info, cls.class_id, cls.files, label, progress))
+            try:
+                label = class_label(cls.class_id, head, table)
+            except ClassSkipped as exc:
+                empty[cls.class_id] = str(exc)
+                say(f"warning: extract: class {cls.class_id!r} skipped: {exc}", progress)
+                continue
+            jobs.append(_job(cfg, head.split, info, cls.class_id, cls.files, label, progress, head))
         report = run_classes("extract", jobs, overwrite=overwrite, progress=progress, desc="extract")
     report.skipped.update(empty)
     if progress and not report.written and report.done:
@@ -125,12 +144,25 @@ def extract_run(images: str | os.PathLike | None, out: str | os.PathLike | None,
     return report
 
 
-def _job(cfg: RunConfig, split, info, class_id: str, files: list[Path], label, progress: bool) -> ClassJob:
+def class_label(class_id: str, head: ResolvedHead, table) -> ClassLabel:
+    """The logit a class is explained for: the head's own class list (probe, zeroshot), none, or the model's."""
+    if head.kind == "none":
+        return ClassLabel(-1, imagenet_name_of(class_id), "none")
+    index = head.class_index(class_id)
+    if index is not None:
+        return ClassLabel(index, head.class_name(class_id), "head")
+    return resolve_label(class_id, int(head.split.model.num_classes), table)
+
+
+def _job(cfg: RunConfig, split, info, class_id: str, files: list[Path], label, progress: bool,
+         head: ResolvedHead | None = None) -> ClassJob:
     path = stage_path(cfg.out, "extract", class_id)
 
     def wanted() -> Wanted:
         config = {"stage": "extract", "settings": wanted_settings(cfg), "request": model_request(cfg),
                   "model": model_identity(info), "class_index": label.index, "class_index_source": label.source}
+        if head is not None and head_identity(head) is not None:
+            config["head"] = head_identity(head)
         return Wanted(config, config_hash(config), {"images": {"creation_id": image_listing(files),
                                                                "config_hash": ""}})
 
@@ -144,13 +176,15 @@ def _job(cfg: RunConfig, split, info, class_id: str, files: list[Path], label, p
         with ActivationsWriter(path, **shape) as writer:
             log = extract_class(split, files, writer, sampler, precision=cfg.model.precision,
                                 batch_size=cfg.extract.batch_size, workers=workers, progress=progress,
-                                desc=class_id, warn=lambda m: say(f"warning: {m}", progress))
+                                desc=class_id, warn=lambda m: say(f"warning: {m}", progress),
+                                scores=head is None or head.scores)
             if not log.ok.any():
                 raise ClassSkipped("no readable image")
             index = label.index
             if index is None:  # the model's most frequent prediction on the class (recorded as such)
                 index = int(Counter(log.logits[log.ok].argmax(1).tolist()).most_common(1)[0][0])
             attrs = {**identity_attributes("extract"), **wanted.attributes(), **provenance(info, split, cfg),
+                     **(head.attributes() if head is not None else {}),
                      "class_id": class_id, "class_name": label.name, "class_index": int(index),
                      "class_index_source": label.source, "n_images": len(files), "n_skipped": int((~log.ok).sum())}
             writer.finish(rows=sampler.row_table(log.row_image), images=log.table(files, index), attrs=attrs)

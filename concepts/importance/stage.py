@@ -12,11 +12,13 @@ from typing import Any
 
 from ..errors import ClassSkipped, ConceptsError
 from ..runner import ClassJob, StageReport, run_classes
-from ..runtime import thread_limit
+from ..runtime import pick_device, thread_limit
 from ..schema import RunFolder, config_hash, identity_attributes, write_importance
 from ..schema.lineage import Wanted, input_record
 from ..settings import RunConfig, stage_config
+from ..heads.resolve import run_probe_record
 from .compute import ClassBlocks, fidelity_pass, importance_pass, make_record
+from .prevalence import prevalence_record
 
 PROVENANCE = ("model", "weights", "weights_sha256", "checkpoint", "layer", "layout", "grid", "n_prefix",
               "preprocessing", "mode", "patch_size", "stride", "class_index_source")
@@ -44,7 +46,8 @@ def importance_run(run: str | os.PathLike, *, config: RunConfig | None = None, m
     if not todo:
         raise ConceptsError(f"no concept files in {folder.path / 'concepts'} (run `concepts factorize` first)")
     models = models or ModelCache(None if cfg.model.device == "auto" else cfg.model.device)
-    jobs = [_job(folder, cfg, class_id, models, progress) for class_id in todo]
+    heads = HeadCache()
+    jobs = [_job(folder, cfg, class_id, models, heads, progress) for class_id in todo]
     with thread_limit(cfg.executor.threads):
         return run_classes("importance", jobs, overwrite=overwrite, progress=progress, desc="importance")
 
@@ -54,7 +57,26 @@ def wanted_config(cfg: RunConfig) -> dict[str, Any]:
     return {"stage": "importance", **cfg.importance.hashed()}
 
 
-def _job(folder: RunFolder, cfg: RunConfig, class_id: str, models, progress: bool) -> ClassJob:
+class HeadCache:
+    """The head of the stage's classes, attached once per backbone and head (a run has one of each)."""
+
+    def __init__(self):
+        self._entry: tuple[tuple, Any] | None = None
+
+    def get(self, folder: RunFolder, attrs: dict[str, Any], models):
+        from ..heads.resolve import ResolvedHead, head_for_artefact
+
+        if str(attrs.get("head")) == "none" and run_probe_record(folder.path) is None:
+            return ResolvedHead("none", None, "none", source="activations")  # prevalence needs no model
+        split = models.for_artefact(attrs)
+        key = (id(split), attrs.get("head_request"), attrs.get("head"), attrs.get("head_sha256"),
+               str(run_probe_record(folder.path)))
+        if self._entry is None or self._entry[0] != key:
+            self._entry = (key, head_for_artefact(folder.path, attrs, split))
+        return self._entry[1]
+
+
+def _job(folder: RunFolder, cfg: RunConfig, class_id: str, models, heads: HeadCache, progress: bool) -> ClassJob:
     path = folder.file("importance", class_id)
 
     def wanted() -> Wanted:
@@ -62,50 +84,59 @@ def _job(folder: RunFolder, cfg: RunConfig, class_id: str, models, progress: boo
         with folder.activations(class_id) as cache:
             source = dict(cache.attrs)
         config = wanted_config(cfg)
-        return Wanted(config, config_hash(config), {"extract": input_record(source),
-                                                    "factorize": input_record(concepts)})
+        inputs = {"extract": input_record(source), "factorize": input_record(concepts)}
+        probe = run_probe_record(folder.path)
+        if probe is not None:  # a retrained probe makes the importances stale
+            inputs["head"] = probe
+        return Wanted(config, config_hash(config), inputs)
 
     def work(wanted: Wanted) -> None:
-        write_importance(path, importance_class(folder, class_id, cfg, wanted, models, progress))
+        write_importance(path, importance_class(folder, class_id, cfg, wanted, models, progress, heads))
 
     return ClassJob(class_id, path, wanted, work)
 
 
-def importance_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: Wanted, models, progress: bool):
-    """The :class:`~concepts.schema.ImportanceRecord` of one class (both passes)."""
+def importance_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: Wanted, models, progress: bool,
+                     heads: HeadCache | None = None):
+    """The :class:`~concepts.schema.ImportanceRecord` of one class (both passes; prevalence without a head)."""
     from ..factorize.stage import estimator_from_record
 
     settings = cfg.importance
     with folder.activations(class_id) as cache:
         attrs = dict(cache.attrs)
-        split = models.for_artefact(attrs)
-        device = split.device
+        head_used = (heads or HeadCache()).get(folder, attrs, models)
+        split = head_used.split
+        device = split.device if split is not None else pick_device(cfg.model.device)
+        class_index = cache.class_index if head_used.classes is None else head_used.class_index(class_id)
         record = folder.concepts(class_id, coefficients=False)
         estimator = estimator_from_record(record, device=device)
         if len(cache.kept) == 0:
             raise ClassSkipped("no readable images")
         data = ClassBlocks(cache, estimator, settings.residual, settings.image_block)
-        head, linear = split.h_positions, split.linear_head()
+        head, linear = (split.h_positions, split.linear_head()) if split is not None else (None, None)
+        root = {**identity_attributes("importance"), **wanted.attributes(), **settings.hashed(),
+                **{k: attrs[k] for k in PROVENANCE if k in attrs}, **head_used.attributes()}
+        root.update(class_id=attrs.get("class_id", class_id), class_name=attrs.get("class_name", class_id),
+                    class_index=int(class_index if head_used.scores else -1), n_images=int(cache.n_images),
+                    n_kept=int(len(cache.kept)), n_concepts=int(data.W.shape[0]), n_positions=int(cache.n_positions),
+                    grid=list(cache.grid), concepts_method=record.method, linear_head=linear is not None,
+                    device=str(device), source_config_hash=record.attrs.get("config_hash"),
+                    importance_kind="importance")
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=2 * len(cache.kept), desc=f"importance {class_id}", unit="img", leave=False)
         try:
-            first = importance_pass(data, settings, head, linear, cache.class_index, tuple(cache.grid), device, bar)
-            fidelity = fidelity_pass(data, first, settings, head, linear, cache.class_index, device, bar)
+            if not head_used.scores:  # no class score: prevalence instead of importance
+                return prevalence_record(data, tuple(cache.grid), settings.confidence, root, bar)
+            first = importance_pass(data, settings, head, linear, class_index, tuple(cache.grid), device, bar)
+            fidelity = fidelity_pass(data, first, settings, head, linear, class_index, device, bar)
         finally:
             if bar is not None:
                 bar.close()
-        root = {**identity_attributes("importance"), **wanted.attributes(), **settings.hashed(),
-                **{k: attrs[k] for k in PROVENANCE if k in attrs}}
-        root.update(class_id=attrs.get("class_id", class_id), class_name=attrs.get("class_name", class_id),
-                    class_index=int(cache.class_index), n_images=int(cache.n_images), n_kept=int(len(cache.kept)),
-                    n_concepts=int(data.W.shape[0]), n_positions=int(cache.n_positions), grid=list(cache.grid),
-                    concepts_method=record.method, linear_head=linear is not None, device=str(device),
-                    source_config_hash=record.attrs.get("config_hash"))
         return make_record(first, fidelity, settings, kept=cache.kept, n_images=cache.n_images,
-                           class_index=cache.class_index, grid=cache.grid,
+                           class_index=class_index, grid=cache.grid,
                            input_size=int(getattr(split, "input_size", 0) or 0), attrs=root)
 
 

@@ -31,6 +31,7 @@ def load_split(
     :func:`concepts.runtime.configure_process` makes the forward pass ~2x faster again; the CLI calls it.)
     """
     net, info = load_model(model, checkpoint, pretrained=pretrained)
+    layer = layer or getattr(net, "default_cut", None)  # e.g. before the last block of an open_clip ViT
     prep = Preprocessing.from_model(net)
     target = pick_device(device)
     net = net.to(target).eval()

@@ -163,8 +163,13 @@ def load_model(
     * ``name`` without ``checkpoint``: timm's pretrained weights (downloaded by timm when online;
       ``pretrained=False`` gives random init, recorded as ``weights='random'``).
     * ``checkpoint``: a local state dict or timm checkpoint for that architecture (keys must match by name).
+    * ``open_clip:ARCH[@TAG]``: the image tower of an open_clip model (:mod:`concepts.models.openclip`).
     """
     info: dict[str, Any] = {}
+    if name is not None and str(name).startswith("open_clip:"):  # an optional extra (concepts.models.openclip)
+        from .openclip import load_tower
+
+        return load_tower(name, None if checkpoint is None else str(checkpoint), pretrained)
     if name is None and checkpoint is None:
         path = bundled_weights_path()
         model = _create(DEFAULT_MODEL, pretrained=False)

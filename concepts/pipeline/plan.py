@@ -68,9 +68,14 @@ def class_finished(cfg: RunConfig, folder: RunFolder, class_id: str, files: list
         return False
     if cfg.factorize.scope == "dataset" and not _dictionary_matches(cfg, folder, class_id, overwrite):
         return False
+    from ..heads.resolve import run_probe_record
+
     inputs = {"extract": input_record(peek_attrs(paths["extract"]))}
     for stage, config in (("factorize", factorize_config(cfg)), ("importance", importance_config(cfg))):
-        if existing_status(paths[stage], Wanted(config, config_hash(config), dict(inputs)), overwrite, stage) != "done":
+        wanted = dict(inputs)
+        if stage == "importance" and run_probe_record(folder.path) is not None:  # the run's probe is its head
+            wanted["head"] = run_probe_record(folder.path)
+        if existing_status(paths[stage], Wanted(config, config_hash(config), wanted), overwrite, stage) != "done":
             return False
         inputs[stage] = input_record(peek_attrs(paths[stage]))
     return True

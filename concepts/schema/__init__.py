@@ -14,14 +14,18 @@ from .dictionary import DICTIONARY, DictionaryRecord, read_dictionary, write_dic
 from .hashing import config_hash, file_sha256
 from .hdf5 import FORMAT_VERSION, identity, identity_attributes
 from .importance import IMPORTANCE, ImportanceRecord, MethodImportance, read_importance, write_importance
+from .labels import LABELS
 from .layout import STAGE_FOLDERS, STAGES, safe_filename, stage_path
+from .probe import PROBE
 from .run import RunFolder, StageScan, open_run
 from .runfiles import read_json, read_manifest, replace_folder, write_json, write_manifest, write_text_atomic
 
 SPECS = {spec.stage: spec for spec in (ACTIVATIONS, CONCEPTS, IMPORTANCE, DICTIONARY)}
+#: the run-level files that are not HDF5 stage files (a probe, the concept names)
+RUN_FILE_SPECS = {spec.stage: spec for spec in (PROBE, LABELS)}
 
 __all__ = [
-    "ACTIVATIONS", "CONCEPTS", "IMPORTANCE", "SPECS", "FORMAT_VERSION",
+    "ACTIVATIONS", "CONCEPTS", "IMPORTANCE", "SPECS", "RUN_FILE_SPECS", "PROBE", "LABELS", "FORMAT_VERSION",
     "ActivationCache", "ActivationsWriter", "ImageTable", "RowTable",
     "ConceptsRecord", "ConceptsWriter", "read_concepts",
     "ImportanceRecord", "MethodImportance", "read_importance", "write_importance",

@@ -54,6 +54,10 @@ ACTIVATIONS = FileSpec(
         Item("compression", "str", "HDF5 compression"),
         Item("n_images", "int", "images listed"),
         Item("n_skipped", "int", "images that could not be read"),
+        Item("head, head_request, head_source", "str", "the class score of `images/logit`: model | probe | "
+                                                       "zeroshot | none, as asked (`--head`) (absent: model)"),
+        Item("head_file, head_sha256, head_accuracy, head_prompts, head_text_model", "",
+             "the head's provenance (probe: its file and held-out accuracy; zeroshot: prompts and text model)"),
     ),
     notes=(
         "In patches mode the rows are the `maps` positions of the kept images, image after image (no "

@@ -178,7 +178,9 @@ def load_class(run: str | os.PathLike, class_id: str, *, with_maps: bool = True,
     class_id = str(act_attrs.get("class_id", class_id))
     return ClassData(
         class_id=class_id, class_name=str(act_attrs.get("class_name") or class_id),
-        class_index=int(act_attrs.get("class_index", -1)), stem=path.stem, paths=paths, act_attrs=act_attrs,
+        # the logit explained: the importance file's (a run's trained probe may define it after extraction)
+        class_index=int(importance_attrs.get("class_index", act_attrs.get("class_index", -1))), stem=path.stem,
+        paths=paths, act_attrs=act_attrs,
         concept_attrs=concepts.attrs, importance_attrs=importance_attrs, image_paths=images["path"],
         image_sha256=images["sha256"], skipped=np.asarray(images["skipped"], bool),
         logit=np.asarray(images["logit"], np.float32), row_image=row_image, row_box=row_box,

@@ -5,14 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import SPECS
+from . import RUN_FILE_SPECS, SPECS
 
 BEGIN = "<!-- schema tables: begin (made by `python -m concepts.schema.docs --write docs/ARCHITECTURE.md`) -->"
 END = "<!-- schema tables: end -->"
 
 
 def markdown() -> str:
-    return "\n\n".join(spec.markdown() for spec in SPECS.values())
+    return "\n\n".join(spec.markdown() for spec in (*SPECS.values(), *RUN_FILE_SPECS.values()))
 
 
 def write(page: Path) -> None:

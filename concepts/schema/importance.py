@@ -48,6 +48,10 @@ IMPORTANCE = FileSpec(
              "confidence", "", "the settings"),
         Item("class_name, class_index", "", "as in the activations file"),
         Item("linear_head", "bool", "whether the head is global-average-pool + linear (closed forms used)"),
+        Item("importance_kind", "str", "importance, or prevalence for a run without a class score (method "
+                                       "`prevalence`: share of images whose strongest concept it is; no fidelity)"),
+        Item("head, head_source, head_file, head_sha256, head_accuracy, ...", "",
+             "the head explained (source: activations | run probe, i.e. RUN/probe/probe.npz, also in `inputs`)"),
         Item("n_images, n_kept, n_concepts, n_positions, grid", "", "sizes"),
         Item("concepts_method", "str", "the concept method of the concepts file"),
         Item("source_config_hash", "str", "config hash of the concepts file"),

@@ -13,13 +13,16 @@ from .export import FORMATS, ExportSettings
 from .extract import MODES, ExtractSettings
 from .factorize import FactorizeSettings
 from .importance import ImportanceSettings
+from .label import LabelSettings
 from .model import ModelSettings
+from .probe import ProbeSettings
 from .run import (SECTIONS, STAGE_SETTINGS, RunConfig, config_from_dict, load_config, parse_override, stage_config,
                   stage_fields)
 
 __all__ = [
     "Section", "SettingsError", "build_section", "describe", "setting", "RunConfig", "SECTIONS", "STAGE_SETTINGS",
     "DataSettings", "ModelSettings", "ExtractSettings", "FactorizeSettings", "ImportanceSettings", "AtlasSettings",
-    "ExportSettings", "ExecutorSettings", "MODES", "FORMATS", "config_from_dict", "load_config", "parse_override",
+    "ExportSettings", "ExecutorSettings", "ProbeSettings", "LabelSettings", "MODES", "FORMATS", "config_from_dict",
+    "load_config", "parse_override",
     "stage_config", "stage_fields",
 ]

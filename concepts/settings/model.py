@@ -9,6 +9,8 @@ from pydantic import field_validator
 from .base import BAD, Section, setting
 
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+#: the class score explained (concepts.heads.spec): the model's classifier, none, a linear probe or CLIP prompts
+HEAD = re.compile(r"^(model|none|probe:.+|zeroshot:.+)$")
 
 
 class ModelSettings(Section):
@@ -30,6 +32,10 @@ class ModelSettings(Section):
                                       hashed=False)
     layout: Literal["auto", "spatial", "tokens"] = setting("auto", "expected layout of the cut, checked when the "
                                                                    "model loads", hashed=False, stage_cli=False)
+    head: str = setting("model", "the class score explained: model (its own classifier), probe:FILE (a linear head "
+                               "from a file), zeroshot:PROMPTS (CLIP prompts file, open_clip models), none (no score: "
+                               "importance becomes prevalence)", hashed=False,
+                        allowed="model | none | probe:FILE | zeroshot:FILE", metavar="HEAD")
     device: str = setting("auto", "where the model runs", allowed="auto | cpu | cuda | cuda:N | mps", hashed=False)
     precision: Literal["fp32", "bf16", "fp16"] = setting("fp32", "autocast precision of the forward pass (bf16: "
                                                                  "~2x faster where the hardware has it)")
@@ -40,3 +46,10 @@ class ModelSettings(Section):
         if not DEVICE.match(value):
             raise ValueError(BAD)
         return value
+
+    @field_validator("head")
+    @classmethod
+    def _head(cls, value: str) -> str:
+        if not HEAD.match(value.strip()):
+            raise ValueError(BAD)
+        return value.strip()

@@ -24,7 +24,9 @@ from .export import ExportSettings
 from .extract import ExtractSettings
 from .factorize import FactorizeSettings
 from .importance import ImportanceSettings
+from .label import LabelSettings
 from .model import ModelSettings
+from .probe import ProbeSettings
 
 
 class RunConfig(BaseModel):
@@ -41,6 +43,8 @@ class RunConfig(BaseModel):
     atlas: AtlasSettings = Field(default_factory=AtlasSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    probe: ProbeSettings = Field(default_factory=ProbeSettings)
+    label: LabelSettings = Field(default_factory=LabelSettings)
 
     @model_validator(mode="after")
     def _across_sections(self) -> "RunConfig":
@@ -152,6 +156,8 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "importance": ("importance", "data.classes", "model.device", "executor.threads"),
     "atlas": ("atlas", "data.classes"),
     "export": ("export", "data.classes"),
+    "probe": ("probe", "data.classes", "model.device", "executor.threads"),
+    "label": ("label", "data.classes", "model.device", "executor.threads"),
     "run": ("out", *SECTIONS),
 }
 
