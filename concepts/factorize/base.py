@@ -88,6 +88,7 @@ class ConceptExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     _state: tuple[str, ...] = ()
     #: requires non-negative input
     nonnegative_input = False
+    overcomplete = False  # whether more concepts than rows or channels is a valid dictionary
     #: short method name, used in messages
     method = "base"
     #: fewest rows a fit needs (2 for methods that centre the data)

@@ -59,6 +59,7 @@ class MiniBatchNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     method = "minibatch_nmf"
     signed = False
     nonnegative_input = True  # NMF needs non-negative activations (the flag every estimator has)
+    overcomplete = True  # more atoms than rows or channels is a valid dictionary
     _state: tuple[str, ...] = ()
 
     _parameter_constraints: dict = {

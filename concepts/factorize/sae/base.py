@@ -101,6 +101,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     method = "sae"
     #: SAEs take signed activations (ViT tokens, residual streams) as well as non-negative ones
     nonnegative_input = False
+    overcomplete = True  # more atoms than rows or channels is a valid dictionary
     #: fitted arrays saved with the bank, besides components_ (extended by subclasses)
     _state = ("encoder_weight_", "encoder_bias_", "decoder_bias_", "scale_")
     #: whether atoms are kept at unit norm (RA-SAE atoms live near the data's hull instead)
