@@ -86,8 +86,11 @@ def importance_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: W
 
             bar = tqdm(total=2 * len(cache.kept), desc=f"importance {class_id}", unit="img", leave=False)
         try:
-            first = importance_pass(data, settings, head, linear, cache.class_index, tuple(cache.grid), device, bar)
-            fidelity = fidelity_pass(data, first, settings, head, linear, cache.class_index, device, bar)
+            precision = attrs.get("precision")  # the head runs in the model's precision at extraction
+            first = importance_pass(data, settings, head, linear, cache.class_index, tuple(cache.grid), device, bar,
+                                    precision=precision)
+            fidelity = fidelity_pass(data, first, settings, head, linear, cache.class_index, device, bar,
+                                     precision=precision)
         finally:
             if bar is not None:
                 bar.close()

@@ -40,5 +40,5 @@ def load_split(
     split = ModelSplit(net, layer=layer, input_size=prep.input_size)
     split.preprocessing = prep
     info.update(layer=split.layer, preprocessing=prep.to_dict(), layout=split.layout, grid=list(split.grid),
-                n_prefix=split.n_prefix, n_channels=split.n_channels)
+                n_prefix=split.n_prefix, n_channels=split.n_channels, head_path=split.head_path)
     return split, info
