@@ -59,7 +59,7 @@ class ICA(ConceptExtractor):
                       whiten="unit-variance", whiten_solver="eigh", max_iter=int(self.max_iter),
                       tol=float(self.tol), random_state=seed)
         data = X.detach().cpu().numpy().astype(np.float64)
-        # BLAS follows torch's thread setting (concepts.runtime.set_threads), as the torch methods do
+        # BLAS follows torch's thread setting (concepts.runtime.threads_for / thread_limit), as the torch methods do
         with threadpool_limits(torch.get_num_threads()), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             warnings.filterwarnings("ignore", message="There are some small singular values")

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConceptsError
-from ..runtime import autocast_dtype, pick_device
+from ..runtime import autocast_dtype, pick_device, thread_limit
 
 Head = Callable[..., torch.Tensor]
 _DENSE_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("concepts_dense_only", default=False)
@@ -208,12 +208,13 @@ class ConceptScorer:
 
     def _factored(self):
         """The factored class-token head of a ViT split (:meth:`ModelSplit.factored_head`), when the head allows
-        it and it gives the plain path's logits on a few masks; else None. Built once."""
+        it and it gives the plain path's fp32 logits on a few masks; else None. Built once. It runs in fp32 whatever
+        the model's precision: it costs a few hundredths of a dense evaluation."""
         if hasattr(self, "_factored_head"):
             return self._factored_head
         self._factored_head = None
         split = getattr(self.head, "__self__", None)
-        if (not self._use_factored or _DENSE_ONLY.get() or self.autocast is not None or self.prefix is None
+        if (not self._use_factored or _DENSE_ONLY.get() or self.prefix is None
                 or getattr(self.head, "__name__", "") != "h_positions" or not hasattr(split, "factored_head")):
             return None
         fast = split.factored_head(self.U, self.W, self._res, self.prefix)
@@ -224,7 +225,11 @@ class ConceptScorer:
         masks = torch.rand(len(img), self.n_concepts, generator=gen).to(self.device)
         masks[0] = 1
         with torch.no_grad():
-            want = self.call_head(self.reconstruct(img, masks), img)
+            autocast, self.autocast = self.autocast, None  # checked against the fp32 head; it runs in fp32
+            try:
+                want = self.call_head(self.reconstruct(img, masks), img)
+            finally:
+                self.autocast = autocast
             got = fast(img, masks).float()
         if got.shape == want.shape and float((got - want).abs().max()) <= 1e-4 * max(float(want.abs().max()), 1e-6):
             self._factored_head = fast
@@ -297,14 +302,18 @@ class ConceptScorer:
             starts = tqdm(starts, desc=desc, leave=False, unit="batch")
         with self._class_only(self._classifier()) as sliced:
             fast = self._factored()
-            for start in starts:
-                img = images[start : start + self.batch_size]
-                m = masks[start : start + self.batch_size]
-                logits = fast(img, m) if fast is not None else self.call_head(self.reconstruct(img, m), img)
-                out.append(self._read(logits.float(), sliced).double())
-                self.evaluations += len(img)
-                if self.on_rows is not None:
-                    self.on_rows(len(img))
+            # the factored head is a loop of small kernels: one thread (runtime.threads_for); the dense head's
+            # forward passes keep the caller's threads
+            one = fast is not None and self.device.type == "cpu"
+            with thread_limit(1) if one else contextlib.nullcontext():
+                for start in starts:
+                    img = images[start : start + self.batch_size]
+                    m = masks[start : start + self.batch_size]
+                    logits = fast(img, m) if fast is not None else self.call_head(self.reconstruct(img, m), img)
+                    out.append(self._read(logits.float(), sliced).double())
+                    self.evaluations += len(img)
+                    if self.on_rows is not None:
+                        self.on_rows(len(img))
         return torch.cat(out).cpu().numpy() if out else np.zeros(0)
 
     def _memo_scores(self, images: torch.Tensor, masks: torch.Tensor, progress: bool, desc: str) -> np.ndarray:
