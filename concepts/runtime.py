@@ -66,11 +66,22 @@ def threads_for(work: float, threads: int | None = None) -> int:
     no barrier, and at these sizes a second thread gained nothing even on an idle machine (0.37 s vs 0.40 s).
     ``SMALL_WORK`` (1e9) covers every class of CRAFT crops and of feature-map positions up to ~80 000 rows of
     1280 channels at r = 10; larger problems and the model's forward passes keep ``threads``.
+    ``CONCEPTS_SMALL_WORK`` overrides the threshold (0 turns the policy off).
     """
     import torch
 
     current = torch.get_num_threads() if threads is None else int(threads)
-    return 1 if work < SMALL_WORK else max(1, current)
+    return 1 if work < small_work() else max(1, current)
+
+
+def small_work() -> float:
+    """:data:`SMALL_WORK`, or the value of ``CONCEPTS_SMALL_WORK`` (multiply-adds; 0: every operation keeps the
+    caller's threads, as before this policy)."""
+    raw = os.environ.get("CONCEPTS_SMALL_WORK", "").strip()
+    try:
+        return float(raw) if raw else SMALL_WORK
+    except ValueError:
+        return SMALL_WORK
 
 
 @contextlib.contextmanager

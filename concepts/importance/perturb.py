@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConceptsError
-from ..runtime import autocast_dtype, pick_device, thread_limit
+from ..runtime import autocast_dtype, pick_device, thread_limit, threads_for
 
 Head = Callable[..., torch.Tensor]
 _DENSE_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("concepts_dense_only", default=False)
@@ -305,7 +305,8 @@ class ConceptScorer:
             # the factored head is a loop of small kernels: one thread (runtime.threads_for); the dense head's
             # forward passes keep the caller's threads
             one = fast is not None and self.device.type == "cpu"
-            with thread_limit(1) if one else contextlib.nullcontext():
+            work = float(self.batch_size) * self.U.shape[1] * self.n_concepts * (self.n_concepts + 16)  # per batch
+            with thread_limit(threads_for(work)) if one else contextlib.nullcontext():
                 for start in starts:
                     img = images[start : start + self.batch_size]
                     m = masks[start : start + self.batch_size]

@@ -7,12 +7,13 @@ since is stale and is recomputed on the next run; one made with other settings i
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 from ..errors import ClassSkipped, ConceptsError
 from ..runner import ClassJob, StageReport, run_classes
-from ..runtime import thread_limit
+from ..runtime import thread_limit, work_threads
 from ..schema import RunFolder, config_hash, identity_attributes, write_importance
 from ..schema.lineage import Wanted, input_record
 from ..settings import RunConfig, stage_config
@@ -85,12 +86,17 @@ def importance_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: W
             from tqdm.auto import tqdm
 
             bar = tqdm(total=2 * len(cache.kept), desc=f"importance {class_id}", unit="img", leave=False)
+        # closed forms (a global-average-pool + linear head) are small operations: one thread (runtime.threads_for);
+        # a head evaluated on perturbations keeps the caller's threads for its forward passes
+        closed = linear is not None and settings.exact != "off"
+        work = float(cache.n_positions) * len(cache.kept) * cache.n_channels * data.W.shape[0] if closed else math.inf
         try:
-            precision = attrs.get("precision")  # the head runs in the model's precision at extraction
-            first = importance_pass(data, settings, head, linear, cache.class_index, tuple(cache.grid), device, bar,
-                                    precision=precision)
-            fidelity = fidelity_pass(data, first, settings, head, linear, cache.class_index, device, bar,
-                                     precision=precision)
+            with work_threads(work):
+                precision = attrs.get("precision")  # the head runs in the model's precision at extraction
+                first = importance_pass(data, settings, head, linear, cache.class_index, tuple(cache.grid), device,
+                                        bar, precision=precision)
+                fidelity = fidelity_pass(data, first, settings, head, linear, cache.class_index, device, bar,
+                                         precision=precision)
         finally:
             if bar is not None:
                 bar.close()
