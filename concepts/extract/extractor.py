@@ -107,10 +107,11 @@ class Sampler:
 
 def extract_class(split: ModelSplit, files: list[Path], writer: ActivationsWriter, sampler: Sampler, *,
                   precision: str | None, batch_size: int, workers: int, warn, progress: bool = True,
-                  desc: str = "") -> ImageLog:
+                  desc: str = "", first_batch=None) -> ImageLog:
     """Stream the images ``files`` through the model into ``writer``; returns what was learnt about each image.
 
-    ``warn(message)`` is called for every image that cannot be read (it is kept in the table as skipped).
+    ``warn(message)`` is called for every image that cannot be read (it is kept in the table as skipped);
+    ``first_batch(positions)`` with the concept rows (B, N, D) of the first batch, before the others are computed.
     """
     from tqdm.auto import tqdm
 
@@ -134,7 +135,11 @@ def extract_class(split: ModelSplit, files: list[Path], writer: ActivationsWrite
             log.logits[kept] = forward.head(a).cpu().numpy()
             where = kept.tolist()  # increasing: one HDF5 write per batch
             prefix = split.prefix(a)
-            writer.write_maps(where, split.positions(a).cpu().numpy(), None if prefix is None else prefix.cpu().numpy())
+            positions = split.positions(a)
+            if first_batch is not None:
+                first_batch(positions)
+                first_batch = None
+            writer.write_maps(where, positions.cpu().numpy(), None if prefix is None else prefix.cpu().numpy())
             if sampler.mode == "crops":
                 writer.append_rows(sampler.crop_rows(forward, x, max(batch_size, 16)))
             log.row_image.append(kept.astype(np.int32))

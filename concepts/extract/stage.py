@@ -98,6 +98,7 @@ def extract_run(images: str | os.PathLike | None, out: str | os.PathLike | None,
                                      None if cfg.model.device == "auto" else cfg.model.device)
         _check_model(split, info, cfg, progress)
         num_classes = int(split.model.num_classes)
+        check = SignCheck(cfg.factorize.method, progress)
         jobs, empty = [], {}
         for cls in found:
             if not cls.files:
@@ -105,7 +106,7 @@ def extract_run(images: str | os.PathLike | None, out: str | os.PathLike | None,
                 say(f"warning: extract: class {cls.class_id!r} has no image files; skipped", progress)
                 continue
             label = resolve_label(cls.class_id, num_classes, table)
-            jobs.append(_job(cfg, split, info, cls.class_id, cls.files, label, progress))
+            jobs.append(_job(cfg, split, info, cls.class_id, cls.files, label, progress, check))
         report = run_classes("extract", jobs, overwrite=overwrite, progress=progress, desc="extract")
     report.skipped.update(empty)
     if progress and not report.written and report.done:
@@ -113,7 +114,34 @@ def extract_run(images: str | os.PathLike | None, out: str | os.PathLike | None,
     return report
 
 
-def _job(cfg: RunConfig, split, info, class_id: str, files: list[Path], label, progress: bool) -> ClassJob:
+class SignCheck:
+    """Warns once, on the first batch of the first class extracted, when the activations are signed and the
+    configured concept method needs non-negative ones (NMF): its fit would refuse every class after extraction."""
+
+    def __init__(self, method: str, progress: bool):
+        from ..factorize.registry import accepts_signed, canonical_method
+
+        try:
+            self.method = canonical_method(method)
+            self.active = not accepts_signed(self.method)
+        except ConceptsError:  # an unknown method is reported by the factorize stage
+            self.method, self.active = method, False
+        self.progress = progress
+
+    def __call__(self, positions) -> None:
+        if not self.active:
+            return
+        self.active = False
+        low = float(positions.min())
+        if low < 0:
+            say(f"warning: extract: the activations at this cut are signed (smallest {low:.3g} in the first batch) "
+                f"but the concept method {self.method!r} needs non-negative ones, and factorize will refuse them; "
+                "use --method semi_nmf (or pca, ica, kmeans, dictionary) or cut the model at a ReLU'd layer",
+                self.progress)
+
+
+def _job(cfg: RunConfig, split, info, class_id: str, files: list[Path], label, progress: bool,
+         check=None) -> ClassJob:
     path = stage_path(cfg.out, "extract", class_id)
 
     def wanted() -> Wanted:
@@ -131,7 +159,7 @@ def _job(cfg: RunConfig, split, info, class_id: str, files: list[Path], label, p
         with ActivationsWriter(path, **shape) as writer:
             log = extract_class(split, files, writer, sampler, precision=cfg.model.precision,
                                 batch_size=cfg.extract.batch_size, workers=workers, progress=progress,
-                                desc=class_id, warn=lambda m: say(f"warning: {m}", progress))
+                                desc=class_id, warn=lambda m: say(f"warning: {m}", progress), first_batch=check)
             if not log.ok.any():
                 raise ClassSkipped("no readable image")
             index = label.index

@@ -191,7 +191,9 @@ def test_killed_run_resumes_to_identical_files(val50, tmp_path):
                 np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-def test_tokens_model_stores_prefix(val50, tmp_path):
+def test_tokens_model_stores_prefix(val50, tmp_path, capsys):
+    from concepts.settings import RunConfig
+
     split, info = load_split("vit_tiny_patch16_224", pretrained=False)
     extract_run(val50, tmp_path, classes=[TENCH], max_images=2, mode="patches", workers=0, progress=False,
                 split=split, info=info)
@@ -199,6 +201,12 @@ def test_tokens_model_stores_prefix(val50, tmp_path):
         assert cache.layout == "tokens" and cache.n_prefix == 1 and cache.grid == (14, 14)
         assert cache.prefix().shape == (2, 1, 192) and cache.n_rows == 2 * 196
         assert cache.attrs["weights"] == "random"
+    # signed tokens and the default concept method (NMF): said on the first batch, not after the whole extraction
+    assert capsys.readouterr().err.count("the activations at this cut are signed") == 1
+    semi = RunConfig().replace(**{"factorize.method": "semi_nmf"})
+    extract_run(val50, tmp_path, config=semi, classes=[TENCH], max_images=2, mode="patches", workers=0,
+                progress=False, split=split, info=info, overwrite=True)
+    assert "signed" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,message", [
