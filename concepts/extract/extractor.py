@@ -70,11 +70,12 @@ class ImageLog:
             self.sha256[i], self.errors[i] = batch["sha256"][k], batch["error"][k]
         return index, good
 
-    def table(self, files: list[Path], class_index: int) -> ImageTable:
+    def table(self, files: list[Path], class_index: int, mapped: np.ndarray | None = None) -> ImageTable:
         logit = np.where(self.ok, self.logits[:, class_index], np.nan).astype(np.float32)
         return ImageTable(path=[str(Path(f).resolve()) for f in files], sha256=self.sha256, error=self.errors,
                           width=self.width, height=self.height, skipped=~self.ok, logit=logit,
-                          predicted=np.where(self.ok, self.logits.argmax(1), -1).astype(np.int32))
+                          predicted=np.where(self.ok, self.logits.argmax(1), -1).astype(np.int32),
+                          mapped=None if mapped is None else self.ok & mapped)
 
 
 class Sampler:
@@ -107,11 +108,13 @@ class Sampler:
 
 def extract_class(split: ModelSplit, files: list[Path], writer: ActivationsWriter, sampler: Sampler, *,
                   precision: str | None, batch_size: int, workers: int, warn, progress: bool = True,
-                  desc: str = "", first_batch=None) -> ImageLog:
+                  desc: str = "", first_batch=None, mapped: np.ndarray | None = None) -> ImageLog:
     """Stream the images ``files`` through the model into ``writer``; returns what was learnt about each image.
 
     ``warn(message)`` is called for every image that cannot be read (it is kept in the table as skipped);
     ``first_batch(positions)`` with the concept rows (B, N, D) of the first batch, before the others are computed.
+    ``mapped`` (one bool per file): the images whose maps and crop rows are stored (None: all); every read image
+    gets its logits and pooled row.
     """
     from tqdm.auto import tqdm
 
@@ -133,14 +136,20 @@ def extract_class(split: ModelSplit, files: list[Path], writer: ActivationsWrite
             x = batch["image"][torch.from_numpy(good)].to(device, non_blocking=True)
             a = forward(x)
             log.logits[kept] = forward.head(a).cpu().numpy()
-            where = kept.tolist()  # increasing: one HDF5 write per batch
             prefix = split.prefix(a)
             positions = split.positions(a)
             if first_batch is not None:
                 first_batch(positions)
                 first_batch = None
-            writer.write_maps(where, positions.cpu().numpy(), None if prefix is None else prefix.cpu().numpy())
+            writer.write_pooled(kept.tolist(), positions.mean(dim=1).cpu().numpy())  # increasing: one write
+            chosen = np.ones(len(kept), bool) if mapped is None else mapped[kept]
+            if not chosen.any():
+                continue
+            pick = torch.from_numpy(chosen)
+            where = kept[chosen].tolist()
+            writer.write_maps(where, positions[pick.to(positions.device)].cpu().numpy(),
+                              None if prefix is None else prefix[pick.to(prefix.device)].cpu().numpy())
             if sampler.mode == "crops":
-                writer.append_rows(sampler.crop_rows(forward, x, max(batch_size, 16)))
-            log.row_image.append(kept.astype(np.int32))
+                writer.append_rows(sampler.crop_rows(forward, x[pick.to(x.device)], max(batch_size, 16)))
+            log.row_image.append(kept[chosen].astype(np.int32))
     return log

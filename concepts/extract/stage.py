@@ -53,7 +53,8 @@ def provenance(info: dict[str, Any], split, cfg: RunConfig) -> dict[str, Any]:
         n_prefix=split.n_prefix, n_channels=split.n_channels, preprocessing=info["preprocessing"],
         mode=cfg.extract.mode, patch_size=int(cfg.extract.patch_size) if crops else 0,
         stride=crop_stride(cfg.extract.patch_size) if crops else 0, dtype=cfg.extract.dtype,
-        precision=cfg.model.precision, compression=cfg.extract.compression)
+        precision=cfg.model.precision, compression=cfg.extract.compression,
+        map_images=cfg.extract.map_images)
 
 
 def _check_model(split, info, cfg: RunConfig, progress: bool) -> None:
@@ -114,6 +115,15 @@ def extract_run(images: str | os.PathLike | None, out: str | os.PathLike | None,
     return report
 
 
+def map_selection(n_files: int, map_images: int | None) -> np.ndarray | None:
+    """Which of a class's files keep their maps: ``map_images`` of them evenly spaced in file order (None: all)."""
+    if map_images is None or map_images >= n_files:
+        return None
+    chosen = np.zeros(n_files, bool)
+    chosen[np.unique(np.round(np.linspace(0, n_files - 1, int(map_images))).astype(int))] = True
+    return chosen
+
+
 class SignCheck:
     """Warns once, on the first batch of the first class extracted, when the activations are signed and the
     configured concept method needs non-negative ones (NMF): its fit would refuse every class after extraction."""
@@ -155,11 +165,14 @@ def _job(cfg: RunConfig, split, info, class_id: str, files: list[Path], label, p
         workers = default_workers(split.device) if cfg.extract.workers is None else int(cfg.extract.workers)
         shape = dict(n_images=len(files), n_positions=split.grid[0] * split.grid[1], n_channels=split.n_channels,
                      n_prefix=split.n_prefix if split.layout == "tokens" else 0, crops=cfg.extract.mode == "crops",
-                     dtype=DTYPES[cfg.extract.dtype], compression=cfg.extract.compression)
+                     dtype=DTYPES[cfg.extract.dtype], compression=cfg.extract.compression,
+                     expected_rows=len(sampler.boxes) * min(len(files), cfg.extract.map_images or len(files)))
         with ActivationsWriter(path, **shape) as writer:
+            mapped = map_selection(len(files), cfg.extract.map_images)
             log = extract_class(split, files, writer, sampler, precision=cfg.model.precision,
                                 batch_size=cfg.extract.batch_size, workers=workers, progress=progress,
-                                desc=class_id, warn=lambda m: say(f"warning: {m}", progress), first_batch=check)
+                                desc=class_id, warn=lambda m: say(f"warning: {m}", progress), first_batch=check,
+                                mapped=mapped)
             if not log.ok.any():
                 raise ClassSkipped("no readable image")
             index = label.index
@@ -168,6 +181,6 @@ def _job(cfg: RunConfig, split, info, class_id: str, files: list[Path], label, p
             attrs = {**identity_attributes("extract"), **wanted.attributes(), **provenance(info, split, cfg),
                      "class_id": class_id, "class_name": label.name, "class_index": int(index),
                      "class_index_source": label.source, "n_images": len(files), "n_skipped": int((~log.ok).sum())}
-            writer.finish(rows=sampler.row_table(log.row_image), images=log.table(files, index), attrs=attrs)
+            writer.finish(rows=sampler.row_table(log.row_image), images=log.table(files, index, mapped), attrs=attrs)
 
     return ClassJob(class_id, path, wanted, work)

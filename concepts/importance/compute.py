@@ -38,7 +38,7 @@ class ClassBlocks:
 
     def __post_init__(self) -> None:
         self.W = np.asarray(self.estimator.components_, dtype=np.float32)
-        kept = self.cache.kept
+        kept = self.cache.mapped  # the images whose maps are stored (all read ones unless map_images)
         size = max(1, int(self.image_block))
         self.blocks = [kept[i:i + size] for i in range(0, len(kept), size)]
 

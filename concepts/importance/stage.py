@@ -77,7 +77,7 @@ def importance_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: W
         device = split.device
         record = folder.concepts(class_id, coefficients=False)
         estimator = estimator_from_record(record, device=device)
-        if len(cache.kept) == 0:
+        if len(cache.mapped) == 0:
             raise ClassSkipped("no readable images")
         data = ClassBlocks(cache, estimator, settings.residual, settings.image_block)
         head, linear = split.h_positions, split.linear_head()
@@ -85,11 +85,11 @@ def importance_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: W
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=2 * len(cache.kept), desc=f"importance {class_id}", unit="img", leave=False)
+            bar = tqdm(total=2 * len(cache.mapped), desc=f"importance {class_id}", unit="img", leave=False)
         # closed forms (a global-average-pool + linear head) are small operations: one thread (runtime.threads_for);
         # a head evaluated on perturbations keeps the caller's threads for its forward passes
         closed = linear is not None and settings.exact != "off"
-        work = float(cache.n_positions) * len(cache.kept) * cache.n_channels * data.W.shape[0] if closed else math.inf
+        work = float(cache.n_positions) * len(cache.mapped) * cache.n_channels * data.W.shape[0] if closed else math.inf
         try:
             with work_threads(work):
                 precision = attrs.get("precision")  # the head runs in the model's precision at extraction
@@ -103,11 +103,11 @@ def importance_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: W
         root = {**identity_attributes("importance"), **wanted.attributes(), **settings.hashed(),
                 **{k: attrs[k] for k in PROVENANCE if k in attrs}}
         root.update(class_id=attrs.get("class_id", class_id), class_name=attrs.get("class_name", class_id),
-                    class_index=int(cache.class_index), n_images=int(cache.n_images), n_kept=int(len(cache.kept)),
+                    class_index=int(cache.class_index), n_images=int(cache.n_images), n_kept=int(len(cache.mapped)),
                     n_concepts=int(data.W.shape[0]), n_positions=int(cache.n_positions), grid=list(cache.grid),
                     concepts_method=record.method, linear_head=linear is not None, device=str(device),
                     source_config_hash=record.attrs.get("config_hash"))
-        return make_record(first, fidelity, settings, kept=cache.kept, n_images=cache.n_images,
+        return make_record(first, fidelity, settings, kept=cache.mapped, n_images=cache.n_images,
                            class_index=cache.class_index, grid=cache.grid,
                            input_size=int(getattr(split, "input_size", 0) or 0), attrs=root)
 
