@@ -8,6 +8,7 @@ recomputed on the next run; one made with other settings is refused unless ``ove
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 
 from ..errors import ClassSkipped, ConceptsError
 from ..runner import ClassJob, StageReport, run_classes, say
-from ..runtime import thread_limit
+from ..runtime import thread_limit, work_threads
 from ..schema import ConceptsWriter, RunFolder, config_hash, identity_attributes, stage_path
 from ..schema.lineage import Wanted, input_record
 from ..settings import RunConfig, stage_config
@@ -133,7 +134,9 @@ def _job(folder: RunFolder, cfg: RunConfig, class_id: str, progress: bool = True
     def work(wanted: Wanted) -> None:
         start = time.perf_counter()
         estimator = build_estimator(cfg)
-        with folder.activations(class_id) as cache:
+        with folder.activations(class_id) as cache, \
+                work_threads(float(min(cache.n_rows, cfg.factorize.max_rows)) * cache.n_channels * cfg.factorize.n_concepts
+                             if str(estimator.device_) == "cpu" else math.inf):  # fit and diagnostics (runtime)
             source = dict(cache.attrs)
             check_class(cache, cfg, class_id, progress)
             with ConceptsWriter(path, n_rows=cache.n_rows, n_concepts=cfg.factorize.n_concepts) as writer:

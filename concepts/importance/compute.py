@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime import work_threads
 from ..schema import ActivationCache, ImportanceRecord, MethodImportance
 from ..settings import ImportanceSettings
 from .fidelity import c_deletion, c_insertion, c_mufidelity, reconstruction_parts, summarize_reconstruction
@@ -46,6 +47,12 @@ class ClassBlocks:
         """Activations (b, N, D), coefficients (b, N, r), residual or centring offset, prefix of images ``idx``;
         ``U``: coefficients already computed for these images (else ``transform`` of the activations)."""
         A = self.cache.maps(idx)
+        b, N, D = A.shape
+        r = self.W.shape[0]
+        with work_threads(float(b) * N * D * r):  # NumPy products of this size: one BLAS thread (runtime)
+            return self._load(A, U, idx)
+
+    def _load(self, A, U, idx):
         b, N, D = A.shape
         r = self.W.shape[0]
         flat = A.reshape(-1, D)
