@@ -12,6 +12,11 @@ The general path builds ``Ã`` channel-first, ``(B, D, N)`` contiguous, and hand
 ``(B, N, D)`` transpose: a feature-map head that permutes back to NCHW then needs no copy.  When the
 head is a :class:`~concepts.models.ModelSplit` method whose model ends in a linear classifier, only
 the class's row of that classifier is evaluated (checked numerically against the full head).
+
+For the default cut of a ViT the head is evaluated in factored form (:meth:`ModelSplit.factored_head`: the
+masked tokens are never built), checked against the dense path on a few masks first. The head runs under the
+model's autocast ``precision``; ``memo=True`` evaluates each distinct (image, mask) pair once over the scorer's
+life (the fidelity metrics share many); ``on_rows(k)`` is called after every batch of ``k`` evaluations.
 """
 from __future__ import annotations
 
