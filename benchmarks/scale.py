@@ -12,9 +12,9 @@ the script prints the wall time, seconds per class and the peak resident memory 
 On a GPU (--device cuda) it also measures the bare forward pass of the model (g then h) on the
 same photos, preloaded as tensors, and prints the images/s of the whole pipeline against it.
 
-    python benchmarks/scale.py                       # CPU, 10/50/100 classes x 8 photos
-    python benchmarks/scale.py --sizes 10,50 --per-class 4
-    python benchmarks/scale.py --device cuda --per-class 40
+    python benchmarks/scale.py --sizes 1000 --per-class 4     # the 1000-class run (target: < 15 min on 2 cores)
+    python benchmarks/scale.py                                 # CPU, 10/50/100 classes x 8 photos
+    python benchmarks/scale.py --device cuda --per-class 40    # GPU (untested: no GPU was lent to the session)
 """
 from __future__ import annotations
 
@@ -27,8 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / ".." / "shared" / "data" / "imagenette"
+from common import DATA, ROOT, load  # noqa: E402 (benchmarks/common.py)
 
 
 def pseudo_classes(tmp: Path, n_classes: int, per_class: int) -> tuple[Path, Path]:
@@ -106,9 +105,11 @@ def main() -> None:
     p.add_argument("--designs", type=int, default=32)
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32")
-    p.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1))
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: concepts' own policy)")
     p.add_argument("--classes-per-task", type=int, default=10)
     p.add_argument("--atlas", action="store_true", help="also build the atlas in the reduce step")
+    p.add_argument("--no-export", action="store_true", help="no exports in the reduce step")
+    p.add_argument("--map-images", type=int, default=None, help="extract.map_images (bounded cache)")
     p.add_argument("--keep", help="keep the temp folder here")
     args = p.parse_args()
     if not DATA.is_dir():
@@ -117,7 +118,7 @@ def main() -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"{args.per_class} photos per class, {args.mode} (patch {args.patch_size}), r = {args.concepts}, {args.designs} designs, device {args.device}, "
-          f"{args.threads} threads, {args.classes_per_task} classes per task", flush=True)
+          f"{args.threads or 'default'} threads, {args.classes_per_task} classes per task; {load()}", flush=True)
     print(f"{'classes':>8} {'photos':>7} {'wall s':>8} {'s/class':>8} {'peak MiB':>9} {'photos/s':>9}", flush=True)
     rows = []
     for n in sizes:
@@ -125,10 +126,16 @@ def main() -> None:
         run = tmp / f"run-{n}"
         cmd = [sys.executable, "-m", "concepts", "run", "--out", str(run), "--images", str(images),
                "--labels", str(labels), "--mode", args.mode, "--patch-size", str(args.patch_size), "--concepts", str(args.concepts), "--designs", str(args.designs),
-               "--device", args.device, "--precision", args.precision, "--threads", str(args.threads),
+               "--device", args.device, "--precision", args.precision,
                "--classes-per-task", str(args.classes_per_task), "--quiet"]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
         if not args.atlas:
             cmd.append("--no-atlas")
+        if args.no_export:
+            cmd.append("--no-export")
+        if args.map_images:
+            cmd += ["--map-images", str(args.map_images)]
         t0 = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         wall = time.perf_counter() - t0
@@ -140,7 +147,9 @@ def main() -> None:
                "peak_rss_mb": last["peak_rss_mb"], "photos_per_s": photos / wall, "stages": last["seconds"]}
         rows.append(row)
         print(f"{n:>8} {photos:>7} {wall:>8.1f} {wall / n:>8.2f} {last['peak_rss_mb']:>9.0f} "
-              f"{photos / wall:>9.1f}", flush=True)
+              f"{photos / wall:>9.1f}   ({load()})", flush=True)
+        stages = ", ".join(f"{k} {v / n:.3f}" for k, v in last["seconds"].items())
+        print(f"         s/class by stage: {stages}; model loads {last['load_s']:.1f} s in all", flush=True)
     if len(rows) >= 2:
         first, last = rows[0], rows[-1]
         print(f"cost growth: {last['classes'] / first['classes']:.0f}x the classes took "

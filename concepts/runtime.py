@@ -50,6 +50,85 @@ def thread_limit(threads: int | None) -> Iterator[int]:
             torch.set_num_threads(before)
 
 
+#: multiply-adds of one operation below which it runs on one thread (see :func:`threads_for`)
+SMALL_WORK = 1e9
+
+
+def threads_for(work: float, threads: int | None = None) -> int:
+    """The torch threads for an operation of about ``work`` multiply-adds: 1 when it is small, else ``threads``
+    (default: the current count).
+
+    Small operations (a class's factorisation, a transform, the factored or closed-form importances) are loops of
+    kernels of micro- to milliseconds. With two or more OpenMP threads, each kernel ends at a barrier; when
+    another process holds a core, the thread waiting there spins on it (libgomp's default wait policy) or waits
+    for the descheduled one, and the loop slows down 3-80x (an 800 x 1280 NMF, r = 10, took 3 s on 1 thread and
+    32-73 s on 2 beside other jobs on 2 cores; 4.5 s on 2 with ``OMP_WAIT_POLICY=PASSIVE``). On one thread there is
+    no barrier, and at these sizes a second thread gained nothing even on an idle machine (0.37 s vs 0.40 s).
+    ``SMALL_WORK`` (1e9) covers every class of CRAFT crops and of feature-map positions up to ~80 000 rows of
+    1280 channels at r = 10; larger problems and the model's forward passes keep ``threads``.
+    ``CONCEPTS_SMALL_WORK`` overrides the threshold (0 turns the policy off).
+    """
+    import torch
+
+    current = torch.get_num_threads() if threads is None else int(threads)
+    return 1 if work < small_work() else max(1, current)
+
+
+def small_work() -> float:
+    """:data:`SMALL_WORK`, or the value of ``CONCEPTS_SMALL_WORK`` (multiply-adds; 0: every operation keeps the
+    caller's threads, as before this policy)."""
+    raw = os.environ.get("CONCEPTS_SMALL_WORK", "").strip()
+    try:
+        return float(raw) if raw else SMALL_WORK
+    except ValueError:
+        return SMALL_WORK
+
+
+@contextlib.contextmanager
+def work_threads(work: float) -> Iterator[int]:
+    """Run the block with :func:`threads_for` ``(work)`` threads (scoped: the counts are restored after).
+
+    When that is one thread, NumPy's BLAS (OpenBLAS, through threadpoolctl) is limited to one thread too: its idle
+    threads spin like OpenMP's (a 196 x 10 by 10 x 1280 product took 9.9 ms with its 2 threads beside other jobs on
+    2 cores, 0.39 ms with 1). Entering costs ~1 ms (threadpoolctl lists the loaded libraries): use it around a
+    class's or a fit's work, not around one product."""
+    threads = threads_for(work)
+    with thread_limit(threads) as now:
+        if threads == 1:
+            with _blas_threads(1):
+                yield now
+        else:
+            yield now
+
+
+@contextlib.contextmanager
+def _blas_threads(limit: int) -> Iterator[None]:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a scikit-learn dependency
+        yield
+        return
+    with threadpool_limits(limits=limit, user_api="blas"):
+        yield
+
+
+OPENMP_WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+
+
+def passive_openmp_wait() -> bool:
+    """Ask OpenMP to put idle threads to sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``), for the process
+    and the workers it starts. For the command line entry point, not for library code: it sets an environment
+    variable, and it only takes effect when torch (its OpenMP runtime) is not loaded yet, so the CLI calls it
+    before anything imports torch. Left alone when the user set any of ``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT`` or
+    ``KMP_BLOCKTIME``. Returns whether the policy is passive for this process's OpenMP runtime."""
+    if any(name in os.environ for name in OPENMP_WAIT_VARIABLES):
+        return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE" and "torch" not in sys.modules
+    if "torch" in sys.modules:
+        return False
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
+
+
 def default_workers(device: torch.device | str | None = None) -> int:
     """DataLoader decoding workers.
 

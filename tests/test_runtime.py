@@ -72,3 +72,44 @@ def test_native_bf16_is_read_from_the_cpu_flags(flags, native, tmp_path):
     cpuinfo.write_text(f"processor\t: 0\n{flags}\n\nprocessor\t: 1\n{flags}\n")
     assert cpu_has_native_bf16(str(cpuinfo)) is native
     assert cpu_has_native_bf16(str(tmp_path / "missing")) is None
+
+
+def test_small_operations_run_on_one_thread_and_the_count_is_restored():
+    import numpy as np
+
+    from concepts.factorize import make_estimator
+    from concepts.factorize.nmf import NMF
+    from concepts.runtime import SMALL_WORK, threads_for, work_threads
+
+    assert threads_for(SMALL_WORK / 2, threads=4) == 1 and threads_for(SMALL_WORK * 2, threads=4) == 4
+    seen = []
+
+    class Recording(NMF):
+        def _fit(self, X, gen):
+            seen.append(torch.get_num_threads())
+            return super()._fit(X, gen)
+
+    before = torch.get_num_threads()
+    with work_threads(SMALL_WORK * 2):
+        if torch.get_num_threads() < 2:
+            pytest.skip("a single-core machine: nothing to restrict")
+        A = np.abs(np.random.default_rng(0).normal(size=(60, 8))).astype(np.float32)
+        Recording(3, max_iter=5, random_state=0, device="cpu").fit(A)  # 60 x 8 x 3: small
+        assert seen == [1] and torch.get_num_threads() >= 2
+    assert torch.get_num_threads() == before
+    make_estimator("nmf", 3, random_state=0, device="cpu").fit(A).transform(A)
+    assert torch.get_num_threads() == before
+
+
+def test_the_cli_asks_openmp_for_a_passive_wait_before_torch_loads():
+    code = ("import sys, concepts.cli as c; from concepts.runtime import passive_openmp_wait; "
+            "print(passive_openmp_wait(), 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.stdout.split() == ["True", "False"], done.stderr[-2000:]
+    late = "import torch; from concepts.runtime import passive_openmp_wait; print(passive_openmp_wait())"
+    done = subprocess.run([sys.executable, "-c", late], capture_output=True, text=True, timeout=120, env=env)
+    assert done.stdout.split() == ["False"]  # too late once torch's OpenMP runtime is loaded: nothing set
+    user = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**env, "OMP_WAIT_POLICY": "ACTIVE"})
+    assert user.stdout.split() == ["False", "False"]  # the user's choice is kept

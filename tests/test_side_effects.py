@@ -25,6 +25,10 @@ SCRIPT = textwrap.dedent("""
     from concepts.extract import extract_run
     extract_run(sys.argv[1], sys.argv[2], classes=["n01440764"], max_images=2, threads=1, workers=0,
                 progress=False, split=split, info=info)
+    import numpy as np
+    from concepts.factorize import make_estimator
+    rows = np.abs(np.random.default_rng(0).normal(size=(40, 16))).astype(np.float32)
+    make_estimator("nmf", 3, device="cpu", random_state=0).fit(rows).transform(rows)  # one thread while it runs
     after_calls = state()
     import huggingface_hub.constants as hub
     print(json.dumps({"before": before, "after_import": after_import, "after_calls": after_calls,

@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..runtime import passive_openmp_wait
+
+    passive_openmp_wait()  # before torch is imported (the sub-commands import it): idle threads sleep, not spin
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

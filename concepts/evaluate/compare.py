@@ -103,7 +103,7 @@ class ClassData:
         from ..extract.cache import open_activations
 
         with open_activations(run, class_id) as cache:
-            kept = cache.kept
+            kept = cache.mapped  # the images with stored maps
             if len(kept) == 0:
                 raise ConceptsError(f"class {class_id!r} has no readable images")
             if max_rows is not None and cache.n_rows > max_rows:

@@ -17,10 +17,11 @@ COLUMNS: dict[str, str] = {
     "class_name": "human-readable class name",
     "concept": "index of the concept in the class's concept bank (row of concept_banks.npz[stem])",
     "rank": "1 = most important concept of the class by this method",
-    "importance": "the concept's share of the class's summed importance by this method (sums to 1 over the "
-                  "class's concepts)",
+    "importance": "the concept's signed share of the class's importance by this method: importance_raw divided by "
+                  "the sum of the absolute importance_raw of the class's concepts (in [-1, 1]; the absolute values "
+                  "sum to 1; negative: the concept lowers the class score)",
     "importance_raw": "raw class-level importance of the method: the mean over images (Sobol: total index; "
-                      "gradient and occlusion: contribution to the class logit, in logit units)",
+                      "gradient and occlusion: signed contribution to the class logit, in logit units)",
     "ci_low": "lower bound of the confidence interval of importance_raw (NaN if not computed)",
     "ci_high": "upper bound of the confidence interval of importance_raw (NaN if not computed)",
     "share_ci_low": "lower bound of the confidence interval of importance (NaN if not computed)",

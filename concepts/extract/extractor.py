@@ -70,12 +70,13 @@ class ImageLog:
             self.sha256[i], self.errors[i] = batch["sha256"][k], batch["error"][k]
         return index, good
 
-    def table(self, files: list[Path], class_index: int) -> ImageTable:
+    def table(self, files: list[Path], class_index: int, mapped: np.ndarray | None = None) -> ImageTable:
         scored = self.ok & (self.n_classes > 0)  # no head: no logits (NaN) and no prediction (-1)
         logit = np.where(scored, self.logits[:, max(class_index, 0)], np.nan).astype(np.float32)
         return ImageTable(path=[str(Path(f).resolve()) for f in files], sha256=self.sha256, error=self.errors,
                           width=self.width, height=self.height, skipped=~self.ok, logit=logit,
-                          predicted=np.where(scored, self.logits.argmax(1), -1).astype(np.int32))
+                          predicted=np.where(scored, self.logits.argmax(1), -1).astype(np.int32),
+                          mapped=None if mapped is None else self.ok & mapped)
 
 
 class Sampler:
@@ -108,11 +109,14 @@ class Sampler:
 
 def extract_class(split: ModelSplit, files: list[Path], writer: ActivationsWriter, sampler: Sampler, *,
                   precision: str | None, batch_size: int, workers: int, warn, progress: bool = True,
-                  desc: str = "", scores: bool = True) -> ImageLog:
+                  desc: str = "", first_batch=None, mapped: np.ndarray | None = None,
+                  scores: bool = True) -> ImageLog:
     """Stream the images ``files`` through the model into ``writer``; returns what was learnt about each image.
 
-    ``warn(message)`` is called for every image that cannot be read (it is kept in the table as skipped).
-    ``scores=False``: no head (``--head none``): no logits are computed or recorded.
+    ``warn(message)`` is called for every image that cannot be read (it is kept in the table as skipped);
+    ``first_batch(positions)`` with the concept rows (B, N, D) of the first batch, before the others are computed.
+    ``mapped`` (one bool per file): the images whose maps and crop rows are stored (None: all); every read image
+    gets its logits and pooled row. ``scores=False``: no head (``--head none``): no logits are computed or recorded.
     """
     from tqdm.auto import tqdm
 
@@ -135,10 +139,20 @@ def extract_class(split: ModelSplit, files: list[Path], writer: ActivationsWrite
             a = forward(x)
             if log.n_classes:
                 log.logits[kept] = forward.head(a).cpu().numpy()
-            where = kept.tolist()  # increasing: one HDF5 write per batch
             prefix = split.prefix(a)
-            writer.write_maps(where, split.positions(a).cpu().numpy(), None if prefix is None else prefix.cpu().numpy())
+            positions = split.positions(a)
+            if first_batch is not None:
+                first_batch(positions)
+                first_batch = None
+            writer.write_pooled(kept.tolist(), positions.mean(dim=1).cpu().numpy())  # increasing: one write
+            chosen = np.ones(len(kept), bool) if mapped is None else mapped[kept]
+            if not chosen.any():
+                continue
+            pick = torch.from_numpy(chosen)
+            where = kept[chosen].tolist()
+            writer.write_maps(where, positions[pick.to(positions.device)].cpu().numpy(),
+                              None if prefix is None else prefix[pick.to(prefix.device)].cpu().numpy())
             if sampler.mode == "crops":
-                writer.append_rows(sampler.crop_rows(forward, x, max(batch_size, 16)))
-            log.row_image.append(kept.astype(np.int32))
+                writer.append_rows(sampler.crop_rows(forward, x[pick.to(x.device)], max(batch_size, 16)))
+            log.row_image.append(kept[chosen].astype(np.int32))
     return log

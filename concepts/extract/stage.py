@@ -79,7 +79,8 @@ def provenance(info: dict[str, Any], split, cfg: RunConfig) -> dict[str, Any]:
         n_prefix=split.n_prefix, n_channels=split.n_channels, preprocessing=info["preprocessing"],
         mode=cfg.extract.mode, patch_size=int(cfg.extract.patch_size) if crops else 0,
         stride=crop_stride(cfg.extract.patch_size) if crops else 0, dtype=cfg.extract.dtype,
-        precision=cfg.model.precision, compression=cfg.extract.compression)
+        precision=cfg.model.precision, compression=cfg.extract.compression,
+        map_images=cfg.extract.map_images)
 
 
 def _check_model(split, info, cfg: RunConfig, progress: bool, head: ResolvedHead | None = None) -> None:
@@ -124,6 +125,7 @@ def extract_run(images: str | os.PathLike | None, out: str | os.PathLike | None,
                                      None if cfg.model.device == "auto" else cfg.model.device)
         head = resolve_head(cfg.model.head, split, info)
         _check_model(split, info, cfg, progress, head)
+        check = SignCheck(cfg.factorize.method, progress)
         jobs, empty = [], {}
         for cls in found:
             if not cls.files:
@@ -136,7 +138,7 @@ def extract_run(images: str | os.PathLike | None, out: str | os.PathLike | None,
                 empty[cls.class_id] = str(exc)
                 say(f"warning: extract: class {cls.class_id!r} skipped: {exc}", progress)
                 continue
-            jobs.append(_job(cfg, head.split, info, cls.class_id, cls.files, label, progress, head))
+            jobs.append(_job(cfg, head.split, info, cls.class_id, cls.files, label, progress, head, check))
         report = run_classes("extract", jobs, overwrite=overwrite, progress=progress, desc="extract")
     report.skipped.update(empty)
     if progress and not report.written and report.done:
@@ -154,8 +156,43 @@ def class_label(class_id: str, head: ResolvedHead, table) -> ClassLabel:
     return resolve_label(class_id, int(head.split.model.num_classes), table)
 
 
+def map_selection(n_files: int, map_images: int | None) -> np.ndarray | None:
+    """Which of a class's files keep their maps: ``map_images`` of them evenly spaced in file order (None: all)."""
+    if map_images is None or map_images >= n_files:
+        return None
+    chosen = np.zeros(n_files, bool)
+    chosen[np.unique(np.round(np.linspace(0, n_files - 1, int(map_images))).astype(int))] = True
+    return chosen
+
+
+class SignCheck:
+    """Warns once, on the first batch of the first class extracted, when the activations are signed and the
+    configured concept method needs non-negative ones (NMF): its fit would refuse every class after extraction."""
+
+    def __init__(self, method: str, progress: bool):
+        from ..factorize.registry import accepts_signed, canonical_method
+
+        try:
+            self.method = canonical_method(method)
+            self.active = not accepts_signed(self.method)
+        except ConceptsError:  # an unknown method is reported by the factorize stage
+            self.method, self.active = method, False
+        self.progress = progress
+
+    def __call__(self, positions) -> None:
+        if not self.active:
+            return
+        self.active = False
+        low = float(positions.min())
+        if low < 0:
+            say(f"warning: extract: the activations at this cut are signed (smallest {low:.3g} in the first batch) "
+                f"but the concept method {self.method!r} needs non-negative ones, and factorize will refuse them; "
+                "use --method semi_nmf (or pca, ica, kmeans, dictionary) or cut the model at a ReLU'd layer",
+                self.progress)
+
+
 def _job(cfg: RunConfig, split, info, class_id: str, files: list[Path], label, progress: bool,
-         head: ResolvedHead | None = None) -> ClassJob:
+         head: ResolvedHead | None = None, check=None) -> ClassJob:
     path = stage_path(cfg.out, "extract", class_id)
 
     def wanted() -> Wanted:
@@ -172,12 +209,14 @@ def _job(cfg: RunConfig, split, info, class_id: str, files: list[Path], label, p
         shape = dict(n_images=len(files), n_positions=split.grid[0] * split.grid[1], n_channels=split.n_channels,
                      n_prefix=split.n_prefix if split.layout == "tokens" else 0, crops=cfg.extract.mode == "crops",
                      dtype=DTYPES[cfg.extract.dtype], compression=cfg.extract.compression,
-                     rows_per_image=len(sampler.boxes))
+                     expected_rows=len(sampler.boxes) * min(len(files), cfg.extract.map_images or len(files)),
+                     n_mapped=min(len(files), cfg.extract.map_images or len(files)))
         with ActivationsWriter(path, **shape) as writer:
+            mapped = map_selection(len(files), cfg.extract.map_images)
             log = extract_class(split, files, writer, sampler, precision=cfg.model.precision,
                                 batch_size=cfg.extract.batch_size, workers=workers, progress=progress,
-                                desc=class_id, warn=lambda m: say(f"warning: {m}", progress),
-                                scores=head is None or head.scores)
+                                desc=class_id, warn=lambda m: say(f"warning: {m}", progress), first_batch=check,
+                                mapped=mapped, scores=head is None or head.scores)
             if not log.ok.any():
                 raise ClassSkipped("no readable image")
             index = label.index
@@ -187,6 +226,6 @@ def _job(cfg: RunConfig, split, info, class_id: str, files: list[Path], label, p
                      **(head.attributes() if head is not None else {}),
                      "class_id": class_id, "class_name": label.name, "class_index": int(index),
                      "class_index_source": label.source, "n_images": len(files), "n_skipped": int((~log.ok).sum())}
-            writer.finish(rows=sampler.row_table(log.row_image), images=log.table(files, index), attrs=attrs)
+            writer.finish(rows=sampler.row_table(log.row_image), images=log.table(files, index, mapped), attrs=attrs)
 
     return ClassJob(class_id, path, wanted, work)

@@ -34,7 +34,7 @@ from sklearn.utils._param_validation import Interval, InvalidParameterError
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import ConceptsError, DataError
-from ..runtime import pick_device
+from ..runtime import pick_device, work_threads
 from .validation import InvalidParameter, NotFitted
 
 
@@ -274,6 +274,11 @@ class ConceptExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         X, is_torch = self._check_input(A, reset=True)
         n, d = X.shape
         self._check_rank(n, d)
+        with work_threads(_work(X, self.n_components)):
+            return self._fit_transform_checked(X, is_torch)
+
+    def _fit_transform_checked(self, X, is_torch):
+        n, d = X.shape
         gen = make_generator(self.random_state)
         start = time.perf_counter()
         W, U, info = self._fit(X, gen)
@@ -300,7 +305,8 @@ class ConceptExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         """Coefficients U (n x r) of rows ``A`` (n x D) with the bank fixed."""
         self._check_fitted()
         X, is_torch = self._check_input(A)
-        return self._out(self._transform(X), is_torch)
+        with work_threads(_work(X, self.components_.shape[0])):
+            return self._out(self._transform(X), is_torch)
 
     def inverse_transform(self, U):
         """Reconstruction ``U W`` (+ offset for centred methods) of coefficients U (n x r)."""
@@ -337,6 +343,14 @@ class ConceptExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         for key, value in (info or {}).items():
             setattr(self, key, value)
         return self
+
+
+def _work(X: torch.Tensor, r) -> float:
+    """Multiply-adds of one product of a factorisation of ``X`` with ``r`` concepts (the thread policy's size):
+    on a GPU the question does not arise (infinite)."""
+    if X.device.type != "cpu":
+        return float("inf")
+    return float(X.shape[0]) * float(X.shape[1]) * float(r)
 
 
 def chunks(n: int, size: int):

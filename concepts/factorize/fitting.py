@@ -49,7 +49,8 @@ def fit_rows(estimator, A: np.ndarray, cache: ActivationCache) -> np.ndarray:
 
 def fit_class(cache: ActivationCache, estimator, writer: ConceptsWriter, *, max_rows: int, chunk_rows: int,
               seed: int) -> FitResult:
-    """Fit ``estimator`` on the rows of ``cache`` and write the bank and every row's coefficients to ``writer``."""
+    """Fit ``estimator`` on the rows of ``cache`` and write the bank, every row's coefficients and the coefficients
+    of every image's pooled row to ``writer``."""
     n_rows = int(cache.n_rows)
     if n_rows == 0:
         raise ClassSkipped("no cached rows to factorize (every image was skipped?)")
@@ -74,4 +75,10 @@ def fit_class(cache: ActivationCache, estimator, writer: ConceptsWriter, *, max_
         for lo in range(0, n_rows, int(chunk_rows)):
             U = U_fit[lo:lo + int(chunk_rows)]
             diagnostics.add(A[lo:lo + len(U)], U, np.asarray(estimator.inverse_transform(U), dtype=np.float64))
+    images = np.full((cache.n_images, W.shape[0]), np.nan, np.float32)
+    if len(cache.kept):
+        pooled = cache.pooled()
+        check_finite(pooled, cache, 0)
+        images[cache.kept] = np.asarray(estimator.transform(pooled), dtype=np.float32)
+    writer.write_image_coefficients(images)
     return FitResult(W, diagnostics.result(W), n_rows, int(min(n_rows, max_rows)), sampled)

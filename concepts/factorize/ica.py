@@ -63,7 +63,7 @@ class ICA(ConceptExtractor):
         if not np.ptp(data, axis=0).any():
             raise DataError("ica: the rows are all equal (constant activations): there are no directions to "
                             "separate")
-        # BLAS follows torch's thread setting (concepts.runtime.set_threads), as the torch methods do
+        # BLAS follows torch's thread setting (concepts.runtime.threads_for / thread_limit), as the torch methods do
         with threadpool_limits(torch.get_num_threads()), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             warnings.filterwarnings("ignore", message="There are some small singular values")

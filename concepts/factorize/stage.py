@@ -8,6 +8,7 @@ recomputed on the next run; one made with other settings is refused unless ``ove
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -16,11 +17,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import ClassSkipped, ConceptsError
-from ..runner import ClassJob, StageReport, run_classes
-from ..runtime import thread_limit
+from ..runner import ClassJob, StageReport, run_classes, say
+from ..runtime import thread_limit, work_threads
 from ..schema import ConceptsWriter, RunFolder, config_hash, identity_attributes, stage_path
 from ..schema.lineage import Wanted, input_record
 from ..settings import RunConfig, stage_config
+from ..text import plural
 from .fitting import fit_class
 from .registry import METHODS, canonical_method, make_estimator
 
@@ -97,10 +99,16 @@ def factorize_run(run: str | os.PathLike, *, config: RunConfig | None = None, ov
                             "(run `concepts extract` first)")
     if not wanted_classes:
         raise ConceptsError(f"no activations in {folder.path / 'activations'} (run `concepts extract` first)")
-    jobs = [_job(folder, cfg, class_id) for class_id in wanted_classes]
+    unconverged: list[str] = []
+    jobs = [_job(folder, cfg, class_id, progress, unconverged) for class_id in wanted_classes]
     with thread_limit(cfg.executor.threads):
-        return run_classes("factorize", jobs, overwrite=overwrite, progress=progress,
-                           desc=f"factorize ({cfg.factorize.method}, r={cfg.factorize.n_concepts})")
+        report = run_classes("factorize", jobs, overwrite=overwrite, progress=progress,
+                             desc=f"factorize ({cfg.factorize.method}, r={cfg.factorize.n_concepts})")
+    if len(unconverged) > 1:
+        say(f"warning: factorize: {len(unconverged)} of {plural(len(report.written), 'class')} written stopped at "
+            f"the iteration limit before converging ({', '.join(unconverged[:5])}"
+            f"{' ...' if len(unconverged) > 5 else ''}); raise --max-iter", progress)
+    return report
 
 
 def factorize_class(run: str | os.PathLike, class_id: str, **settings: Any) -> Path:
@@ -111,7 +119,28 @@ def factorize_class(run: str | os.PathLike, class_id: str, **settings: Any) -> P
     return stage_path(run, "factorize", class_id)
 
 
-def _job(folder: RunFolder, cfg: RunConfig, class_id: str) -> ClassJob:
+def check_class(cache, cfg: RunConfig, class_id: str, progress: bool) -> None:
+    """Warn before fitting when the class has fewer usable images than concepts asked for."""
+    kept, r = len(cache.kept), int(cfg.factorize.n_concepts)
+    if 0 < kept < r:
+        say(f"warning: factorize: class {class_id!r} has {plural(kept, 'usable image')} for {r} concepts: its "
+            f"concepts will mostly describe single images (ask for fewer concepts, --concepts, or add images)",
+            progress)
+
+
+def check_fit(estimator, cfg: RunConfig, class_id: str, progress: bool, unconverged: list[str]) -> None:
+    """Warn when the solver stopped at its iteration limit (its error may still have been falling)."""
+    if getattr(estimator, "converged_", True) is False:
+        unconverged.append(class_id)
+        limit = getattr(estimator, "max_iter", None)
+        say(f"warning: factorize: class {class_id!r}: {cfg.factorize.method} stopped after "
+            f"{plural(getattr(estimator, 'n_iter_', 0), 'iteration')}"
+            f"{f' (max_iter {limit})' if limit else ''} before converging (relative error "
+            f"{float(getattr(estimator, 'reconstruction_err_', float('nan'))):.4f}); raise --max-iter", progress)
+
+
+def _job(folder: RunFolder, cfg: RunConfig, class_id: str, progress: bool = True,
+         unconverged: list[str] | None = None) -> ClassJob:
     path = folder.file("factorize", class_id)
 
     def wanted() -> Wanted:
@@ -123,11 +152,15 @@ def _job(folder: RunFolder, cfg: RunConfig, class_id: str) -> ClassJob:
     def work(wanted: Wanted) -> None:
         start = time.perf_counter()
         estimator = build_estimator(cfg)
-        with folder.activations(class_id) as cache:
+        with folder.activations(class_id) as cache, \
+                work_threads(float(min(cache.n_rows, cfg.factorize.max_rows)) * cache.n_channels * cfg.factorize.n_concepts
+                             if str(estimator.device_) == "cpu" else math.inf):  # fit and diagnostics (runtime)
             source = dict(cache.attrs)
+            check_class(cache, cfg, class_id, progress)
             with ConceptsWriter(path, n_rows=cache.n_rows, n_concepts=cfg.factorize.n_concepts) as writer:
                 fit = fit_class(cache, estimator, writer, max_rows=cfg.factorize.max_rows,
                                 chunk_rows=cfg.factorize.chunk_rows, seed=cfg.factorize.seed)
+                check_fit(estimator, cfg, class_id, progress, unconverged if unconverged is not None else [])
                 attrs = {k: v for k, v in source.items() if k not in _NOT_PROVENANCE}
                 attrs.update(identity_attributes("factorize"), **wanted.attributes(), **fit.diagnostics)
                 attrs.update(method=wanted.config["method"], params=wanted.config["params"],

@@ -92,7 +92,7 @@ def c_mufidelity(scorer: ConceptScorer, importance, n_subsets: int = 128, fracti
 
 
 def reconstruction_parts(activations, coefficients, components, head, class_index: int, *, prefix=None,
-                         batch_size: int = 64, device=None) -> dict[str, np.ndarray]:
+                         batch_size: int = 64, device=None, precision: str | None = None) -> dict[str, np.ndarray]:
     """Per-image pieces of :func:`reconstruction_fidelity`: class logits of h(A) and h(UW), and the
     squared norms ``||A - UW||^2`` and ``||A||^2`` per image."""
     import torch
@@ -100,9 +100,9 @@ def reconstruction_parts(activations, coefficients, components, head, class_inde
     n, n_pos, dim = tuple(np.shape(activations))
     # h(A): no concepts (one all-zero concept) and A as the residual
     scorer_full = ConceptScorer(torch.zeros(n, n_pos, 1), torch.zeros(1, dim), head, class_index, residual=activations,
-                                prefix=prefix, batch_size=batch_size, device=device)
+                                prefix=prefix, batch_size=batch_size, device=device, precision=precision)
     scorer_recon = ConceptScorer(coefficients, components, head, class_index, prefix=prefix, batch_size=batch_size,
-                                 device=device)
+                                 device=device, precision=precision)
     with torch.no_grad():
         a = scorer_full.residual
         diff = a - scorer_recon.U @ scorer_recon.W

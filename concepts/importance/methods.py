@@ -34,8 +34,8 @@ from .sobol import ESTIMATORS, SAMPLERS, sobol_design, total_indices
 class ImportanceResult:
     """Importances of the r concepts of one class.
 
-    ``per_image`` (n_images, r); ``class_importance`` (r,) mean over images; ``share`` (r,)
-    ``class_importance / class_importance.sum()`` (Lens-style share of the class logit);
+    ``per_image`` (n_images, r); ``class_importance`` (r,) the signed mean over images; ``share`` (r,)
+    ``class_importance / |class_importance|.sum()`` (Lens-style share of the class logit, signed, |shares| sum to 1);
     ``ci_low`` / ``ci_high`` (r,) the ``confidence`` interval of the mean across images
     (Student t), ``share_ci_low`` / ``share_ci_high`` the same interval divided by the total;
     ``positions`` optional (n_images, N, r) per-position contributions;
@@ -60,8 +60,14 @@ class ImportanceResult:
 
 
 def aggregate(per_image: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, ...]:
-    """Class-level mean, share of the sum, Student-t confidence interval of the mean over images, and the
-    interval on the share scale (divided by the summed mean). NaN rows (skipped images) are ignored.
+    """Class-level mean, share, Student-t confidence interval of the mean over images, and the interval on the
+    share scale. NaN rows (skipped images) are ignored.
+
+    The share is the signed mean divided by the sum of the absolute means, ``mean_k / Σ_j |mean_j|``: in [-1, 1],
+    ``Σ_k |share_k| = 1``, and the share of a method whose contributions are non-negative (Sobol) is its plain
+    fraction of the total. Gradient x input and occlusion can be negative (a concept that lowers the class
+    score): their signed shares keep that sign, and a ratio to a signed sum near zero (shares of thousands of %)
+    cannot happen.
 
     Returns ``(mean, share, ci_low, ci_high, share_ci_low, share_ci_high)``, each (r,).
     """
@@ -71,8 +77,8 @@ def aggregate(per_image: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarr
     if len(valid) == 0:
         return tuple(np.full(r, np.nan) for _ in range(6))
     mean = valid.mean(axis=0)
-    total = mean.sum()
-    scale = 1.0 / total if abs(total) > 1e-12 else 0.0
+    total = np.abs(mean).sum()  # signed contributions may cancel: divide by their absolute sum, never the signed one
+    scale = 1.0 / total if total > 1e-12 else 0.0
     share = mean * scale
     if len(valid) > 1:
         sem = valid.std(axis=0, ddof=1) / np.sqrt(len(valid))
@@ -87,17 +93,20 @@ def aggregate(per_image: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarr
 class _Base(BaseEstimator):
     """Shared parameters: ``exact`` ('auto': the closed form when a linear head is given, 'always', 'off'),
     ``batch_size`` (head evaluations per batch), ``device``, ``confidence`` (of the interval across images),
-    ``progress`` (a progress bar)."""
+    ``progress`` (a progress bar), ``precision`` (autocast of the head: None/'fp32', 'bf16', 'fp16').
+
+    ``attribute(..., on_rows=f)`` calls ``f(k)`` after every batch of ``k`` head evaluations (a progress bar)."""
 
     method = ""
 
     def __init__(self, *, exact: str | bool = "auto", batch_size: int = 128,
-                 device=None, confidence: float = 0.95, progress: bool = False):
+                 device=None, confidence: float = 0.95, progress: bool = False, precision: str | None = None):
         self.exact = exact
         self.batch_size = batch_size
         self.device = device
         self.confidence = confidence
         self.progress = progress
+        self.precision = precision
 
     def _check_params(self) -> None:
         """Checks of the method's own parameters (ConceptsError); run at construction and by ``attribute``."""
@@ -115,12 +124,15 @@ class _Base(BaseEstimator):
             raise ConceptsError(f"{self.method}: the exact path needs a linear head (weight, bias)")
         return linear_head is not None
 
-    def _scorer(self, coefficients, components, head, class_index, linear_head, residual, prefix, exact):
-        return ConceptScorer(
+    def _scorer(self, coefficients, components, head, class_index, linear_head, residual, prefix, exact,
+                on_rows=None):
+        scorer = ConceptScorer(
             coefficients, components, head, class_index,
             linear_head=linear_head if exact else None, residual=residual, prefix=prefix,
-            batch_size=self.batch_size, device=self.device,
+            batch_size=self.batch_size, device=self.device, precision=self.precision,
         )
+        scorer.on_rows = on_rows
+        return scorer
 
     def _result(self, per_image, exact, positions=None, **settings) -> ImportanceResult:
         stats_ = aggregate(per_image, self.confidence)
@@ -148,8 +160,10 @@ class SobolImportance(_Base):
 
     def __init__(self, designs: int = 32, sampler: str = "halton", estimator: str = "jansen",
                  seed: int | None = 0, closed_form: str = "analytic", *, exact: str | bool = "auto",
-                 batch_size: int = 128, device=None, confidence: float = 0.95, progress: bool = False):
-        super().__init__(exact=exact, batch_size=batch_size, device=device, confidence=confidence, progress=progress)
+                 batch_size: int = 128, device=None, confidence: float = 0.95, progress: bool = False,
+                 precision: str | None = None):
+        super().__init__(exact=exact, batch_size=batch_size, device=device, confidence=confidence, progress=progress,
+                         precision=precision)
         self.designs = designs
         self.sampler = sampler
         self.estimator = estimator
@@ -169,11 +183,12 @@ class SobolImportance(_Base):
             raise ConceptsError(f"designs must be >= 2 (got {self.designs})")
 
     def attribute(self, coefficients, components, head, class_index: int, *, linear_head=None, residual=None,
-                  prefix=None) -> ImportanceResult:
+                  prefix=None, on_rows=None) -> ImportanceResult:
         """Per-image total Sobol indices (n_images, r) and their class aggregate."""
         self._check_params()
         exact = self._use_exact(linear_head)
-        scorer = self._scorer(coefficients, components, head, class_index, linear_head, residual, prefix, exact)
+        scorer = self._scorer(coefficients, components, head, class_index, linear_head, residual, prefix, exact,
+                              on_rows)
         n, r = scorer.n_images, scorer.n_concepts
         if exact and self.closed_form == "analytic":
             s = scorer.concept_logits().double().cpu().numpy()  # (n, r)
@@ -199,9 +214,10 @@ class GradientInput(_Base):
     method = "gradient"
 
     def attribute(self, coefficients, components, head, class_index: int, *, linear_head=None, residual=None,
-                  prefix=None) -> ImportanceResult:
+                  prefix=None, on_rows=None) -> ImportanceResult:
         exact = self._use_exact(linear_head)
-        scorer = self._scorer(coefficients, components, head, class_index, linear_head, residual, prefix, exact)
+        scorer = self._scorer(coefficients, components, head, class_index, linear_head, residual, prefix, exact,
+                              on_rows)
         positions = scorer.gradient_input(progress=self.progress)
         return self._result(positions.sum(axis=1), exact, positions=positions)
 
@@ -215,9 +231,10 @@ class Occlusion(_Base):
     method = "occlusion"
 
     def attribute(self, coefficients, components, head, class_index: int, *, linear_head=None, residual=None,
-                  prefix=None) -> ImportanceResult:
+                  prefix=None, on_rows=None) -> ImportanceResult:
         exact = self._use_exact(linear_head)
-        scorer = self._scorer(coefficients, components, head, class_index, linear_head, residual, prefix, exact)
+        scorer = self._scorer(coefficients, components, head, class_index, linear_head, residual, prefix, exact,
+                              on_rows)
         n, r = scorer.n_images, scorer.n_concepts
         if exact:
             return self._result(scorer.concept_logits().double().cpu().numpy(), True)

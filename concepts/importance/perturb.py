@@ -12,10 +12,16 @@ The general path builds ``Ã`` channel-first, ``(B, D, N)`` contiguous, and hand
 ``(B, N, D)`` transpose: a feature-map head that permutes back to NCHW then needs no copy.  When the
 head is a :class:`~concepts.models.ModelSplit` method whose model ends in a linear classifier, only
 the class's row of that classifier is evaluated (checked numerically against the full head).
+
+For the default cut of a ViT the head is evaluated in factored form (:meth:`ModelSplit.factored_head`: the
+masked tokens are never built), checked against the dense path on a few masks first. The head runs under the
+model's autocast ``precision``; ``memo=True`` evaluates each distinct (image, mask) pair once over the scorer's
+life (the fidelity metrics share many); ``on_rows(k)`` is called after every batch of ``k`` evaluations.
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from typing import Callable, Iterable
 
 import numpy as np
@@ -24,9 +30,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConceptsError
-from ..runtime import pick_device
+from ..runtime import autocast_dtype, pick_device, thread_limit, threads_for
 
 Head = Callable[..., torch.Tensor]
+_DENSE_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("concepts_dense_only", default=False)
+
+
+@contextlib.contextmanager
+def dense_only():
+    """Within the block, scorers evaluate the head on dense activations only (no factored ViT head): the
+    reference path that the tests and ``benchmarks/importance.py`` compare the fast one with."""
+    token = _DENSE_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _DENSE_ONLY.reset(token)
 
 
 def _as_tensor(x, device, dtype=torch.float32) -> torch.Tensor:
@@ -63,8 +81,16 @@ class ConceptScorer:
         score: str = "logit",
         batch_size: int = 128,
         device=None,
+        precision: str | None = None,
+        memo: bool = False,
+        factored: bool = True,
     ):
         self.device = pick_device(device)
+        self.autocast = autocast_dtype(precision)
+        self.on_rows: Callable[[int], None] | None = None  # called with the rows of every evaluated batch
+        self.evaluations = 0  # head evaluations made (general path)
+        self._memo: dict | None = {} if memo else None
+        self._use_factored = bool(factored)
         self.U = _as_tensor(coefficients, self.device)
         self.W = _as_tensor(components, self.device)
         if self.U.ndim != 3:
@@ -174,9 +200,45 @@ class ConceptScorer:
         if self.head is None:
             weight, bias = self.linear
             return positions.mean(dim=1) @ weight.T + bias
-        if self.prefix is not None:
-            return self.head(positions, self.prefix[images])
-        return self.head(positions)
+        with self._precision():
+            if self.prefix is not None:
+                return self.head(positions, self.prefix[images]).float()
+            return self.head(positions).float()
+
+    def _precision(self):
+        """The model's autocast precision (bf16 / fp16) around head calls; nothing for fp32."""
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast)
+
+    def _factored(self):
+        """The factored class-token head of a ViT split (:meth:`ModelSplit.factored_head`), when the head allows
+        it and it gives the plain path's fp32 logits on a few masks; else None. Built once. It runs in fp32 whatever
+        the model's precision: it costs a few hundredths of a dense evaluation."""
+        if hasattr(self, "_factored_head"):
+            return self._factored_head
+        self._factored_head = None
+        split = getattr(self.head, "__self__", None)
+        if (not self._use_factored or _DENSE_ONLY.get() or self.prefix is None
+                or getattr(self.head, "__name__", "") != "h_positions" or not hasattr(split, "factored_head")):
+            return None
+        fast = split.factored_head(self.U, self.W, self._res, self.prefix)
+        if fast is None:
+            return None
+        gen = torch.Generator().manual_seed(0)
+        img = torch.arange(min(2, self.n_images), device=self.device).repeat_interleave(3)
+        masks = torch.rand(len(img), self.n_concepts, generator=gen).to(self.device)
+        masks[0] = 1
+        with torch.no_grad():
+            autocast, self.autocast = self.autocast, None  # checked against the fp32 head; it runs in fp32
+            try:
+                want = self.call_head(self.reconstruct(img, masks), img)
+            finally:
+                self.autocast = autocast
+            got = fast(img, masks).float()
+        if got.shape == want.shape and float((got - want).abs().max()) <= 1e-4 * max(float(want.abs().max()), 1e-6):
+            self._factored_head = fast
+        return self._factored_head
 
     def _classifier(self) -> nn.Linear | None:
         """The final linear classifier of a ModelSplit head, when slicing it to the class row is exact."""
@@ -230,6 +292,13 @@ class ConceptScorer:
                 else:
                     out.append(z @ self._wproj[:, 0] + self._offset[img, 0])
             return torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
+        if self._memo is not None:
+            return self._memo_scores(images, masks, progress, desc)
+        return self._evaluate(images, masks, progress, desc)
+
+    def _evaluate(self, images: torch.Tensor, masks: torch.Tensor, progress: bool = False,
+                  desc: str = "perturbations") -> np.ndarray:
+        """The general path: ``batch_size`` masked activations at a time through the head (or its factored form)."""
         out = []
         starts = range(0, len(images), self.batch_size)
         if progress:
@@ -237,11 +306,39 @@ class ConceptScorer:
 
             starts = tqdm(starts, desc=desc, leave=False, unit="batch")
         with self._class_only(self._classifier()) as sliced:
-            for start in starts:
-                img = images[start : start + self.batch_size]
-                pos = self.reconstruct(img, masks[start : start + self.batch_size])
-                out.append(self._read(self.call_head(pos, img), sliced).double())
+            fast = self._factored()
+            # the factored head is a loop of small kernels: one thread (runtime.threads_for); the dense head's
+            # forward passes keep the caller's threads
+            one = fast is not None and self.device.type == "cpu"
+            work = float(self.batch_size) * self.U.shape[1] * self.n_concepts * (self.n_concepts + 16)  # per batch
+            with thread_limit(threads_for(work)) if one else contextlib.nullcontext():
+                for start in starts:
+                    img = images[start : start + self.batch_size]
+                    m = masks[start : start + self.batch_size]
+                    logits = fast(img, m) if fast is not None else self.call_head(self.reconstruct(img, m), img)
+                    out.append(self._read(logits.float(), sliced).double())
+                    self.evaluations += len(img)
+                    if self.on_rows is not None:
+                        self.on_rows(len(img))
         return torch.cat(out).cpu().numpy() if out else np.zeros(0)
+
+    def _memo_scores(self, images: torch.Tensor, masks: torch.Tensor, progress: bool, desc: str) -> np.ndarray:
+        """Scores with every (image, mask) pair evaluated once over the scorer's life (fidelity metrics share
+        masks: the full and empty masks, the same random subsets for every method, equal rankings)."""
+        img_np = images.cpu().numpy()
+        mask_np = np.ascontiguousarray(masks.cpu().numpy())
+        keys = [(int(i), row.tobytes()) for i, row in zip(img_np, mask_np)]
+        todo, seen = [], set()
+        for j, key in enumerate(keys):
+            if key not in self._memo and key not in seen:
+                seen.add(key)
+                todo.append(j)
+        if todo:
+            pick = torch.as_tensor(np.asarray(todo), device=self.device)
+            values = self._evaluate(images[pick], masks[pick], progress, desc)
+            for j, value in zip(todo, values.tolist()):
+                self._memo[keys[j]] = value
+        return np.asarray([self._memo[key] for key in keys], dtype=np.float64)
 
     def full_scores(self) -> np.ndarray:
         """Score of every image with all concepts kept (mask of ones)."""
@@ -274,7 +371,36 @@ class ConceptScorer:
                     score = self._read(self.call_head(pos, img), sliced)
                     (grad,) = torch.autograd.grad(score.sum(), u)
                 out.append((grad * u).detach().double())
+                if self.on_rows is not None:
+                    self.on_rows(len(img))
         return torch.cat(out).cpu().numpy()
+
+
+class MaskRecorder:
+    """Stands in for a :class:`ConceptScorer` to collect the (image, mask) pairs a metric asks for (it answers
+    zeros); :meth:`pairs` gives them, each once, for one batched evaluation."""
+
+    def __init__(self, n_images: int, n_concepts: int):
+        self.n_images, self.n_concepts = int(n_images), int(n_concepts)
+        self._seen: dict[tuple[int, bytes], None] = {}
+        self._rows: list[tuple[int, np.ndarray]] = []
+
+    def scores(self, images, masks, progress: bool = False, desc: str = "") -> np.ndarray:
+        images = np.asarray(images)
+        masks = np.ascontiguousarray(np.asarray(masks, dtype=np.float32))
+        for i, row in zip(images.tolist(), masks):
+            key = (int(i), row.tobytes())
+            if key not in self._seen:
+                self._seen[key] = None
+                self._rows.append((int(i), row))
+        return np.zeros(len(images))
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct pairs, ordered by image (runs of one image batch best)."""
+        order = sorted(range(len(self._rows)), key=lambda j: self._rows[j][0])
+        images = np.asarray([self._rows[j][0] for j in order], dtype=np.int64)
+        masks = np.stack([self._rows[j][1] for j in order]) if order else np.zeros((0, self.n_concepts), np.float32)
+        return images, masks
 
 
 def images_and_masks(n_images: int, design: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -38,7 +38,7 @@ def prevalence_record(data, grid, confidence: float, attrs: dict[str, Any], bar=
         if bar is not None:
             bar.update(2 * len(idx))
     cache = data.cache
-    kept, n_images, r = cache.kept, cache.n_images, data.W.shape[0]
+    kept, n_images, r = cache.mapped, cache.n_images, data.W.shape[0]
     values = np.concatenate(per_kept) if per_kept else np.zeros((0, r), np.float32)
     mean, share, low, high, share_low, share_high = aggregate(values, confidence)
     per_image = np.full((n_images, r), np.nan, np.float32)

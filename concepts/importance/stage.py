@@ -7,12 +7,13 @@ since is stale and is recomputed on the next run; one made with other settings i
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 from ..errors import ClassSkipped, ConceptsError
 from ..runner import ClassJob, StageReport, run_classes
-from ..runtime import pick_device, thread_limit
+from ..runtime import pick_device, thread_limit, work_threads
 from ..schema import RunFolder, config_hash, identity_attributes, write_importance
 from ..schema.lineage import Wanted, input_record
 from ..settings import RunConfig, stage_config
@@ -110,7 +111,7 @@ def importance_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: W
         class_index = cache.class_index if head_used.classes is None else head_used.class_index(class_id)
         record = folder.concepts(class_id, coefficients=False)
         estimator = estimator_from_record(record, device=device)
-        if len(cache.kept) == 0:
+        if len(cache.mapped) == 0:
             raise ClassSkipped("no readable images")
         data = ClassBlocks(cache, estimator, settings.residual, settings.image_block)
         head, linear = (split.h_positions, split.linear_head()) if split is not None else (None, None)
@@ -118,7 +119,7 @@ def importance_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: W
                 **{k: attrs[k] for k in PROVENANCE if k in attrs}, **head_used.attributes()}
         root.update(class_id=attrs.get("class_id", class_id), class_name=attrs.get("class_name", class_id),
                     class_index=int(class_index if head_used.scores else -1), n_images=int(cache.n_images),
-                    n_kept=int(len(cache.kept)), n_concepts=int(data.W.shape[0]), n_positions=int(cache.n_positions),
+                    n_kept=int(len(cache.mapped)), n_concepts=int(data.W.shape[0]), n_positions=int(cache.n_positions),
                     grid=list(cache.grid), concepts_method=record.method, linear_head=linear is not None,
                     device=str(device), source_config_hash=record.attrs.get("config_hash"),
                     importance_kind="importance")
@@ -126,16 +127,24 @@ def importance_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: W
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=2 * len(cache.kept), desc=f"importance {class_id}", unit="img", leave=False)
+            bar = tqdm(total=2 * len(cache.mapped), desc=f"importance {class_id}", unit="img", leave=False)
+        # closed forms (a global-average-pool + linear head) are small operations: one thread (runtime.threads_for);
+        # a head evaluated on perturbations keeps the caller's threads for its forward passes
+        closed = linear is not None and settings.exact != "off"
+        work = float(cache.n_positions) * len(cache.mapped) * cache.n_channels * data.W.shape[0] if closed else math.inf
         try:
             if not head_used.scores:  # no class score: prevalence instead of importance
                 return prevalence_record(data, tuple(cache.grid), settings.confidence, root, bar)
-            first = importance_pass(data, settings, head, linear, class_index, tuple(cache.grid), device, bar)
-            fidelity = fidelity_pass(data, first, settings, head, linear, class_index, device, bar)
+            with work_threads(work):
+                precision = attrs.get("precision")  # the head runs in the model's precision at extraction
+                first = importance_pass(data, settings, head, linear, class_index, tuple(cache.grid), device,
+                                        bar, precision=precision)
+                fidelity = fidelity_pass(data, first, settings, head, linear, class_index, device, bar,
+                                         precision=precision)
         finally:
             if bar is not None:
                 bar.close()
-        return make_record(first, fidelity, settings, kept=cache.kept, n_images=cache.n_images,
+        return make_record(first, fidelity, settings, kept=cache.mapped, n_images=cache.n_images,
                            class_index=class_index, grid=cache.grid,
                            input_size=int(getattr(split, "input_size", 0) or 0), attrs=root)
 

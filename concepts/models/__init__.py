@@ -30,16 +30,22 @@ def load_split(
     the same function, a faster forward pass. The cut layer itself is left as it is. (On the CPU,
     :func:`concepts.runtime.configure_process` makes the forward pass ~2x faster again; the CLI calls it.)
     """
-    net, info = load_model(model, checkpoint, pretrained=pretrained)
-    layer = layer or getattr(net, "default_cut", None)  # e.g. before the last block of an open_clip ViT
-    prep = Preprocessing.from_model(net)
-    target = pick_device(device)
-    net = net.to(target).eval()
-    if optimize:
-        example = torch.randn(2, 3, prep.input_size, prep.input_size, generator=torch.Generator().manual_seed(0))
-        info.update(optimize_for_inference(net, example.to(target), keep=layer))
-    split = ModelSplit(net, layer=layer, input_size=prep.input_size)
-    split.preprocessing = prep
+    from ..runtime import work_threads
+
+    # loading is reading weights and checking rewrites on batches of two images: small operations, on one thread
+    # (runtime.threads_for); on a shared machine two threads made it 1.4-2.5x slower, not faster
+    with work_threads(0.0):
+        net, info = load_model(model, checkpoint, pretrained=pretrained)
+        layer = layer or getattr(net, "default_cut", None)  # e.g. before the last block of an open_clip ViT
+        prep = Preprocessing.from_model(net)
+        target = pick_device(device)
+        net = net.to(target).eval()
+        if optimize:
+            example = torch.randn(2, 3, prep.input_size, prep.input_size, generator=torch.Generator().manual_seed(0))
+            info.update(optimize_for_inference(net, example.to(target), keep=layer))
+        split = ModelSplit(net, layer=layer, input_size=prep.input_size)
+        split.preprocessing = prep
+        split.linear_head()  # checked now, on one thread, rather than at the first importance call
     info.update(layer=split.layer, preprocessing=prep.to_dict(), layout=split.layout, grid=list(split.grid),
-                n_prefix=split.n_prefix, n_channels=split.n_channels)
+                n_prefix=split.n_prefix, n_channels=split.n_channels, head_path=split.head_path)
     return split, info

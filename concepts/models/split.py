@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConceptsError
@@ -31,6 +32,70 @@ def default_token_cut(model: nn.Module) -> str | None:
     if getattr(model, "global_pool", None) == "token" and isinstance(blocks, nn.Sequential) and len(blocks) >= 2:
         return f"blocks.{len(blocks) - 2}"
     return None
+
+
+def _tail_blocks(model: nn.Module, layer: str | None) -> list[nn.Module] | None:
+    """The blocks after a cut named ``blocks.{i}`` when the model is a timm-style transformer (``blocks``
+    sequential, then ``norm`` and ``forward_head``); None otherwise."""
+    blocks = getattr(model, "blocks", None)
+    if not (layer and layer.startswith("blocks.") and isinstance(blocks, nn.Sequential)):
+        return None
+    if not (hasattr(model, "norm") and hasattr(model, "forward_head")):
+        return None
+    try:
+        index = int(layer.split(".", 1)[1])
+    except ValueError:
+        return None
+    rest = list(blocks)[index + 1:]
+    return rest or None
+
+
+def _reads_class_token(model: nn.Module) -> bool:
+    return (getattr(model, "global_pool", None) == "token" and getattr(model, "attn_pool", None) is None
+            and int(getattr(model, "num_prefix_tokens", 0) or 0) >= 1)
+
+
+def _class_token_block_supported(block: nn.Module) -> bool:
+    attn = getattr(block, "attn", None)
+    needed = ("norm1", "ls1", "drop_path1", "norm2", "mlp", "ls2", "drop_path2")
+    return all(hasattr(block, n) for n in needed) and attn is not None and all(
+        hasattr(attn, n) for n in ("qkv", "num_heads", "head_dim", "q_norm", "k_norm", "proj"))
+
+
+def class_token_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A timm pre-norm transformer block evaluated for the class token (position 0) only: (B, T, D) -> (B, 1, D).
+
+    Keys and values come from every token; the query, the attention row, the projection and the MLP are those of
+    the class token alone, which is all a head reading the class token depends on."""
+    attn = block.attn
+    y = block.norm1(x)
+    batch, tokens, _ = y.shape
+    heads, head_dim = int(attn.num_heads), int(attn.head_dim)
+    width = heads * head_dim
+    weight, bias = attn.qkv.weight, attn.qkv.bias
+    q = F.linear(y[:, :1], weight[:width], None if bias is None else bias[:width])
+    kv = F.linear(y, weight[width:], None if bias is None else bias[width:])
+    q = q.reshape(batch, 1, heads, head_dim).transpose(1, 2)
+    k, v = kv.reshape(batch, tokens, 2, heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, 1, head_dim)
+    out = out.transpose(1, 2).reshape(batch, 1, width)
+    out = attn.norm(out) if hasattr(attn, "norm") else out
+    gate = getattr(attn, "gate", None)
+    if gate is not None:
+        out = out * gate(y[:, :1]).sigmoid()
+    out = attn.proj(out)
+    x0 = x[:, :1] + block.drop_path1(block.ls1(out))
+    return x0 + block.drop_path2(block.ls2(block.mlp(block.norm2(x0))))
+
+
+def _run_tail(model: nn.Module, tail: list[nn.Module], raw: torch.Tensor, class_token: bool) -> torch.Tensor:
+    x = raw
+    for block in tail[:-1] if class_token else tail:
+        x = block(x)
+    if class_token:
+        x = class_token_block(tail[-1], x)
+    return model.forward_head(model.norm(x))
 
 
 class ModelSplit(nn.Module):
@@ -61,7 +126,11 @@ class ModelSplit(nn.Module):
             and not any(type(m).__name__ == "PatchEmbed" for m in model.modules())
         if self._channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self._fast_h = None
+        self.fast_head = True  # False: h through the hooked whole model (the reference the fast paths are checked on)
+        self.head_path = "forward_head" if self._module is None else "hooks"
         self._probe()
+        self._setup_fast_head()
 
     # ------------------------------------------------------------------ introspection
     @property
@@ -103,6 +172,52 @@ class ModelSplit(nn.Module):
         self.n_channels = int(d)
         self._raw_ndim = raw.ndim
 
+    # ------------------------------------------------------------------ fast head for transformer cuts
+    def _setup_fast_head(self) -> None:
+        """For a cut at ``blocks.{i}`` of a timm transformer, run only what follows the cut: ``blocks[i+1:]``,
+        ``norm`` and ``forward_head``, and, when the head reads the class token alone, the last block for the
+        class token only (its keys and values still come from every token). Each shortcut is kept only if it
+        gives the logits of the hooked path (the whole model with the cut's output replaced) on a random batch."""
+        tail = _tail_blocks(self.model, self.layer)
+        if tail is None:
+            return
+        candidates = []
+        if _reads_class_token(self.model) and _class_token_block_supported(tail[-1]):
+            candidates.append(("class-token", lambda raw: _run_tail(self.model, tail, raw, class_token=True)))
+        candidates.append(("tail", lambda raw: _run_tail(self.model, tail, raw, class_token=False)))
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(2, 3, self.input_size, self.input_size, generator=gen).to(self.device)
+        with torch.no_grad():
+            raw = self._raw_g(x)
+            raw = raw + 0.5 * torch.randn(raw.shape, generator=gen).to(raw) * raw.std()  # not only g's outputs
+            want = self._hooked_h(raw)
+            scale = float(want.abs().max()) or 1.0
+            for name, fn in candidates:
+                try:
+                    got = fn(raw)
+                except Exception:  # noqa: BLE001 - an unexpected block layout: keep the hooked path
+                    continue
+                if got.shape == want.shape and float((got - want).abs().max()) <= 1e-4 * scale:
+                    self._fast_h, self.head_path = fn, name
+                    self._tail = tail
+                    return
+
+    def factored_head(self, coefficients: torch.Tensor, components: torch.Tensor, residual: torch.Tensor | None,
+                      prefix: torch.Tensor | None):
+        """A :class:`~concepts.models.factored.FactoredClassTokenHead` for these coefficients, bank, residual and
+        prefix, when ``h`` is one class-token block plus the head (the default cut of a ViT); else None.
+        Its logits for ``(images, masks)`` are ``h_positions((U[images] ⊙ masks) W + R[images], prefix[images])``."""
+        from .factored import FactoredClassTokenHead, factored_block_supported
+
+        tail = getattr(self, "_tail", None)
+        if not self.fast_head or self.head_path != "class-token" or tail is None or len(tail) != 1 or prefix is None:
+            return None
+        if not factored_block_supported(tail[0]):
+            return None
+        model = self.model
+        return FactoredClassTokenHead(tail[0], lambda x: model.forward_head(model.norm(x)), coefficients,
+                                      components, residual, prefix)
+
     # ------------------------------------------------------------------ raw (native layout) halves
     def _raw_g(self, x: torch.Tensor) -> torch.Tensor:
         if self._channels_last and x.ndim == 4:
@@ -131,6 +246,13 @@ class ModelSplit(nn.Module):
     def _raw_h(self, raw: torch.Tensor) -> torch.Tensor:
         if self._module is None:
             return self.model.forward_head(raw)
+        if self._fast_h is not None and self.fast_head:
+            return self._fast_h(raw)
+        return self._hooked_h(raw)
+
+    def _hooked_h(self, raw: torch.Tensor) -> torch.Tensor:
+        """``h`` through forward hooks: the whole model on a dummy input, the cut's output replaced by ``raw``
+        (correct for any cut, but it pays the layers before the cut again)."""
 
         def hook(_module, _inputs, _output):
             return raw

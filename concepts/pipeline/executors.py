@@ -130,11 +130,10 @@ class LocalExecutor(Executor):
         items = list(items)
         n, slots = self.plan()
         if n == 1 or len(items) <= 1:
-            if self.threads:
-                import torch
+            from ..runtime import thread_limit
 
-                torch.set_num_threads(int(self.threads))
-            return [fn(item) for item in items]
+            with thread_limit(self.threads):  # in this process: for the tasks only, restored after
+                return [fn(item) for item in items]
         context = multiprocessing.get_context("spawn")
         queue = context.Queue()
         for slot in slots:

@@ -10,11 +10,11 @@ from ..errors import ConceptsError
 
 
 def pooled_features(split, cache, batch_size: int = 32) -> np.ndarray:
-    """(n_kept, D) pooled features of a class's kept images: ``split.h`` of their cached activations, where
+    """(n_kept, D) pooled features of a class's mapped images: ``split.h`` of their cached activations, where
     ``split`` has no classifier (its ``h`` ends at the pooled features)."""
     out = []
-    for start in range(0, len(cache.kept), batch_size):
-        idx = cache.kept[start:start + batch_size]
+    for start in range(0, len(cache.mapped), batch_size):
+        idx = cache.mapped[start:start + batch_size]
         pos = torch.from_numpy(cache.maps(idx)).to(split.device)
         prefix = cache.prefix(idx)
         prefix = None if prefix is None else torch.from_numpy(prefix).to(split.device)

@@ -117,7 +117,7 @@ def _features(folder: RunFolder, classes: list[str], attrs, models, batch_size: 
     out = {}
     for class_id in classes:
         with folder.activations(class_id) as cache:
-            if len(cache.kept) == 0:
+            if len(cache.mapped) == 0:
                 raise ConceptsError(f"class {class_id!r} has no readable image; leave it out with --classes")
             out[class_id] = pooled_features(features_split, cache, batch_size)
     return out

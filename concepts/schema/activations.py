@@ -17,7 +17,10 @@ ACTIVATIONS = FileSpec(
     path="RUN/activations/<class>.h5",
     summary="Activations of every image of one class at the cut layer, with the provenance of every row.",
     datasets=(
-        Item("maps", "(n_images, N, D) float16", "concept rows of every image at full image (positions)"),
+        Item("maps", "(n_images, N, D) float16", "concept rows of every image at full image (positions); with "
+                                                 "`map_images`, only the mapped images' are written"),
+        Item("pooled", "(n_images, D) float16", "the mean of each image's positions (its pooled feature), for every "
+                                                "read image (files before 0.3: absent)", required=False),
         Item("prefix", "(n_images, P, D) float16", "class/register tokens of transformers, for `h`", required=False),
         Item("activations", "(R, D) float16", "one pooled row per crop (crops mode only)", required=False),
         Item("rows/image", "(R,) int32", "index into `images/*` of each row"),
@@ -29,6 +32,9 @@ ACTIVATIONS = FileSpec(
         Item("images/width", "(n_images,) int32", "original width"),
         Item("images/height", "(n_images,) int32", "original height"),
         Item("images/skipped", "(n_images,) bool", "unreadable images: their `maps` row is zero"),
+        Item("images/mapped", "(n_images,) bool", "images whose `maps` (and crop rows) are stored: every read image, "
+                                                  "or those chosen by `map_images` (absent: every read image)",
+             required=False),
         Item("images/logit", "(n_images,) float32", "the model's logit for the class index"),
         Item("images/predicted", "(n_images,) int32", "top-1 index (-1 for skipped images)"),
     ),
@@ -52,6 +58,8 @@ ACTIVATIONS = FileSpec(
         Item("dtype", "str", "storage dtype"),
         Item("precision", "str", "autocast precision of the forward pass"),
         Item("compression", "str", "HDF5 compression"),
+        Item("map_images", "int or null", "at most this many images per class keep their maps and crop rows "
+                                          "(evenly spaced; null: all)"),
         Item("n_images", "int", "images listed"),
         Item("n_skipped", "int", "images that could not be read"),
         Item("head, head_request, head_source", "str", "the class score of `images/logit`: model | probe | "
@@ -60,9 +68,10 @@ ACTIVATIONS = FileSpec(
              "the head's provenance (probe: its file and held-out accuracy; zeroshot: prompts and text model)"),
     ),
     notes=(
-        "In patches mode the rows are the `maps` positions of the kept images, image after image (no "
+        "In patches mode the rows are the `maps` positions of the mapped images, image after image (no "
         "`activations` dataset); `ActivationCache` hides the difference. Datasets are chunked (one image per `maps` "
-        "chunk, ~1 MiB of rows per `activations` chunk) and uncompressed by default.",
+        "chunk, ~1 MiB of rows per `activations` chunk) and uncompressed by default; the `maps` chunks of images "
+        "that are not mapped are never written and take no space.",
     ),
 )
 
@@ -79,6 +88,7 @@ class ImageTable:
     skipped: np.ndarray
     logit: np.ndarray
     predicted: np.ndarray
+    mapped: np.ndarray | None = None  # (n_images,) bool; None: every read image
 
 
 @dataclass
@@ -95,9 +105,10 @@ class ActivationsWriter(ArtefactWriter):
 
     def __init__(self, path: str | os.PathLike, *, n_images: int, n_positions: int, n_channels: int,
                  n_prefix: int = 0, crops: bool = False, dtype=np.float16, compression: str | None = None,
-                 rows_per_image: int = 16):
+                 expected_rows: int | None = None, n_mapped: int | None = None):
         super().__init__(path)
-        self.rows_per_image = int(rows_per_image) if crops else 0
+        self.expected_rows = expected_rows  # crop rows to come, if known: a small class gets a small chunk
+        self.n_mapped = n_images if n_mapped is None else int(n_mapped)  # images whose maps are written
         self.shape = (int(n_images), int(n_positions), int(n_channels))
         self.n_prefix = int(n_prefix)
         self.crops = bool(crops)
@@ -107,7 +118,8 @@ class ActivationsWriter(ArtefactWriter):
     def _create(self) -> None:
         handle = self.handle
         n, n_pos, d = self.shape
-        values = n * (n_pos + self.n_prefix + self.rows_per_image) * d  # maps, prefix, pooled crop rows
+        crop_rows = (self.expected_rows or 0) if self.crops else 0
+        values = (self.n_mapped * (n_pos + self.n_prefix) + n + crop_rows) * d  # maps, prefix, pooled, crop rows
         check_free_space(self.path, int(values * self.dtype.itemsize * 1.02) + (1 << 18))
         self._maps = handle.create_dataset("maps", shape=(n, n_pos, d), dtype=self.dtype, chunks=(1, n_pos, d),
                                            compression=self.compression)
@@ -115,9 +127,11 @@ class ActivationsWriter(ArtefactWriter):
         if self.n_prefix:
             self._prefix = handle.create_dataset("prefix", shape=(n, self.n_prefix, d), dtype=self.dtype,
                                                  chunks=(1, self.n_prefix, d), compression=self.compression)
+        self._pooled = handle.create_dataset("pooled", shape=(n, d), dtype=self.dtype, chunks=(max(1, min(n, 1024)), d),
+                                             compression=self.compression)
         self._rows = None
         if self.crops:
-            chunk = max(1, min(1024, (1 << 20) // (d * self.dtype.itemsize)))
+            chunk = max(1, min(1024, (1 << 20) // (d * self.dtype.itemsize), self.expected_rows or 1024))
             self._rows = handle.create_dataset("activations", shape=(0, d), maxshape=(None, d), dtype=self.dtype,
                                                chunks=(chunk, d), compression=self.compression)
 
@@ -127,6 +141,10 @@ class ActivationsWriter(ArtefactWriter):
         if self._prefix is not None and prefix is not None:
             self._prefix[where] = prefix.astype(self.dtype)
         self.handle.flush()  # a full disk shows now, while the file can still be discarded cleanly
+
+    def write_pooled(self, where: list[int], pooled: np.ndarray) -> None:
+        """Pooled rows (n, D) of the images ``where`` (increasing indices)."""
+        self._pooled[where] = pooled.astype(self.dtype)
 
     def append_rows(self, rows: np.ndarray) -> None:
         """Pooled crop rows (crops mode), appended in row order."""
@@ -146,6 +164,8 @@ class ActivationsWriter(ArtefactWriter):
         group.create_dataset("width", data=np.asarray(images.width, np.int32))
         group.create_dataset("height", data=np.asarray(images.height, np.int32))
         group.create_dataset("skipped", data=np.asarray(images.skipped, bool))
+        mapped = ~np.asarray(images.skipped, bool) if images.mapped is None else np.asarray(images.mapped, bool)
+        group.create_dataset("mapped", data=mapped & ~np.asarray(images.skipped, bool))
         group.create_dataset("logit", data=np.asarray(images.logit, np.float32))
         group.create_dataset("predicted", data=np.asarray(images.predicted, np.int32))
         write_attrs(self.handle, attrs)
@@ -172,6 +192,8 @@ class ActivationCache:
                 "predicted": images["predicted"][()],
             }
             self.kept = np.flatnonzero(~self.images["skipped"])
+            #: the read images whose maps are stored (all of them unless extracted with ``map_images``)
+            self.mapped = np.flatnonzero(images["mapped"][()].astype(bool)) if "mapped" in images else self.kept
             self.row_image = self._file["rows/image"][()]
             self.row_box = self._file["rows/box"][()]
             self.row_position = self._file["rows/position"][()]
@@ -213,7 +235,7 @@ class ActivationCache:
     def n_rows(self) -> int:
         if "activations" in self._file:
             return int(self._file["activations"].shape[0])
-        return len(self.kept) * self.n_positions
+        return len(self.mapped) * self.n_positions
 
     @property
     def block_rows(self) -> int:
@@ -229,18 +251,18 @@ class ActivationCache:
         start, stop = int(start), int(stop)
         if "activations" in self._file:
             return self._file["activations"][start:stop].astype(dtype)
-        n = self.n_positions  # patches mode: rows are the positions of the kept images, image after image
+        n = self.n_positions  # patches mode: rows are the positions of the mapped images, image after image
         if stop <= start:
             return np.zeros((0, self.n_channels), dtype)
         first, last = start // n, (stop - 1) // n
-        block = self.maps(self.kept[first:last + 1], dtype).reshape(-1, self.n_channels)
+        block = self.maps(self.mapped[first:last + 1], dtype).reshape(-1, self.n_channels)
         return block[start - first * n: stop - first * n]
 
     def rows(self, dtype=np.float32) -> np.ndarray:
         """All rows (R, D)."""
         if "activations" in self._file:
             return self._file["activations"][()].astype(dtype)
-        return self.maps(dtype=dtype).reshape(-1, self.n_channels)
+        return self.maps(self.mapped, dtype=dtype).reshape(-1, self.n_channels)
 
     def iter_rows(self, chunk_rows: int = 65536, dtype=np.float32) -> Iterator[np.ndarray]:
         """Rows in order, ``chunk_rows`` at a time."""
@@ -264,7 +286,7 @@ class ActivationCache:
 
     # -- images
     def _per_image(self, name: str, images, dtype) -> np.ndarray:
-        images = self.kept if images is None else np.asarray(images)
+        images = self.mapped if images is None else np.asarray(images)
         dataset = self._file[name]
         if len(images) == 0:
             return np.zeros((0, *dataset.shape[1:]), dtype)
@@ -275,8 +297,17 @@ class ActivationCache:
         return out.astype(dtype)
 
     def maps(self, images=None, dtype=np.float32) -> np.ndarray:
-        """Positions of whole images (n, N, D); ``images`` is a list of image indices (default: kept images)."""
+        """Positions of whole images (n, N, D); ``images`` is a list of image indices (default: the mapped images,
+        i.e. every read one unless extracted with ``map_images``)."""
         return self._per_image("maps", images, dtype)
+
+    def pooled(self, images=None, dtype=np.float32) -> np.ndarray:
+        """Pooled rows (n, D): the mean of each image's positions (default: every read image). Files written before
+        the pooled rows were stored: the mean of the maps."""
+        images = self.kept if images is None else np.asarray(images)
+        if "pooled" in self._file:
+            return self._per_image("pooled", images, dtype)
+        return self.maps(images, dtype).mean(axis=1).astype(dtype)
 
     def prefix(self, images=None, dtype=np.float32) -> np.ndarray | None:
         """Prefix (class/register) tokens (n, P, D) of transformers, else None."""

@@ -19,6 +19,9 @@ CONCEPTS = FileSpec(
         Item("components", "(r, D) float32", "the concept bank W, concepts ordered by total coefficient mass "
                                              "(PCA: explained variance)"),
         Item("coefficients", "(R, r) float32", "U of every cached row, in row order"),
+        Item("image_coefficients", "(n_images, r) float32", "the coefficients of every image's pooled row (its "
+                                                            "presence of each concept; NaN for skipped images), "
+                                                            "also for the images without maps", required=False),
         Item("state/<name>", "array", "what `load_concepts` needs to rebuild the estimator (PCA `mean_`, ICA "
                                       "`unmixing_`, k-means `scale_`, dictionary `lambda_` ...)", required=False),
         Item("state/atoms", "(r,) int64", "dataset scope: the class's concepts as indices into the shared "
@@ -63,6 +66,7 @@ class ConceptsRecord:
     components: np.ndarray
     state: dict[str, np.ndarray] = field(default_factory=dict)
     coefficients: np.ndarray | None = None
+    image_coefficients: np.ndarray | None = None  # (n_images, r); None for files written before 0.3
 
     @property
     def identity(self) -> str:
@@ -98,6 +102,10 @@ class ConceptsWriter(ArtefactWriter):
         self._coefficients[offset:offset + len(block)] = np.asarray(block, np.float32)
         self.handle.flush()
 
+    def write_image_coefficients(self, coefficients: np.ndarray) -> None:
+        """The coefficients (n_images, r) of every image's pooled row (NaN rows for skipped images)."""
+        self.handle.create_dataset("image_coefficients", data=np.asarray(coefficients, np.float32))
+
     def finish(self, *, state: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
         group = self.handle.create_group("state")
         for name, value in state.items():
@@ -115,4 +123,6 @@ def read_concepts(path: str | os.PathLike, *, coefficients: bool = True) -> Conc
             components=np.asarray(handle["components"][()], np.float32),
             state={k: v[()] for k, v in handle["state"].items()} if "state" in handle else {},
             coefficients=np.asarray(handle["coefficients"][()], np.float32) if coefficients else None,
+            image_coefficients=np.asarray(handle["image_coefficients"][()], np.float32)
+            if "image_coefficients" in handle else None,
         )

@@ -17,6 +17,8 @@ METHOD_ARRAYS = ("per_image", "class_importance", "share", "ci_low", "ci_high", 
 #: the per-method fidelity curves
 FIDELITY_ARRAYS = ("x", "deletion_curve", "insertion_curve", "mufidelity_per_image")
 _NOT_METHODS = {"maps", "images", "fidelity"}
+#: the ``share`` attribute of a method group: shares are class_importance / sum(|class_importance|)
+SHARE_DEFINITION = "abs_sum"
 
 IMPORTANCE = FileSpec(
     stage="importance",
@@ -25,11 +27,13 @@ IMPORTANCE = FileSpec(
     datasets=(
         Item("<method>/per_image", "(n_images, r) float32", "importance of each concept on each image (NaN for "
                                                             "skipped images)"),
-        Item("<method>/class_importance", "(r,) float32", "class-level importance: the mean over images (raw)"),
-        Item("<method>/share", "(r,) float32", "class_importance normalised to sum 1"),
+        Item("<method>/class_importance", "(r,) float32", "class-level importance: the mean over images (raw, "
+                                                         "signed for gradient and occlusion)"),
+        Item("<method>/share", "(r,) float32", "signed share: class_importance / sum of abs(class_importance) (in "
+                                               "[-1, 1]; the absolute shares sum to 1)"),
         Item("<method>/ci_low", "(r,) float32", "lower bound of the confidence interval of class_importance"),
         Item("<method>/ci_high", "(r,) float32", "upper bound"),
-        Item("<method>/share_ci_low", "(r,) float32", "the interval divided by the summed class importance"),
+        Item("<method>/share_ci_low", "(r,) float32", "the interval on the share scale (divided by the same sum)"),
         Item("<method>/share_ci_high", "(r,) float32", "upper bound"),
         Item("<method>/ranking", "(r,) int32", "concepts by decreasing class importance"),
         Item("maps/presence", "(n_images, r, H, W) float16", "coefficient of every concept at every feature "
@@ -61,6 +65,8 @@ IMPORTANCE = FileSpec(
              "reconstruction_relative_error", "float", "how well h(UW) reproduces h(A) on the class logit"),
         Item("fidelity/: score, residual, steps, n_subsets, correlation", "", "the fidelity settings"),
         Item("<method>/: method, exact, residual, class_index, settings", "", "per-method attributes"),
+        Item("<method>/: share", "str", "how the share was computed ('abs_sum'; absent: the signed sum, recomputed "
+                                        "when read)"),
     ),
     notes=(
         "Residual: by default the masks act on `(U ⊙ M) W + (A − UW)`, so that with every concept kept the model "
@@ -77,7 +83,7 @@ class MethodImportance:
     method: str
     per_image: np.ndarray  # (n_images, r)
     class_importance: np.ndarray  # (r,) raw
-    share: np.ndarray  # (r,) sums to 1
+    share: np.ndarray  # (r,) class_importance / sum |class_importance| (signed; |share| sums to 1)
     ci_low: np.ndarray
     ci_high: np.ndarray
     share_ci_low: np.ndarray
@@ -121,7 +127,7 @@ def write_importance(path: str | os.PathLike, record: ImportanceRecord) -> Path:
             for key in METHOD_ARRAYS:
                 dtype = np.int32 if key == "ranking" else np.float32
                 group.create_dataset(key, data=np.asarray(getattr(result, key), dtype))
-            write_attrs(group, result.attrs)
+            write_attrs(group, {**result.attrs, "share": SHARE_DEFINITION})
         maps = handle.create_group("maps")
         maps.create_dataset("presence", data=np.asarray(record.presence, np.float16))
         maps.create_dataset("contribution", data=np.asarray(record.contribution, np.float16))
@@ -133,6 +139,18 @@ def write_importance(path: str | os.PathLike, record: ImportanceRecord) -> Path:
                 group.create_dataset(key, data=np.asarray(values, np.float32))
         write_attrs(fid, record.fidelity_attrs)
     return Path(path)
+
+
+def _abs_sum_shares(arrays: dict[str, np.ndarray]) -> None:
+    """Shares of a file written before they were divided by the absolute sum (a signed sum near zero made them
+    explode): recomputed from the raw class importances and their interval."""
+    raw = np.asarray(arrays["class_importance"], np.float64)
+    total = np.abs(raw).sum()
+    scale = 1.0 / total if total > 1e-12 else 0.0
+    arrays["share"] = (raw * scale).astype(np.float32)
+    low, high = np.asarray(arrays["ci_low"], np.float64) * scale, np.asarray(arrays["ci_high"], np.float64) * scale
+    arrays["share_ci_low"], arrays["share_ci_high"] = np.minimum(low, high).astype(np.float32), \
+        np.maximum(low, high).astype(np.float32)
 
 
 def read_importance(path: str | os.PathLike, *, maps: bool = True) -> ImportanceRecord:
@@ -147,7 +165,10 @@ def read_importance(path: str | os.PathLike, *, maps: bool = True) -> Importance
             r = len(arrays["share"])
             for key in METHOD_ARRAYS:  # files from other writers may lack the optional intervals
                 arrays.setdefault(key, np.full(r, np.nan, np.float32))
-            methods[name] = MethodImportance(method=name, attrs=read_attrs(group), **arrays)
+            method_attrs = read_attrs(group)
+            if method_attrs.get("share") != SHARE_DEFINITION:
+                _abs_sum_shares(arrays)
+            methods[name] = MethodImportance(method=name, attrs=method_attrs, **arrays)
         attrs = read_attrs(handle)
         listed = [m for m in (attrs.get("methods") or []) if m in methods]
         methods = {m: methods[m] for m in listed + sorted(set(methods) - set(listed))}

@@ -25,3 +25,6 @@ class ExtractSettings(Section):
     dtype: Literal["float16", "float32"] = setting("float16", "storage dtype of the cached activations")
     compression: Literal["none", "lzf", "gzip"] = setting("none", "HDF5 compression (none: fastest writes)",
                                                           hashed=False)
+    map_images: typing.Union[int, None] = setting(
+        None, "bounded cache: keep the feature maps (and crop rows) of at most this many images per class, evenly "
+              "spaced; every image keeps its logit and pooled row (default: all)", ge=1)

@@ -99,6 +99,47 @@ def test_patches_mode_rows_are_positions(val50, split_info, tmp_path):
         assert tuple(cache.row_box[8]) == (32, 32, 64, 64)  # position (1, 1) of the 7x7 grid, 32 px cells
 
 
+@pytest.mark.parametrize("mode", ["patches", "crops"])
+def test_bounded_cache_keeps_maps_of_some_images_and_pooled_rows_of_all(val50, split_info, tmp_path, mode):
+    from concepts.factorize import factorize_run
+    from concepts.importance import importance_run
+    from concepts.schema import RunFolder
+
+    split, info = split_info
+    kwargs = dict(classes=[TENCH], max_images=5, mode=mode, workers=0, progress=False, split=split, info=info)
+    extract_run(val50, tmp_path / "all", **kwargs)
+    extract_run(val50, tmp_path / "some", map_images=2, **kwargs)
+    path = lambda run: tmp_path / run / "activations" / f"{TENCH}.h5"  # noqa: E731
+    with ActivationCache(path("all")) as full, ActivationCache(path("some")) as some:
+        assert list(some.mapped) == [0, 4] and list(some.kept) == [0, 1, 2, 3, 4]  # evenly spaced, ends kept
+        assert some.attrs["map_images"] == 2 and full.attrs["map_images"] is None
+        per_image = full.n_rows // 5
+        assert some.n_rows == 2 * per_image and set(some.row_image.tolist()) == {0, 4}
+        np.testing.assert_array_equal(some.maps(), full.maps([0, 4]))
+        np.testing.assert_array_equal(some.rows(), full.rows()[np.isin(full.row_image, [0, 4])])
+        np.testing.assert_allclose(some.pooled(), full.maps().mean(axis=1), rtol=2e-3, atol=2e-3)  # float16
+        np.testing.assert_array_equal(some.images["logit"], full.images["logit"])
+    saved = path("all").stat().st_size - path("some").stat().st_size
+    assert saved >= 0.9 * 3 * (1 + (mode == "crops") * 16 / 49) * 49 * 1280 * 2  # 3 maps (and crop rows) fewer
+    factorize_run(tmp_path / "some", n_concepts=3, progress=False)
+    importance_run(tmp_path / "some", models=_cache_for(split, info, path("some")), progress=False)
+    folder = RunFolder(tmp_path / "some")
+    concepts = folder.concepts(TENCH)
+    assert concepts.image_coefficients.shape == (5, 3) and np.isfinite(concepts.image_coefficients).all()
+    record = folder.importance(TENCH)
+    assert list(np.flatnonzero(record.kept)) == [0, 4]
+    assert np.isnan(record.methods["sobol"].per_image[1:4]).all()
+
+
+def _cache_for(split, info, activations):
+    from concepts.models import ModelCache
+
+    models = ModelCache("cpu")
+    with ActivationCache(activations) as cache:
+        models.adopt(split, dict(cache.attrs))
+    return models
+
+
 def _broken_folder(root, val50):
     good = root / "mixed"
     good.mkdir(parents=True)
@@ -191,7 +232,9 @@ def test_killed_run_resumes_to_identical_files(val50, tmp_path):
                 np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-def test_tokens_model_stores_prefix(val50, tmp_path):
+def test_tokens_model_stores_prefix(val50, tmp_path, capsys):
+    from concepts.settings import RunConfig
+
     split, info = load_split("vit_tiny_patch16_224", pretrained=False)
     extract_run(val50, tmp_path, classes=[TENCH], max_images=2, mode="patches", workers=0, progress=False,
                 split=split, info=info)
@@ -199,6 +242,12 @@ def test_tokens_model_stores_prefix(val50, tmp_path):
         assert cache.layout == "tokens" and cache.n_prefix == 1 and cache.grid == (14, 14)
         assert cache.prefix().shape == (2, 1, 192) and cache.n_rows == 2 * 196
         assert cache.attrs["weights"] == "random"
+    # signed tokens and the default concept method (NMF): said on the first batch, not after the whole extraction
+    assert capsys.readouterr().err.count("the activations at this cut are signed") == 1
+    semi = RunConfig().replace(**{"factorize.method": "semi_nmf"})
+    extract_run(val50, tmp_path, config=semi, classes=[TENCH], max_images=2, mode="patches", workers=0,
+                progress=False, split=split, info=info, overwrite=True)
+    assert "signed" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -128,6 +128,20 @@ def test_new_activations_make_concepts_stale(tmp_path):
     assert after["inputs"]["extract"]["creation_id"] == source["creation_id"]
 
 
+def test_warnings_for_few_images_and_an_unconverged_fit(tmp_path, capsys):
+    maps, _ = planted_maps(n_images=3)
+    write_activations(tmp_path, "few", maps)
+    write_activations(tmp_path, "one", maps[:1])
+    factorize_run(tmp_path, n_concepts=4, max_iter=1, seed=0, progress=False)
+    err = capsys.readouterr().err
+    assert "class 'few' has 3 usable images for 4 concepts" in err
+    assert "class 'one' has 1 usable image for 4 concepts" in err  # '1 image', not '1 images'
+    assert "class 'few': nmf stopped after 1 iteration (max_iter 1) before converging" in err
+    assert "2 of 2 classes written stopped at the iteration limit" in err
+    factorize_run(tmp_path, classes=["few"], n_concepts=2, seed=0, progress=False, overwrite=True)
+    assert "warning" not in capsys.readouterr().err  # enough images, converged: nothing to say
+
+
 def test_nan_in_cache_names_the_class_file_and_leaves_nothing(tmp_path):
     maps, _ = planted_maps(seed=4)
     maps[2, 5, 7] = np.nan

@@ -62,7 +62,9 @@ def test_importance_atlas_and_export_explain_the_probe(dino_run):
         with folder.activations(class_id) as cache:
             features = pooled_features(split, cache)
         expected = (features @ probe.weight.T + probe.bias)[:, index].mean()
-        assert record.fidelity_attrs["reconstruction_logit_original"] == pytest.approx(expected, rel=5e-3, abs=5e-3)
+        # the logit is a sum of large terms that cancel (random weights): float32 rounding scales with the terms
+        scale = float((np.abs(features) @ np.abs(probe.weight[index])).mean())
+        assert record.fidelity_attrs["reconstruction_logit_original"] == pytest.approx(expected, abs=2e-3 * scale)
         assert np.isfinite(record.methods["gradient"].per_image[record.kept]).all()
     assert (build_atlas(run, progress=False)).is_file()
     table = pd.read_csv(export_run(run, formats=["csv"], progress=False) / "importances.csv",

@@ -250,8 +250,8 @@ def test_importance_settings_record_the_parameters_but_the_device(linear_problem
     result = SobolImportance(designs=4, device="cpu").attribute(U, W, head, CLS, linear_head=lin)
     assert result.settings == dict(exact="auto", batch_size=128, confidence=0.95, progress=False, designs=4,
                                    sampler="halton", estimator="jansen", seed=0, closed_form="analytic",
-                                   evaluations=0)
+                                   evaluations=0, precision=None)
     from concepts.importance import make_method
 
     made = make_method("occlusion", designs=4, sampler="halton", batch_size=9)  # Sobol-only keys are ignored
-    assert made.get_params() == dict(exact="auto", batch_size=9, device=None, confidence=0.95, progress=False)
+    assert made.get_params() == dict(exact="auto", batch_size=9, device=None, confidence=0.95, progress=False, precision=None)

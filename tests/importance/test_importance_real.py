@@ -7,7 +7,9 @@ import torch
 
 pytestmark = pytest.mark.slow  # loads the model (~15-30 s on 2 shared cores)
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "imagenette" / "val50"
+_ROOT = Path(__file__).resolve().parents[2]  # the shared data beside the project, found from a worktree too
+DATA = next((p / "shared" / "data" for p in _ROOT.parents if (p / "shared" / "data").is_dir()),
+            _ROOT.parent / "shared" / "data") / "imagenette" / "val50"
 CLASSES = {"n01440764": 0, "n03000684": 491}  # tench, chain saw (ImageNet indices)
 N_IMAGES, R = 6, 10
 
