@@ -15,10 +15,13 @@ COLUMNS: dict[str, str] = {
     "class_id": "class identifier (folder name / WordNet id)",
     "class_index": "index of the class logit in the model output (-1 if unknown)",
     "class_name": "human-readable class name",
-    "concept": "index of the concept in the class's concept bank (row of concept_banks.npz[stem])",
-    "rank": "1 = most important concept of the class by this method",
+    "concept": "index of the concept in the class's concept bank (row of concept_banks.npz[stem]); a sub-concept's "
+               "node id r + i (row i of subconcept_banks.npz[stem])",
+    "parent_concept": "the concept (node id) a sub-concept splits; -1 for a concept of the bank",
+    "depth": "0 for a concept of the bank, 1 for its sub-concepts, 2 for theirs ...",
+    "rank": "1 = most important concept of the class by this method (a sub-concept: among its siblings)",
     "importance": "the concept's share of the class's summed importance by this method (sums to 1 over the "
-                  "class's concepts)",
+                  "class's concepts; a sub-concept's shares sum to its parent's)",
     "importance_raw": "raw class-level importance of the method: the mean over images (Sobol: total index; "
                       "gradient and occlusion: contribution to the class logit, in logit units)",
     "ci_low": "lower bound of the confidence interval of importance_raw (NaN if not computed)",
@@ -33,7 +36,7 @@ COLUMNS: dict[str, str] = {
     "layer": "layer where the model was cut",
     "stem": "file stem of the class's artefacts and key in the .npz files",
 }
-INT_COLUMNS = ("class_index", "concept", "rank", "n_images", "n_concepts")
+INT_COLUMNS = ("class_index", "concept", "parent_concept", "depth", "rank", "n_images", "n_concepts")
 FLOAT_COLUMNS = ("importance", "importance_raw", "ci_low", "ci_high", "share_ci_low", "share_ci_high")
 
 CLASS_COLUMNS: dict[str, str] = {
@@ -66,23 +69,50 @@ def _ranks(share: np.ndarray) -> np.ndarray:
     return rank
 
 
+def _common(data: ClassData, method: str) -> dict[str, Any]:
+    return {"class_id": data.class_id, "class_index": int(data.class_index), "class_name": data.class_name,
+            "method": method, "n_images": int(data.n_images), "n_concepts": int(data.n_concepts),
+            "factorization": str(data.concept_attrs.get("method", "")),
+            "model": str(data.act_attrs.get("model", "")), "layer": str(data.act_attrs.get("layer", "")),
+            "stem": data.stem}
+
+
+def subconcept_rows(data: ClassData, method: str) -> pd.DataFrame | None:
+    """One row per sub-concept of a class by ``method`` (None without sub-concept importances)."""
+    sub, tree = data.subconcepts, data.tree
+    if sub is None or tree is None or method not in sub.methods or not len(sub.node):
+        return None
+    arrays = sub.methods[method]
+    positions = np.asarray(sub.node) - data.n_concepts
+    parents = tree.parent[positions]
+    rank = np.ones(len(positions), np.int64)
+    for parent in np.unique(parents):
+        group = np.flatnonzero(parents == parent)
+        rank[group] = _ranks(np.nan_to_num(arrays["share_of_parent"][group], nan=-np.inf))
+    nan = np.full(len(positions), np.nan, np.float32)
+    return pd.DataFrame({**_common(data, method), "concept": np.asarray(sub.node), "parent_concept": parents,
+                         "depth": tree.depth[positions], "rank": rank,
+                         "importance": np.asarray(arrays["share"], np.float32),
+                         "importance_raw": np.asarray(arrays["class_importance"], np.float32), "ci_low": nan,
+                         "ci_high": nan, "share_ci_low": nan, "share_ci_high": nan})
+
+
 def importance_rows(data: ClassData) -> pd.DataFrame:
-    """One row per method and concept of a class."""
+    """One row per method and concept of a class (then its sub-concepts, if any)."""
     parts = []
     for method in sorted(data.methods):
         imp = data.methods[method]
         r = len(imp.share)
         parts.append(pd.DataFrame({
-            "class_id": data.class_id, "class_index": int(data.class_index), "class_name": data.class_name,
-            "concept": np.arange(r), "rank": _ranks(imp.share), "importance": np.asarray(imp.share, np.float32),
+            **_common(data, method), "concept": np.arange(r), "parent_concept": -1, "depth": 0,
+            "rank": _ranks(imp.share), "importance": np.asarray(imp.share, np.float32),
             "importance_raw": np.asarray(imp.class_importance, np.float32),
             "ci_low": np.asarray(imp.ci_low, np.float32), "ci_high": np.asarray(imp.ci_high, np.float32),
             "share_ci_low": np.asarray(imp.share_ci_low, np.float32),
-            "share_ci_high": np.asarray(imp.share_ci_high, np.float32),
-            "method": method, "n_images": int(data.n_images), "n_concepts": int(data.n_concepts),
-            "factorization": str(data.concept_attrs.get("method", "")),
-            "model": str(data.act_attrs.get("model", "")), "layer": str(data.act_attrs.get("layer", "")),
-            "stem": data.stem}))
+            "share_ci_high": np.asarray(imp.share_ci_high, np.float32)}))
+        sub = subconcept_rows(data, method)
+        if sub is not None:
+            parts.append(sub)
     return _typed(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(), COLUMNS)
 
 

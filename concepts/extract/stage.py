@@ -6,6 +6,7 @@ stale when its image list changed since it was written (images added, removed or
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections import Counter
@@ -18,7 +19,7 @@ from ..datasets import discover, read_labels_file, resolve_label
 from ..errors import ClassSkipped, ConceptsError
 from ..runner import ClassJob, StageReport, run_classes, say
 from ..runtime import autocast_dtype, cpu_has_native_bf16, default_workers, thread_limit
-from ..schema import ActivationsWriter, config_hash, identity_attributes, stage_path
+from ..schema import ActivationsWriter, RunFolder, config_hash, identity_attributes, stage_path
 from ..schema.lineage import Wanted
 from ..settings import RunConfig, stage_config
 from .extractor import Sampler, extract_class
@@ -44,11 +45,16 @@ def wanted_settings(cfg: RunConfig) -> dict[str, Any]:
     return {**cfg.extract.hashed(), **cfg.model.hashed()}
 
 
-def model_request(cfg: RunConfig) -> dict[str, Any]:
-    """The model asked for, as the settings say it (checked without loading the model by ``concepts run``)."""
+_MAIN = object()
+
+
+def model_request(cfg: RunConfig, layer: Any = _MAIN) -> dict[str, Any]:
+    """The model asked for at ``layer`` (default: the main layer), as the settings say it (checked without loading
+    the model by ``concepts run``). A layer of a several-layer run asks what a one-layer run at it asks."""
     m = cfg.model
     checkpoint = str(Path(m.checkpoint).expanduser().resolve()) if m.checkpoint else None
-    return {"name": m.name, "checkpoint": checkpoint, "pretrained": bool(m.pretrained), "layer": m.layer}
+    layer = m.main_layer if layer is _MAIN else layer
+    return {"name": m.name, "checkpoint": checkpoint, "pretrained": bool(m.pretrained), "layer": layer}
 
 
 def model_identity(info: dict[str, Any]) -> dict[str, Any]:
@@ -106,9 +112,11 @@ def extract_run(images: str | os.PathLike | None, out: str | os.PathLike | None,
             from ..models import ModelCache
 
             models = models or ModelCache()
-            split, info = models.get(cfg.model.name, cfg.model.checkpoint, cfg.model.layer, cfg.model.pretrained,
-                                     None if cfg.model.device == "auto" else cfg.model.device)
+            split, info = models.get(cfg.model.name, cfg.model.checkpoint, cfg.model.main_layer, cfg.model.pretrained,
+                                     None if cfg.model.device == "auto" else cfg.model.device,
+                                     keep=tuple(layer for layer in cfg.model.layers if layer))
         _check_model(split, info, cfg, progress)
+        cuts = _cuts(split, info, cfg, progress)
         num_classes = int(split.model.num_classes)
         jobs, empty = [], {}
         for cls in found:
@@ -117,7 +125,10 @@ def extract_run(images: str | os.PathLike | None, out: str | os.PathLike | None,
                 say(f"warning: extract: class {cls.class_id!r} has no image files; skipped", progress)
                 continue
             label = resolve_label(cls.class_id, num_classes, table)
-            jobs.append(_job(cfg, split, info, cls.class_id, cls.files, label, progress))
+            if len(cuts) == 1:
+                jobs.append(_job(cfg, split, info, cls.class_id, cls.files, label, progress, path=cuts[0][3](cls.class_id)))
+            else:
+                jobs.append(_layers_job(cfg, cuts, cls.class_id, cls.files, label, progress))
         report = run_classes("extract", jobs, overwrite=overwrite, progress=progress, desc="extract")
     report.skipped.update(empty)
     if progress and not report.written and report.done:
@@ -125,34 +136,92 @@ def extract_run(images: str | os.PathLike | None, out: str | os.PathLike | None,
     return report
 
 
-def _job(cfg: RunConfig, split, info, class_id: str, files: list[Path], label, progress: bool) -> ClassJob:
-    path = stage_path(cfg.out, "extract", class_id)
+def _cuts(split, info, cfg: RunConfig, progress: bool) -> list[tuple]:
+    """``(asked layer, split, info, path of a class)`` of every layer: the main one in the run folder, the others
+    in ``RUN/layers/<name>`` (:mod:`concepts.schema.layout`)."""
+    from ..models import layer_splits
+
+    layers = cfg.model.layers
+    pairs = [(split, info)] if len(layers) == 1 else layer_splits(split, info, layers)
+    folder = RunFolder(cfg.out, must_exist=False)
+    cuts = []
+    for asked, (cut, cut_info) in zip(layers, pairs):
+        where = folder.layer_path(cut_info["layer"], first=pairs[0][1]["layer"])
+        if where != folder.root:
+            say(f"extract: layer {cut_info['layer']} -> {where}", progress)
+        cuts.append((asked, cut, cut_info, lambda class_id, where=where: stage_path(where, "extract", class_id)))
+    return cuts
+
+
+def _wanted(cfg: RunConfig, info, layer, label, files: list[Path]) -> Wanted:
+    config = {"stage": "extract", "settings": wanted_settings(cfg), "request": model_request(cfg, layer),
+              "model": model_identity(info), "class_index": label.index, "class_index_source": label.source}
+    return Wanted(config, config_hash(config), {"images": {"creation_id": image_listing(files), "config_hash": ""}})
+
+
+def _writer(cfg: RunConfig, split, sampler: Sampler, path: Path, n_images: int) -> ActivationsWriter:
+    return ActivationsWriter(path, n_images=n_images, n_positions=split.grid[0] * split.grid[1],
+                             n_channels=split.n_channels, n_prefix=split.n_prefix if split.layout == "tokens" else 0,
+                             crops=cfg.extract.mode == "crops", dtype=DTYPES[cfg.extract.dtype],
+                             compression=cfg.extract.compression, rows_per_image=len(sampler.boxes))
+
+
+def _finish(writer, log, sampler: Sampler, wanted: Wanted, info, split, cfg: RunConfig, class_id, files, label):
+    """The class index (the model's most frequent prediction when no label says it) and the file's tables."""
+    if not log.ok.any():
+        raise ClassSkipped("no readable image")
+    index = label.index
+    if index is None:  # the model's most frequent prediction on the class (recorded as such)
+        index = int(Counter(log.logits[log.ok].argmax(1).tolist()).most_common(1)[0][0])
+    attrs = {**identity_attributes("extract"), **wanted.attributes(), **provenance(info, split, cfg),
+             "class_id": class_id, "class_name": label.name, "class_index": int(index),
+             "class_index_source": label.source, "n_images": len(files), "n_skipped": int((~log.ok).sum())}
+    writer.finish(rows=sampler.row_table(log.row_image), images=log.table(files, index), attrs=attrs)
+
+
+def _workers(cfg: RunConfig, split) -> int:
+    return default_workers(split.device) if cfg.extract.workers is None else int(cfg.extract.workers)
+
+
+def _job(cfg: RunConfig, split, info, class_id: str, files: list[Path], label, progress: bool, *,
+         path: Path | None = None) -> ClassJob:
+    path = path or stage_path(cfg.out, "extract", class_id)
 
     def wanted() -> Wanted:
-        config = {"stage": "extract", "settings": wanted_settings(cfg), "request": model_request(cfg),
-                  "model": model_identity(info), "class_index": label.index, "class_index_source": label.source}
-        return Wanted(config, config_hash(config), {"images": {"creation_id": image_listing(files),
-                                                               "config_hash": ""}})
+        return _wanted(cfg, info, cfg.model.main_layer, label, files)
 
     def work(wanted: Wanted) -> None:
         sampler = Sampler(split, cfg.extract.mode, cfg.extract.patch_size)
-        workers = default_workers(split.device) if cfg.extract.workers is None else int(cfg.extract.workers)
-        shape = dict(n_images=len(files), n_positions=split.grid[0] * split.grid[1], n_channels=split.n_channels,
-                     n_prefix=split.n_prefix if split.layout == "tokens" else 0, crops=cfg.extract.mode == "crops",
-                     dtype=DTYPES[cfg.extract.dtype], compression=cfg.extract.compression,
-                     rows_per_image=len(sampler.boxes))
-        with ActivationsWriter(path, **shape) as writer:
+        with _writer(cfg, split, sampler, path, len(files)) as writer:
             log = extract_class(split, files, writer, sampler, precision=cfg.model.precision,
-                                batch_size=cfg.extract.batch_size, workers=workers, progress=progress,
+                                batch_size=cfg.extract.batch_size, workers=_workers(cfg, split), progress=progress,
                                 desc=class_id, warn=lambda m: say(f"warning: {m}", progress))
-            if not log.ok.any():
-                raise ClassSkipped("no readable image")
-            index = label.index
-            if index is None:  # the model's most frequent prediction on the class (recorded as such)
-                index = int(Counter(log.logits[log.ok].argmax(1).tolist()).most_common(1)[0][0])
-            attrs = {**identity_attributes("extract"), **wanted.attributes(), **provenance(info, split, cfg),
-                     "class_id": class_id, "class_name": label.name, "class_index": int(index),
-                     "class_index_source": label.source, "n_images": len(files), "n_skipped": int((~log.ok).sum())}
-            writer.finish(rows=sampler.row_table(log.row_image), images=log.table(files, index), attrs=attrs)
+            _finish(writer, log, sampler, wanted, info, split, cfg, class_id, files, label)
 
     return ClassJob(class_id, path, wanted, work)
+
+
+def _layers_job(cfg: RunConfig, cuts: list[tuple], class_id: str, files: list[Path], label,
+                progress: bool) -> ClassJob:
+    """One class, several layers: one forward pass writes every layer's file that is not done."""
+    from ..models.taps import LayerTap
+    from .layers import extract_class_layers
+
+    paths = [where(class_id) for _, _, _, where in cuts]
+    makers = [lambda asked=asked, cut_info=cut_info: _wanted(cfg, cut_info, asked, label, files)
+              for asked, _, cut_info, _ in cuts]
+
+    def work(todo: dict[Path, Wanted]) -> None:
+        chosen = [i for i, p in enumerate(paths) if p in todo]
+        splits = [cuts[i][1] for i in chosen]
+        samplers = [Sampler(s, cfg.extract.mode, cfg.extract.patch_size) for s in splits]
+        with contextlib.ExitStack() as stack:
+            writers = [stack.enter_context(_writer(cfg, s, m, paths[i], len(files)))
+                       for i, s, m in zip(chosen, splits, samplers)]
+            log = extract_class_layers(LayerTap(splits), files, writers, samplers, precision=cfg.model.precision,
+                                       batch_size=cfg.extract.batch_size, workers=_workers(cfg, splits[0]),
+                                       progress=progress, desc=class_id, warn=lambda m: say(f"warning: {m}", progress))
+            for i, writer, sampler in zip(chosen, writers, samplers):
+                _finish(writer, log, sampler, todo[paths[i]], cuts[i][2], cuts[i][1], cfg, class_id, files, label)
+
+    return ClassJob(class_id, paths[0], makers[0], work, more=tuple(zip(paths[1:], makers[1:])))

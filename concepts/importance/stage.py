@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
+
 from ..errors import ClassSkipped, ConceptsError
 from ..runner import ClassJob, StageReport, run_classes
 from ..runtime import thread_limit
@@ -34,16 +36,26 @@ def importance_run(run: str | os.PathLike, *, config: RunConfig | None = None, m
     from ..models import ModelCache
 
     cfg = stage_config("importance", config, **settings)
-    folder = RunFolder(run)
+    models = models or ModelCache(None if cfg.model.device == "auto" else cfg.model.device)
+    reports = {}
+    for layer in cfg.model.layers:
+        reports[layer or "main"] = _importance_folder(RunFolder(run, layer=layer), cfg, models, overwrite, progress)
+    report = next(iter(reports.values()))
+    report.layers = dict(list(reports.items())[1:])
+    return report
+
+
+def _importance_folder(folder: RunFolder, cfg: RunConfig, models, overwrite: bool, progress: bool) -> StageReport:
+    """Stage 3 for the classes of one layer's folder."""
     folder.scan("extract").check()  # a damaged input is an error naming it, whatever the class order
     available = folder.classes("factorize")
     todo = list(cfg.data.classes) if cfg.data.classes else available
     missing = [c for c in todo if c not in available]
     if missing:
-        raise ConceptsError(f"no concepts for class(es) {', '.join(missing)} in {run} (run `concepts factorize`)")
+        raise ConceptsError(f"no concepts for class(es) {', '.join(missing)} in {folder.path} "
+                            "(run `concepts factorize`)")
     if not todo:
         raise ConceptsError(f"no concept files in {folder.path / 'concepts'} (run `concepts factorize` first)")
-    models = models or ModelCache(None if cfg.model.device == "auto" else cfg.model.device)
     jobs = [_job(folder, cfg, class_id, models, progress) for class_id in todo]
     with thread_limit(cfg.executor.threads):
         return run_classes("importance", jobs, overwrite=overwrite, progress=progress, desc="importance")
@@ -78,9 +90,9 @@ def importance_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: W
     settings = cfg.importance
     with folder.activations(class_id) as cache:
         attrs = dict(cache.attrs)
-        split = models.for_artefact(attrs)
-        device = split.device
         record = folder.concepts(class_id, coefficients=False)
+        split = models.for_artefact(attrs, keep=_tree_layers(record, attrs))
+        device = split.device
         estimator = estimator_from_record(record, device=device)
         if len(cache.kept) == 0:
             raise ClassSkipped("no readable images")
@@ -94,6 +106,7 @@ def importance_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: W
         try:
             first = importance_pass(data, settings, head, linear, cache.class_index, tuple(cache.grid), device, bar)
             fidelity = fidelity_pass(data, first, settings, head, linear, cache.class_index, device, bar)
+            sub = _subconcepts(folder, class_id, cache, record, first, settings, models, data.blocks, bar)
         finally:
             if bar is not None:
                 bar.close()
@@ -104,9 +117,46 @@ def importance_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: W
                     n_concepts=int(data.W.shape[0]), n_positions=int(cache.n_positions), grid=list(cache.grid),
                     concepts_method=record.method, linear_head=linear is not None, device=str(device),
                     source_config_hash=record.attrs.get("config_hash"))
-        return make_record(first, fidelity, settings, kept=cache.kept, n_images=cache.n_images,
+        made = make_record(first, fidelity, settings, kept=cache.kept, n_images=cache.n_images,
                            class_index=cache.class_index, grid=cache.grid,
                            input_size=int(getattr(split, "input_size", 0) or 0), attrs=root)
+        made.subconcepts = sub
+        return made
+
+
+def _tree_layers(record, attrs) -> tuple[str, ...]:
+    """The layer of a concepts file's sub-concepts when it is not the concepts' own (loaded with the model)."""
+    layer = (record.tree.attrs.get("layer") if record.tree is not None else None) or attrs.get("layer")
+    return (layer,) if layer != attrs.get("layer") else ()
+
+
+def _subconcepts(folder: RunFolder, class_id: str, cache, record, first, settings, models, blocks, bar):
+    """The importances of the sub-concepts of a recursive concepts file (None without sub-concepts)."""
+    from ..factorize.stage import subconcept_estimator
+    from .compute import _full
+    from .subconcepts import SubContext, groups_of, subconcept_pass
+
+    tree = record.tree
+    if tree is None or tree.n_nodes == 0:
+        return None
+    r = record.n_concepts
+    other = _tree_layers(record, cache.attrs)
+    sub_cache = folder.at_layer(other[0]).activations(class_id) if other else cache
+    try:
+        split = models.for_artefact(dict(sub_cache.attrs)) if other else models.for_artefact(dict(cache.attrs))
+        ctx = SubContext(sub_cache, blocks, split.h_positions, split.linear_head(), cache.class_index, split.device,
+                         np.concatenate(first.coefficients), tuple(cache.grid))
+        for parent, nodes, _ in groups_of(tree.parent, tree.depth, r):
+            ctx.estimators[parent] = subconcept_estimator(record, nodes - r, device=split.device)
+        shares = {name: np.asarray(result.share) for name, result in first.results.items()}
+        sub = subconcept_pass(ctx, tree, r, settings, shares, bar)
+    finally:
+        if sub_cache is not cache:
+            sub_cache.close()
+    for arrays in sub.methods.values():
+        arrays["per_image"] = _full(arrays["per_image"].astype(np.float32), cache.kept, cache.n_images)
+    sub.presence = _full(sub.presence, cache.kept, cache.n_images, 0)
+    return sub
 
 
 def load_importance(run: str | os.PathLike, class_id: str, *, maps: bool = True):

@@ -87,7 +87,8 @@ def process_classes(spec: TaskSpec) -> TaskResult:
     result = TaskResult(classes=list(spec.classes), host=os.uname().nodename, pid=os.getpid())
     models = model_cache(cfg)
     t0 = time.perf_counter()
-    models.get(cfg.model.name, cfg.model.checkpoint, cfg.model.layer, cfg.model.pretrained)
+    models.get(cfg.model.name, cfg.model.checkpoint, cfg.model.main_layer, cfg.model.pretrained,
+               keep=tuple(layer for layer in cfg.model.layers if layer))
     result.load_s = time.perf_counter() - t0
     common = dict(overwrite=spec.overwrite, progress=spec.progress)
     t0 = time.perf_counter()

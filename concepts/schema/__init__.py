@@ -12,9 +12,11 @@ from .activations import ACTIVATIONS, ActivationCache, ActivationsWriter, ImageT
 from .concepts import CONCEPTS, ConceptsRecord, ConceptsWriter, read_concepts
 from .hashing import config_hash, file_sha256
 from .hdf5 import FORMAT_VERSION, identity, identity_attributes
-from .importance import IMPORTANCE, ImportanceRecord, MethodImportance, read_importance, write_importance
+from .importance import (IMPORTANCE, ImportanceRecord, MethodImportance, SubconceptImportance, read_importance,
+                         write_importance)
 from .layout import STAGE_FOLDERS, STAGES, safe_filename, stage_path
 from .run import RunFolder, StageScan, open_run
+from .tree import ConceptNode, ConceptTree, concept_tree
 from .runfiles import read_json, read_manifest, replace_folder, write_json, write_manifest, write_text_atomic
 
 SPECS = {spec.stage: spec for spec in (ACTIVATIONS, CONCEPTS, IMPORTANCE)}
@@ -23,8 +25,8 @@ __all__ = [
     "ACTIVATIONS", "CONCEPTS", "IMPORTANCE", "SPECS", "FORMAT_VERSION",
     "ActivationCache", "ActivationsWriter", "ImageTable", "RowTable",
     "ConceptsRecord", "ConceptsWriter", "read_concepts",
-    "ImportanceRecord", "MethodImportance", "read_importance", "write_importance",
-    "RunFolder", "StageScan", "open_run",
+    "ImportanceRecord", "MethodImportance", "SubconceptImportance", "read_importance", "write_importance",
+    "RunFolder", "StageScan", "open_run", "ConceptNode", "ConceptTree", "concept_tree",
     "STAGE_FOLDERS", "STAGES", "safe_filename", "stage_path", "config_hash", "file_sha256", "identity",
     "identity_attributes", "read_json", "write_json", "write_text_atomic", "read_manifest", "write_manifest",
     "replace_folder",
