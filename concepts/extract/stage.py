@@ -54,6 +54,7 @@ def model_request(cfg: RunConfig, layer: Any = _MAIN) -> dict[str, Any]:
     m = cfg.model
     checkpoint = str(Path(m.checkpoint).expanduser().resolve()) if m.checkpoint else None
     layer = m.main_layer if layer is _MAIN else layer
+    layer = None if layer in ("", "features") else layer  # 'features' names the default cut (ModelSplit)
     return {"name": m.name, "checkpoint": checkpoint, "pretrained": bool(m.pretrained), "layer": layer}
 
 
