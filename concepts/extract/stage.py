@@ -148,7 +148,7 @@ def _cuts(split, info, cfg: RunConfig, progress: bool) -> list[tuple]:
     cuts = []
     for asked, (cut, cut_info) in zip(layers, pairs):
         where = folder.layer_path(cut_info["layer"], first=pairs[0][1]["layer"])
-        if where != folder.root:
+        if where != folder.root and progress:
             say(f"extract: layer {cut_info['layer']} -> {where}", progress)
         cuts.append((asked, cut, cut_info, lambda class_id, where=where: stage_path(where, "extract", class_id)))
     return cuts
