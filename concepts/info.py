@@ -68,6 +68,18 @@ def run_summary(run: str | os.PathLike, layer: str | None = None) -> dict[str, A
     return summary
 
 
+def _tree_line(tree: dict[str, Any]) -> str:
+    return (f"    sub-concepts: {tree['nodes']} of at most {tree['bound']} (depth {tree['depth']}, "
+            f"{tree['sub_concepts']} per concept, rows >= percentile {tree['percentile']}, layer {tree['layer']}; "
+            f"{tree['not_split']} not split) {round(float(tree['seconds'] or 0), 2)} s")
+
+
+def _layers_line(summary: dict[str, Any]) -> str:
+    layers = summary["layers"]
+    return (f"layers ({len(layers)}): " + ", ".join(f"{name}{' (shown)' if name == summary.get('layer') else ''}"
+                                                   for name in layers) + "; choose one with --layer")
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     lines = [f"run: {summary['run']}"]
     prov = summary["provenance"]
@@ -78,11 +90,8 @@ def format_summary(summary: dict[str, Any]) -> str:
                                                    if prov.get("mode") == "crops" else ""))
         lines.append(f"preprocessing: {prov.get('preprocessing')}  storage: {prov.get('dtype')}  "
                      f"precision: {prov.get('precision')}  concepts {prov.get('package_version')}  {prov.get('created')}")
-    layers = summary.get("layers") or {}
-    if len(layers) > 1:
-        lines.append(f"layers ({len(layers)}): " + ", ".join(
-            f"{name}{' (shown)' if name == summary.get('layer') else ''}" for name in layers)
-            + "; choose one with --layer")
+    if len(summary.get("layers") or {}) > 1:
+        lines.append(_layers_line(summary))
     stages = summary["stages"]
     n = len(summary["classes"])
     lines.append(f"stages done: extract {stages['extract']}/{n}, factorize {stages['factorize']}/{n}, "
@@ -112,11 +121,8 @@ def format_summary(summary: dict[str, Any]) -> str:
                          f"rel.error={err if err is None else round(float(err), 4)} dead={c.get('dead')} "
                          f"iters={c.get('n_iter')} converged={c.get('converged')} "
                          f"{round(float(c.get('seconds') or 0), 2)} s")
-        tree = (c or {}).get("tree")
-        if tree:
-            lines.append(f"    sub-concepts: {tree['nodes']} of at most {tree['bound']} (depth {tree['depth']}, "
-                         f"{tree['sub_concepts']} per concept, rows >= percentile {tree['percentile']}, layer "
-                         f"{tree['layer']}; {tree['not_split']} not split) {round(float(tree['seconds'] or 0), 2)} s")
+        if (c or {}).get("tree"):
+            lines.append(_tree_line(c["tree"]))
         for method, ranking in (entry.get("importance") or {}).items():
             top = ", ".join(f"#{k} {share:.1%}" for k, share in ranking[:5])
             lines.append(f"    importance[{method}]: {top}")

@@ -92,6 +92,7 @@ def _factorize_folder(folder: RunFolder, cfg: RunConfig, overwrite: bool, progre
     if not wanted_classes:
         raise ConceptsError(f"no activations in {folder.path / 'activations'} (run `concepts extract` first)")
     sub = folder.at_layer(cfg.factorize.sub_layer) if cfg.factorize.recursive and cfg.factorize.sub_layer else None
+    sub = None if sub is not None and sub.path == folder.path else sub  # the concepts' own layer
     jobs = [_job(folder, cfg, class_id, sub) for class_id in wanted_classes]
     with thread_limit(cfg.executor.threads):
         return run_classes("factorize", jobs, overwrite=overwrite, progress=progress,

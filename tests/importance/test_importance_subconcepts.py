@@ -34,7 +34,7 @@ def _run(tmp_path, linear_head: bool):
     models = ModelCache("cpu")
     with h5py.File(stage_path(tmp_path, "extract", "a"), "r") as handle:
         models.adopt(split, {k: (v.decode() if isinstance(v, bytes) else v) for k, v in handle.attrs.items()})
-    importance_run(tmp_path, methods=["gradient", "occlusion"], models=models, progress=False)
+    importance_run(tmp_path, methods=["gradient", "occlusion"], models=models, n_subsets=8, steps=2, progress=False)
     return maps.astype(np.float32), split
 
 
