@@ -102,7 +102,8 @@ def importance_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: W
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=2 * len(cache.kept), desc=f"importance {class_id}", unit="img", leave=False)
+            levels = len(set(record.tree.depth.tolist())) if record.tree is not None else 0  # sub-concept passes
+            bar = tqdm(total=(2 + levels) * len(cache.kept), desc=f"importance {class_id}", unit="img", leave=False)
         try:
             first = importance_pass(data, settings, head, linear, cache.class_index, tuple(cache.grid), device, bar)
             fidelity = fidelity_pass(data, first, settings, head, linear, cache.class_index, device, bar)
