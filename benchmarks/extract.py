@@ -8,6 +8,10 @@ For each sampling mode it prints images/s of
   * bare:    g on the preprocessed input tensors already in memory (the full image, plus its crops in crops mode),
   * extract: `concepts.extract_run` end to end (JPEG decoding in DataLoader workers, crops, the HDF5 writes),
 and their ratio (target on a CPU: >= 0.8). Both run in this process, one after the other, with the same threads.
+
+With ``--layers A,B`` it then times, per mode, `extract_run` at the first layer alone against all the listed layers
+in one forward pass (same loaded model, runs alternated ``--repeats`` times) and prints the wall-time ratio of the
+several-layer run to the one-layer run (target <= 1.3 for two layers).
 """
 from __future__ import annotations
 
@@ -63,6 +67,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--precision", default=None)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--layers", default=None, help="A,B: also time A alone against A and B in one pass")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     if not Path(args.images).is_dir():
         print(f"skipped: image folder {args.images} not found (the shared reference photos)")
@@ -90,7 +96,40 @@ def main() -> int:
         finally:
             shutil.rmtree(out, ignore_errors=True)
         print(f"{mode:8s} {bare:11.1f} {ours:14.1f} {ours / bare:6.2f}")
+    if args.layers:
+        layer_ratio(args, split, info, classes)
     return 0
+
+
+def _timed_extract(args, split, info, classes, mode: str, layers: list[str]) -> float:
+    out = Path(tempfile.mkdtemp(prefix="bench-layers-"))
+    try:
+        start = time.perf_counter()
+        extract_run(args.images, out, classes=classes, max_images=args.max_images, mode=mode, layer=layers,
+                    batch_size=args.batch_size, workers=args.workers, precision=args.precision, progress=False,
+                    split=split, info=info)
+        return time.perf_counter() - start
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def layer_ratio(args, split, info, classes) -> None:
+    """Wall time of all ``--layers`` in one pass over the first layer alone, alternated ``--repeats`` times."""
+    from concepts.models import layer_splits
+
+    layers = args.layers.split(",")
+    first, first_info = layer_splits(split, info, layers[:1])[0]
+    print(f"\nlayers {' + '.join(layers)} in one pass against {layers[0]} alone ({args.repeats} repeats, "
+          "alternated; wall seconds)")
+    print(f"{'mode':8s} {'one layer s':>12s} {'all layers s':>13s} {'ratio':>6s} {'ratio range':>12s}")
+    for mode in args.modes.split(","):
+        one, many = [], []
+        for _ in range(args.repeats):
+            one.append(_timed_extract(args, first, first_info, classes, mode, layers[:1]))
+            many.append(_timed_extract(args, first, first_info, classes, mode, layers))
+        ratios = [m / o for m, o in zip(many, one)]
+        print(f"{mode:8s} {min(one):12.2f} {min(many):13.2f} {min(many) / min(one):6.2f} "
+              f"{min(ratios):5.2f}-{max(ratios):.2f}")
 
 
 if __name__ == "__main__":

@@ -11,9 +11,18 @@ from .errors import ConceptsError
 from .schema import STAGES, RunFolder
 
 
-def run_summary(run: str | os.PathLike) -> dict[str, Any]:
-    """A JSON-able summary of the run folder."""
-    folder = RunFolder(run)
+def _tree_summary(attrs: dict[str, Any], tree) -> dict[str, Any]:
+    """The size of a class's sub-concept tree against its bound r x (s + ... + s^depth)."""
+    a = tree.attrs
+    return {"nodes": int(tree.n_nodes), "bound": int(a.get("bound", 0)), "depth": a.get("depth"),
+            "sub_concepts": a.get("sub_concepts"), "percentile": a.get("percentile"), "layer": a.get("layer"),
+            "not_split": a.get("not_split"), "seconds": a.get("seconds"),
+            "levels": {int(d): int((tree.depth == d).sum()) for d in np.unique(tree.depth)}}
+
+
+def run_summary(run: str | os.PathLike, layer: str | None = None) -> dict[str, Any]:
+    """A JSON-able summary of the run folder (of one of its cached layers: ``layer``; default the main one)."""
+    folder = RunFolder(run, layer=layer)
     run = folder.path
     scans = {stage: folder.scan(stage) for stage in STAGES}
     stages = {stage: scan.found for stage, scan in scans.items()}
@@ -35,10 +44,13 @@ def run_summary(run: str | os.PathLike) -> dict[str, Any]:
                         "model", "weights", "weights_sha256", "layer", "layout", "grid", "n_prefix", "mode",
                         "patch_size", "stride", "dtype", "precision", "preprocessing", "package_version", "created")}
         if class_id in stages["factorize"]:
-            attrs = folder.concepts(class_id, coefficients=False).attrs
+            record = folder.concepts(class_id, coefficients=False)
+            attrs = record.attrs
             entry["concepts"] = {k: attrs.get(k) for k in (
                 "method", "n_concepts", "seed", "rel_error", "sparsity_l0", "hoyer", "dead", "n_iter",
                 "converged", "seconds")}
+            if record.tree is not None:
+                entry["concepts"]["tree"] = _tree_summary(attrs, record.tree)
         if class_id in stages["importance"]:
             record = folder.importance(class_id, maps=False)
             entry["importance"] = {
@@ -53,9 +65,23 @@ def run_summary(run: str | os.PathLike) -> dict[str, Any]:
     summary["stages"] = {stage: sum(s.stages[stage] == "done" for s in statuses.values()) for stage in STAGES}
     summary["not_done"] = {stage: {c: s.stages[stage] for c, s in statuses.items() if s.stages[stage] != "done"}
                            for stage in STAGES}
+    summary["layers"] = {name: str(path) for name, path in folder.layers().items()}
+    summary["layer"] = next((name for name, path in folder.layers().items() if path == folder.path), layer)
     summary["stages"]["atlas"] = (run / "atlas" / "index.html").is_file()
     summary["stages"]["export"] = (run / "exports" / "manifest.json").is_file()
     return summary
+
+
+def _tree_line(tree: dict[str, Any]) -> str:
+    return (f"    sub-concepts: {tree['nodes']} of at most {tree['bound']} (depth {tree['depth']}, "
+            f"{tree['sub_concepts']} per concept, rows >= percentile {tree['percentile']}, layer {tree['layer']}; "
+            f"{tree['not_split']} not split) {round(float(tree['seconds'] or 0), 2)} s")
+
+
+def _layers_line(summary: dict[str, Any]) -> str:
+    layers = summary["layers"]
+    return (f"layers ({len(layers)}): " + ", ".join(f"{name}{' (shown)' if name == summary.get('layer') else ''}"
+                                                   for name in layers) + "; choose one with --layer")
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -68,6 +94,8 @@ def format_summary(summary: dict[str, Any]) -> str:
                                                    if prov.get("mode") == "crops" else ""))
         lines.append(f"preprocessing: {prov.get('preprocessing')}  storage: {prov.get('dtype')}  "
                      f"precision: {prov.get('precision')}  concepts {prov.get('package_version')}  {prov.get('created')}")
+    if len(summary.get("layers") or {}) > 1:
+        lines.append(_layers_line(summary))
     stages = summary["stages"]
     n = len(summary["classes"])
     lines.append(f"stages done: extract {stages['extract']}/{n}, factorize {stages['factorize']}/{n}, "
@@ -102,6 +130,8 @@ def format_summary(summary: dict[str, Any]) -> str:
                          f"rel.error={err if err is None else round(float(err), 4)} dead={c.get('dead')} "
                          f"iters={c.get('n_iter')} converged={c.get('converged')} "
                          f"{round(float(c.get('seconds') or 0), 2)} s")
+        if (c or {}).get("tree"):
+            lines.append(_tree_line(c["tree"]))
         for method, ranking in (entry.get("importance") or {}).items():
             top = ", ".join(f"#{k} {share:.1%}" for k, share in ranking[:5])
             lines.append(f"    importance[{method}]: {top}")

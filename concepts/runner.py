@@ -10,6 +10,7 @@ other classes go on; any other error stops the stage.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ class StageReport:
     stale: list[str] = field(default_factory=list)  # written because an input had changed
     done: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    layers: dict[str, "StageReport"] = field(default_factory=dict)  # several layers: the report of each other one
 
     def summary(self, where: str = "") -> str:
         parts = [f"{len(self.written)} written" + (f" ({len(self.stale)} were stale)" if self.stale else ""),
@@ -51,7 +53,10 @@ class StageReport:
             parts.append(f"{len(self.skipped)} skipped: " + "; ".join(f"{c} ({why})" for c, why in
                                                                      list(self.skipped.items())[:5])
                          + (" ..." if len(self.skipped) > 5 else ""))
-        return f"{self.stage}: " + ", ".join(parts) + (f" in {where}" if where else "")
+        text = f"{self.stage}: " + ", ".join(parts) + (f" in {where}" if where else "")
+        for layer, report in self.layers.items():
+            text += f"; layer {layer}: " + report.summary().split(": ", 1)[1]
+        return text
 
     def files(self) -> list[Path]:
         """The class files the stage holds now (written or already done), in class order."""
@@ -70,12 +75,32 @@ class StageReport:
 
 @dataclass
 class ClassJob:
-    """One class of a stage: its id, the file it writes, what that file should be, and how to make it."""
+    """One class of a stage: its id, the file it writes, what that file should be, and how to make it.
+
+    ``more``: further files the same work writes (the other layers of a several-layer extraction), as
+    ``(path, wanted)`` pairs; ``work`` is then called with ``{path: Wanted}`` of every file that is not done.
+    """
 
     class_id: str
     path: Path
     wanted: Callable[[], Wanted]
     work: Callable[[Wanted], None]
+    more: tuple = ()
+
+
+def _run_job(job: ClassJob, stage: str, overwrite: bool, progress: bool) -> str:
+    """Lock the job's files, decide, work; returns the class's status (``done``, ``todo`` or ``stale``)."""
+    outputs = [(job.path, job.wanted), *job.more]
+    with contextlib.ExitStack() as locks:
+        for path in sorted({p for p, _ in outputs}):  # one order for every process: no deadlock
+            locks.enter_context(artefact_lock(path, say=lambda m: say(m, progress)))
+        wanted = {path: make() for path, make in outputs}
+        status = {path: existing_status(path, w, overwrite, stage) for path, w in wanted.items()}
+        todo = {path: w for path, w in wanted.items() if status[path] != "done"}
+        if not todo:
+            return "done"
+        job.work(todo if job.more else wanted[job.path])
+    return "stale" if "stale" in status.values() else "todo"
 
 
 def run_classes(stage: str, jobs: Iterable[ClassJob], *, overwrite: bool = False, progress: bool = True,
@@ -87,20 +112,16 @@ def run_classes(stage: str, jobs: Iterable[ClassJob], *, overwrite: bool = False
     report = StageReport(stage)
     for job in tqdm(jobs, desc=desc or stage, unit="class", disable=not progress or len(jobs) < 2):
         try:
-            with artefact_lock(job.path, say=lambda m: say(m, progress)):
-                wanted = job.wanted()
-                status = existing_status(job.path, wanted, overwrite, stage)
-                if status == "done":
-                    report.done.append(job.class_id)
-                    report.paths[job.class_id] = job.path
-                    continue
-                job.work(wanted)
+            status = _run_job(job, stage, overwrite, progress)
         except ClassSkipped as exc:
             report.skipped[job.class_id] = str(exc)
             say(f"warning: {stage}: class {job.class_id!r} skipped: {exc}", progress)
             continue
+        report.paths[job.class_id] = job.path
+        if status == "done":
+            report.done.append(job.class_id)
+            continue
         report.written.append(job.class_id)
         if status == "stale":
             report.stale.append(job.class_id)
-        report.paths[job.class_id] = job.path
     return report

@@ -22,6 +22,9 @@ def register(subparsers) -> None:
     parser.add_argument("--epochs", type=int, default=6, help="training epochs (default 6)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the images and of the training")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for training")
+    parser.add_argument("--variant", default="standard", choices=["standard", "subtypes"],
+                        help="subtypes: the stripes of class zebra come as two sub-types, at 0 and 90 degrees, "
+                             "labelled per pixel in the masks (a test of recursive sub-concepts)")
     add_device(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -35,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConceptsError("--images-per-class, --train-per-class and --epochs must be >= 1")
     meta = make_synthetic(args.out, n_per_class=args.images_per_class, n_train_per_class=args.train_per_class,
                           epochs=args.epochs, seed=args.seed, threads=args.threads, device=args.device,
-                          progress=not args.quiet)
+                          progress=not args.quiet, variant=args.variant)
     m = meta["model"]
     print(f"synth: {len(meta['classes'])} classes x {args.images_per_class} images in {args.out}/images; "
-          f"synth_cnn test accuracy {m['test_accuracy']:.3f} ({m['train_seconds']} s); weights {args.out}/{m['weights']}")
+          f"{m['name']} test accuracy {m['test_accuracy']:.3f} ({m['train_seconds']} s); weights {args.out}/{m['weights']}")
     return 0

@@ -11,6 +11,13 @@ and therefore carry no class information.
 
 Everything is deterministic from a seed: ``render_scene(class_index, rng)`` draws one
 scene, ``generate(n_per_class, seed)`` a whole set.
+
+The ``subtypes`` variant (``concepts synth --variant subtypes``) plants one key concept with two visually distinct
+sub-types that count as the same class cue: the ``stripes`` of class ``zebra`` are horizontal (0 degrees) or
+vertical (90 degrees), each object one of the two with probability 1/2, instead of diagonal. ``Scene.subtypes``
+(and ``subtypes`` in the mask files) labels every pixel with its sub-type (0: none, 1: stripes at 0 degrees, 2:
+stripes at 90 degrees), so that a recursive decomposition can be checked against the truth. Every other concept
+and class, and every random draw of the standard set, are unchanged.
 """
 from __future__ import annotations
 
@@ -48,6 +55,11 @@ CLASSES = (
     ("box", "blue_square"),
 )
 SHARED = ("green_triangle", "yellow_ring")
+
+#: the data set variants; ``subtypes``: the stripes of ``zebra`` come as two sub-types (see the module docstring)
+VARIANTS = ("standard", "subtypes")
+#: the sub-types of the ``subtypes`` variant: concept -> sub-type names, labelled 1, 2, ... in ``Scene.subtypes``
+SUBTYPES = {"stripes": ("stripes_0deg", "stripes_90deg")}
 SHARED_PROBABILITY = 0.5
 
 COLOURS = {
@@ -70,9 +82,17 @@ def class_concepts(class_index: int) -> dict[str, list[str]]:
     return {"key": [CLASSES[class_index][1]], "shared": list(SHARED)}
 
 
-def definition() -> dict:
+def check_variant(variant: str) -> str:
+    if variant not in VARIANTS:
+        raise ConceptsError(f"unknown synthetic variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    return variant
+
+
+def definition(variant: str = "standard") -> dict:
     """The JSON-able description of the data set: concepts, labels and class definitions."""
     return {
+        "variant": check_variant(variant),
+        "subtypes": {k: list(v) for k, v in SUBTYPES.items()} if variant == "subtypes" else {},
         "image_size": IMAGE_SIZE,
         "concepts": list(CONCEPTS),
         "background_label": 0,
@@ -97,6 +117,7 @@ class Scene:
     labels: np.ndarray  # (S, S) uint8, 0 = background, k = CONCEPTS[k]
     class_index: int
     present: list[str]  # planted concepts in the scene
+    subtypes: np.ndarray | None = None  # (S, S) uint8 sub-type labels (the ``subtypes`` variant), else None
 
     def masks(self) -> np.ndarray:
         """(K+1, S, S) bool one-hot masks, index = concept label (0 = background)."""
@@ -131,9 +152,12 @@ def _region(kind: str, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, r: 
     raise ValueError(kind)
 
 
-def _texture(name: str, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Boolean 'ink' pattern of a texture concept over the whole image (phase drawn at random)."""
+def _texture(name: str, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator, subtype: int = 0) -> np.ndarray:
+    """Boolean 'ink' pattern of a texture concept over the whole image (phase drawn at random). ``subtype`` of
+    the stripes: 0 diagonal (the standard set), 1 horizontal (0 degrees), 2 vertical (90 degrees)."""
     py, px = rng.integers(0, 8, size=2)
+    if name == "stripes" and subtype:  # period 8 px, along x (horizontal bands) or along y
+        return ((yy + py) // 4) % 2 == 0 if subtype == 1 else ((xx + px) // 4) % 2 == 0
     if name == "stripes":  # diagonal stripes, period 8 px
         return ((yy + xx + py) // 4) % 2 == 0
     if name == "checker":  # 4-px checkerboard
@@ -144,13 +168,17 @@ def _texture(name: str, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator
 
 
 def _draw(name: str, img: np.ndarray, labels: np.ndarray, cy: float, cx: float, r: float,
-          rng: np.random.Generator) -> None:
+          rng: np.random.Generator, subtypes: np.ndarray | None = None) -> None:
     size = img.shape[0]
     yy, xx = np.mgrid[0:size, 0:size]
     label = CONCEPT_INDEX[name]
     if name in ("stripes", "checker", "dots"):
         support = _region("disk" if rng.random() < 0.5 else "square", yy, xx, cy, cx, r)
-        ink = _texture(name, yy, xx, rng)
+        subtype = 0
+        if subtypes is not None and name in SUBTYPES:
+            subtype = 1 + int(rng.integers(len(SUBTYPES[name])))
+            subtypes[support] = subtype
+        ink = _texture(name, yy, xx, rng, subtype)
         img[support & ink] = BLACK
         img[support & ~ink] = WHITE
     else:
@@ -179,8 +207,10 @@ def _place(n: int, rng: np.random.Generator, size: int) -> list[tuple[float, flo
     raise RuntimeError("could not place objects")  # pragma: no cover - never with n <= 3 at 64 px
 
 
-def render_scene(class_index: int, rng: np.random.Generator, size: int = IMAGE_SIZE) -> Scene:
+def render_scene(class_index: int, rng: np.random.Generator, size: int = IMAGE_SIZE,
+                 variant: str = "standard") -> Scene:
     """Draw one scene of class ``class_index``: its key concept plus each shared one with p = 1/2."""
+    check_variant(variant)
     if not 0 <= class_index < len(CLASSES):
         raise ConceptsError(f"class index {class_index} out of range 0..{len(CLASSES) - 1}")
     present = [CLASSES[class_index][1]] + [s for s in SHARED if rng.random() < SHARED_PROBABILITY]
@@ -188,22 +218,23 @@ def render_scene(class_index: int, rng: np.random.Generator, size: int = IMAGE_S
     present = [present[i] for i in order]
     img = _background(rng, size)
     labels = np.zeros((size, size), dtype=np.uint8)
+    subtypes = np.zeros((size, size), dtype=np.uint8) if variant == "subtypes" else None
     for name, (cy, cx, r) in zip(present, _place(len(present), rng, size)):
-        _draw(name, img, labels, cy, cx, r, rng)
-    return Scene(np.round(img).astype(np.uint8), labels, class_index, present)
+        _draw(name, img, labels, cy, cx, r, rng, subtypes)
+    return Scene(np.round(img).astype(np.uint8), labels, class_index, present, subtypes)
 
 
-def generate(n_per_class: int, seed: int = 0, size: int = IMAGE_SIZE) -> Iterator[Scene]:
+def generate(n_per_class: int, seed: int = 0, size: int = IMAGE_SIZE, variant: str = "standard") -> Iterator[Scene]:
     """Yield ``n_per_class`` scenes of every class, class by class; deterministic from ``seed``."""
     for c in range(len(CLASSES)):
         rng = np.random.default_rng([seed, c])
         for _ in range(n_per_class):
-            yield render_scene(c, rng, size)
+            yield render_scene(c, rng, size, variant)
 
 
-def generate_arrays(n_per_class: int, seed: int = 0, size: int = IMAGE_SIZE):
+def generate_arrays(n_per_class: int, seed: int = 0, size: int = IMAGE_SIZE, variant: str = "standard"):
     """All scenes as arrays: images (N,S,S,3) uint8, labels (N,S,S) uint8, classes (N,) int64."""
-    scenes = list(generate(n_per_class, seed, size))
+    scenes = list(generate(n_per_class, seed, size, variant))
     images = np.stack([s.image for s in scenes])
     labels = np.stack([s.labels for s in scenes])
     classes = np.array([s.class_index for s in scenes], dtype=np.int64)
@@ -216,9 +247,11 @@ def generate_arrays(n_per_class: int, seed: int = 0, size: int = IMAGE_SIZE):
 DEFINITION_FILE = "synthetic.json"
 
 
-def write_dataset(out: str | os.PathLike, n_per_class: int, seed: int = 0, progress: bool = True) -> Path:
+def write_dataset(out: str | os.PathLike, n_per_class: int, seed: int = 0, progress: bool = True,
+                  variant: str = "standard") -> Path:
     """Write ``out/images/<class>/<class>_<i>.png``, ``out/masks/<class>/<same stem>.npz``
-    (``labels`` (S,S) uint8) and ``out/synthetic.json``. Returns ``out``."""
+    (``labels`` (S,S) uint8, and ``subtypes`` in the ``subtypes`` variant) and ``out/synthetic.json``.
+    Returns ``out``."""
     from PIL import Image
     from tqdm.auto import tqdm
 
@@ -228,15 +261,16 @@ def write_dataset(out: str | os.PathLike, n_per_class: int, seed: int = 0, progr
         (out / "images" / folder).mkdir(parents=True, exist_ok=True)
         (out / "masks" / folder).mkdir(parents=True, exist_ok=True)
     counters = [0] * len(folders)
-    scenes = generate(n_per_class, seed)
+    scenes = generate(n_per_class, seed, variant=variant)
     for scene in tqdm(scenes, total=n_per_class * len(folders), desc="synthetic images", disable=not progress):
         c = scene.class_index
         stem = f"{folders[c]}_{counters[c]:04d}"
         counters[c] += 1
         Image.fromarray(scene.image).save(out / "images" / folders[c] / f"{stem}.png")
+        extra = {} if scene.subtypes is None else {"subtypes": scene.subtypes}
         np.savez_compressed(out / "masks" / folders[c] / f"{stem}.npz", labels=scene.labels,
-                            present=np.array(scene.present))
-    meta = definition() | {"seed": seed, "n_per_class": n_per_class}
+                            present=np.array(scene.present), **extra)
+    meta = definition(variant) | {"seed": seed, "n_per_class": n_per_class}
     (out / DEFINITION_FILE).write_text(json.dumps(meta, indent=2))
     return out
 
@@ -250,8 +284,9 @@ def find_dataset_root(image_path: str | os.PathLike) -> Path | None:
     return None
 
 
-def load_mask(image_path: str | os.PathLike) -> np.ndarray:
-    """The (S,S) uint8 label map of a synthetic image written by :func:`write_dataset`."""
+def load_mask(image_path: str | os.PathLike, key: str = "labels") -> np.ndarray:
+    """The (S,S) uint8 label map of a synthetic image written by :func:`write_dataset` (``key='subtypes'``: its
+    sub-type map, ``subtypes`` variant)."""
     p = Path(image_path).resolve()
     root = find_dataset_root(p)
     if root is None:
@@ -261,7 +296,10 @@ def load_mask(image_path: str | os.PathLike) -> np.ndarray:
     if not mask.is_file():
         raise ConceptsError(f"mask {mask} of {image_path} is missing")
     with np.load(mask) as data:
-        return data["labels"]
+        if key not in data:
+            raise ConceptsError(f"{mask} has no {key!r} map (sub-types: a data set of `concepts synth --variant "
+                                "subtypes`)")
+        return data[key]
 
 
 def load_definition(root: str | os.PathLike) -> dict:

@@ -42,7 +42,7 @@ class SynthCNN(nn.Module):
     """conv(3->w1, s1) - conv(w1->w2, s2) - conv(w2->w3, s2) - conv(w3->D, s2) - GAP - linear."""
 
     def __init__(self, num_classes: int = len(synthetic.CLASSES), widths=(24, 48, 64, 64), in_chans: int = 3,
-                 drop_rate: float = 0.0, **kwargs):
+                 drop_rate: float = 0.0, num_aux: int = len(synthetic.CONCEPTS) - 1, **kwargs):
         super().__init__()
         w1, w2, w3, d = widths
         layers = []
@@ -59,7 +59,7 @@ class SynthCNN(nn.Module):
         self.fc = nn.Linear(d, num_classes)
         # Auxiliary concept-presence head, used only in training (see ``train``): it makes the last
         # feature map represent every planted concept, not only the class-defining ones.
-        self.aux = nn.Linear(d, len(synthetic.CONCEPTS) - 1)
+        self.aux = nn.Linear(d, num_aux)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
@@ -83,20 +83,25 @@ class SynthCNN(nn.Module):
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
-default_cfgs = generate_default_cfgs({
-    f"{MODEL_NAME}.untrained": {
-        "url": "",
-        "num_classes": len(synthetic.CLASSES),
-        "input_size": (3, synthetic.IMAGE_SIZE, synthetic.IMAGE_SIZE),
-        "pool_size": (synthetic.IMAGE_SIZE // 8, synthetic.IMAGE_SIZE // 8),
-        "crop_pct": 1.0,
-        "interpolation": "bilinear",
-        "mean": MEAN,
-        "std": STD,
-        "first_conv": "features.0",
-        "classifier": "fc",
-    }
-})
+#: the architecture trained for each variant of the data set: ``synth_cnn_subtypes`` is ``synth_cnn`` whose auxiliary
+#: head tells the two sub-types of the stripes apart (one output more), so that its last map represents them as a
+#: real network represents more than its task needs; its classifier is the same 5-class head
+VARIANT_MODELS = {"standard": MODEL_NAME, "subtypes": f"{MODEL_NAME}_subtypes"}
+_AUX = {"standard": len(synthetic.CONCEPTS) - 1, "subtypes": len(synthetic.CONCEPTS)}
+
+_CFG = {
+    "url": "",
+    "num_classes": len(synthetic.CLASSES),
+    "input_size": (3, synthetic.IMAGE_SIZE, synthetic.IMAGE_SIZE),
+    "pool_size": (synthetic.IMAGE_SIZE // 8, synthetic.IMAGE_SIZE // 8),
+    "crop_pct": 1.0,
+    "interpolation": "bilinear",
+    "mean": MEAN,
+    "std": STD,
+    "first_conv": "features.0",
+    "classifier": "fc",
+}
+default_cfgs = generate_default_cfgs({f"{name}.untrained": dict(_CFG) for name in VARIANT_MODELS.values()})
 
 
 if MODEL_NAME not in timm.list_models(MODEL_NAME):
@@ -106,9 +111,28 @@ if MODEL_NAME not in timm.list_models(MODEL_NAME):
         """The small CNN of the synthetic benchmark (weights come from ``concepts synth``)."""
         return build_model_with_cfg(SynthCNN, MODEL_NAME, pretrained=False, **kwargs)
 
+    @register_model
+    def synth_cnn_subtypes(pretrained: bool = False, **kwargs) -> SynthCNN:
+        """``synth_cnn`` trained on the ``subtypes`` variant (its auxiliary head has one output more)."""
+        kwargs.setdefault("num_aux", _AUX["subtypes"])
+        return build_model_with_cfg(SynthCNN, VARIANT_MODELS["subtypes"], pretrained=False, **kwargs)
 
-def create(num_classes: int = len(synthetic.CLASSES)) -> SynthCNN:
-    return timm.create_model(MODEL_NAME, pretrained=False, num_classes=num_classes)
+
+def create(num_classes: int = len(synthetic.CLASSES), variant: str = "standard") -> SynthCNN:
+    return timm.create_model(VARIANT_MODELS[synthetic.check_variant(variant)], pretrained=False,
+                             num_classes=num_classes)
+
+
+def aux_targets(labels: np.ndarray, subtypes: np.ndarray | None) -> np.ndarray:
+    """Which planted concepts each scene holds (N, K) for the auxiliary loss; with sub-types, the stripes column
+    stands for the first sub-type and one column more for the second."""
+    flat = labels.reshape(len(labels), -1)
+    present = (flat[:, :, None] == np.arange(1, len(synthetic.CONCEPTS))).any(axis=1)
+    if subtypes is None:
+        return present.astype(np.float32)
+    kinds = subtypes.reshape(len(subtypes), -1)
+    present[:, synthetic.CONCEPT_INDEX["stripes"] - 1] = (kinds == 1).any(axis=1)
+    return np.concatenate([present, (kinds == 2).any(axis=1)[:, None]], axis=1).astype(np.float32)
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -117,9 +141,13 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return (x - 0.5) / 0.5
 
 
+#: weight of the auxiliary loss per variant (the sub-types need a stronger push to be told apart in the last map)
+AUX_WEIGHT = {"standard": 3.0, "subtypes": 8.0}
+
+
 def train(n_per_class: int = 300, epochs: int = 6, seed: int = 0, batch_size: int = 64, lr: float = 3e-3,
-          threads: int | None = None, device=None, progress: bool = True, aux_weight: float = 3.0
-          ) -> tuple[SynthCNN, dict]:
+          threads: int | None = None, device=None, progress: bool = True, aux_weight: float | None = None,
+          variant: str = "standard") -> tuple[SynthCNN, dict]:
     """Train :class:`SynthCNN` on freshly generated scenes (data seed ``seed + 1000``, disjoint from the
     explanation images written with ``seed``) and report held-out accuracy on another fresh set. The caller's
     torch thread count and global random state are left as they were."""
@@ -127,21 +155,25 @@ def train(n_per_class: int = 300, epochs: int = 6, seed: int = 0, batch_size: in
 
     with thread_limit(threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _train(n_per_class, epochs, seed, batch_size, lr, device, progress, aux_weight)
+        aux = AUX_WEIGHT[synthetic.check_variant(variant)] if aux_weight is None else aux_weight
+        return _train(n_per_class, epochs, seed, batch_size, lr, device, progress, aux, variant)
 
 
-def _train(n_per_class, epochs, seed, batch_size, lr, device, progress, aux_weight) -> tuple[SynthCNN, dict]:
+def _train(n_per_class, epochs, seed, batch_size, lr, device, progress, aux_weight,
+           variant="standard") -> tuple[SynthCNN, dict]:
     from tqdm.auto import tqdm
 
     from ..runtime import pick_device
 
     device = pick_device(device)
     t0 = time.perf_counter()
-    images, labels, classes = synthetic.generate_arrays(n_per_class, seed=seed + 1000)
+    scenes = list(synthetic.generate(n_per_class, seed=seed + 1000, variant=variant))
+    images, labels = np.stack([s.image for s in scenes]), np.stack([s.labels for s in scenes])
+    classes = np.array([s.class_index for s in scenes], dtype=np.int64)
+    subtypes = np.stack([s.subtypes for s in scenes]) if variant == "subtypes" else None
     x_all, y_all = to_tensor(images), torch.from_numpy(classes)
-    present = (labels.reshape(len(labels), -1)[:, :, None] == np.arange(1, len(synthetic.CONCEPTS))).any(axis=1)
-    z_all = torch.from_numpy(present.astype(np.float32))
-    model = create().to(device)
+    z_all = torch.from_numpy(aux_targets(labels, subtypes))
+    model = create(variant=variant).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * int(np.ceil(len(x_all) / batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
@@ -170,9 +202,10 @@ def _train(n_per_class, epochs, seed, batch_size, lr, device, progress, aux_weig
         bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.3f}")
     bar.close()
     model.eval()
-    test_images, _, test_classes = synthetic.generate_arrays(60, seed=seed + 2000)
+    test_images, _, test_classes = synthetic.generate_arrays(60, seed=seed + 2000, variant=variant)
     acc = accuracy(model, test_images, test_classes, device=device)
-    info = {"train_images": int(len(x_all)), "epochs": epochs, "test_accuracy": acc,
+    info = {"train_images": int(len(x_all)), "epochs": epochs, "batch_size": batch_size, "aux_weight": aux_weight,
+            "variant": variant, "test_accuracy": acc,
             "train_seconds": round(time.perf_counter() - t0, 1), "seed": seed}
     return model, info
 
@@ -195,8 +228,8 @@ def save(model: nn.Module, path: str | Path) -> Path:
     return path
 
 
-def load(path: str | Path, device=None) -> SynthCNN:
-    model = create()
+def load(path: str | Path, device=None, variant: str = "standard") -> SynthCNN:
+    model = create(variant=variant)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.eval()
@@ -206,29 +239,31 @@ def load(path: str | Path, device=None) -> SynthCNN:
 
 
 def make_synthetic(out: str | Path, *, n_per_class: int = 40, n_train_per_class: int = 300, epochs: int = 6,
-                   seed: int = 0, threads: int | None = None, device=None, progress: bool = True) -> dict:
+                   seed: int = 0, threads: int | None = None, device=None, progress: bool = True,
+                   variant: str = "standard", batch_size: int = 64) -> dict:
     """Write the synthetic data set and train its CNN (the ``concepts synth`` command).
 
     ``out/images/<class>/*.png`` (the images to explain, seed ``seed``), ``out/masks/...npz``,
     ``out/synthetic.json`` (concepts, class definitions, training report), ``out/labels.csv``
     (folder -> logit index, for ``concepts extract --labels``), ``out/samples.png`` (scenes next to their
-    label maps) and ``out/synth_cnn.pt`` (weights).
+    label maps) and ``out/synth_cnn.pt`` (weights). ``variant='subtypes'``: the stripes come as two sub-types,
+    labelled in the masks, and the model is ``synth_cnn_subtypes`` (see :data:`VARIANT_MODELS`).
     """
     import json
 
     out = Path(out)
-    synthetic.write_dataset(out, n_per_class, seed=seed, progress=progress)
+    synthetic.write_dataset(out, n_per_class, seed=seed, progress=progress, variant=variant)
     synthetic.sample_sheet(out / "samples.png", seed=seed)
     with open(out / "labels.csv", "w") as handle:
         handle.write("folder,index\n")
         for i, folder in enumerate(synthetic.class_names()):
             handle.write(f"{folder},{i}\n")
     model, info = train(n_per_class=n_train_per_class, epochs=epochs, seed=seed, threads=threads, device=device,
-                        progress=progress)
+                        progress=progress, variant=variant, batch_size=batch_size)
     weights = save(model, out / "synth_cnn.pt")
-    images, _, classes = synthetic.generate_arrays(n_per_class, seed=seed)
+    images, _, classes = synthetic.generate_arrays(n_per_class, seed=seed, variant=variant)
     info["explained_images_accuracy"] = accuracy(model, images, classes)
     meta = json.loads((out / synthetic.DEFINITION_FILE).read_text())
-    meta["model"] = {"name": MODEL_NAME, "weights": weights.name, **info}
+    meta["model"] = {"name": VARIANT_MODELS[variant], "weights": weights.name, **info}
     (out / synthetic.DEFINITION_FILE).write_text(json.dumps(meta, indent=2))
     return meta

@@ -31,6 +31,8 @@ class Export:
     def share(self, class_id: str, method: str) -> np.ndarray:
         """(r,) importance shares of a class by ``method``, in bank order."""
         mask = (self.importances["class_id"] == class_id) & (self.importances["method"] == method)
+        if "depth" in self.importances:  # the concepts of the bank, not their sub-concepts
+            mask &= self.importances["depth"] == 0
         if not mask.any():
             raise KeyError(f"no importance for class {class_id!r} and method {method!r}")
         out = np.full(int(self.importances["concept"][mask].max()) + 1, np.nan, np.float32)

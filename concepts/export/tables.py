@@ -15,11 +15,15 @@ COLUMNS: dict[str, str] = {
     "class_id": "class identifier (folder name / WordNet id)",
     "class_index": "index of the class logit in the model output (-1 if unknown)",
     "class_name": "human-readable class name",
-    "concept": "index of the concept in the class's concept bank (row of concept_banks.npz[stem])",
-    "rank": "1 = most important concept of the class by this method",
+    "concept": "index of the concept in the class's concept bank (row of concept_banks.npz[stem]); a sub-concept's "
+               "node id r + i (row i of subconcept_banks.npz[stem])",
+    "parent_concept": "the concept (node id) a sub-concept splits; -1 for a concept of the bank",
+    "depth": "0 for a concept of the bank, 1 for its sub-concepts, 2 for theirs ...",
+    "rank": "1 = most important concept of the class by this method (a sub-concept: among its siblings)",
     "importance": "the concept's signed share of the class's importance by this method: importance_raw divided by "
                   "the sum of the absolute importance_raw of the class's concepts (in [-1, 1]; the absolute values "
-                  "sum to 1; negative: the concept lowers the class score)",
+                  "sum to 1; negative: the concept lowers the class score); a sub-concept's shares split its "
+                  "parent's",
     "importance_raw": "raw class-level importance of the method: the mean over images (Sobol: total index; "
                       "gradient and occlusion: signed contribution to the class logit, in logit units)",
     "ci_low": "lower bound of the confidence interval of importance_raw (NaN if not computed)",
@@ -38,7 +42,7 @@ COLUMNS: dict[str, str] = {
     "label_source": "where concept_label comes from: manual | vocabulary | none",
     "label_score": "cosine of the centred concept and word embeddings (vocabulary labels; NaN otherwise)",
 }
-INT_COLUMNS = ("class_index", "concept", "rank", "n_images", "n_concepts")
+INT_COLUMNS = ("class_index", "concept", "parent_concept", "depth", "rank", "n_images", "n_concepts")
 FLOAT_COLUMNS = ("importance", "importance_raw", "ci_low", "ci_high", "share_ci_low", "share_ci_high", "label_score")
 
 CLASS_COLUMNS: dict[str, str] = {
@@ -72,8 +76,41 @@ def _ranks(share: np.ndarray) -> np.ndarray:
     return rank
 
 
+def _common(data: ClassData, method: str) -> dict[str, Any]:
+    return {"class_id": data.class_id, "class_index": int(data.class_index), "class_name": data.class_name,
+            "method": method, "n_images": int(data.n_images), "n_concepts": int(data.n_concepts),
+            "factorization": str(data.concept_attrs.get("method", "")),
+            "model": str(data.act_attrs.get("model", "")), "layer": str(data.act_attrs.get("layer", "")),
+            "stem": data.stem}
+
+
+def subconcept_rows(data: ClassData, method: str) -> pd.DataFrame | None:
+    """One row per sub-concept of a class by ``method`` (None without sub-concept importances)."""
+    from ..schema.labels import ConceptLabel
+
+    sub, tree = data.subconcepts, data.tree
+    if sub is None or tree is None or method not in sub.methods or not len(sub.node):
+        return None
+    arrays = sub.methods[method]
+    positions = np.asarray(sub.node) - data.n_concepts
+    parents = tree.parent[positions]
+    rank = np.ones(len(positions), np.int64)
+    for parent in np.unique(parents):
+        group = np.flatnonzero(parents == parent)
+        rank[group] = _ranks(np.nan_to_num(arrays["share_of_parent"][group], nan=-np.inf))
+    nan = np.full(len(positions), np.nan, np.float32)
+    return pd.DataFrame({**_common(data, method), "concept": np.asarray(sub.node), "parent_concept": parents,
+                         "depth": tree.depth[positions], "rank": rank,
+                         "importance": np.asarray(arrays["share"], np.float32),
+                         "importance_raw": np.asarray(arrays["class_importance"], np.float32), "ci_low": nan,
+                         "ci_high": nan, "share_ci_low": nan, "share_ci_high": nan,
+                         "concept_label": ConceptLabel().label, "label_source": ConceptLabel().source,
+                         "label_score": nan})
+
+
 def importance_rows(data: ClassData, labels: list | None = None) -> pd.DataFrame:
-    """One row per method and concept of a class; ``labels``: the concepts' ``ConceptLabel`` (none when absent)."""
+    """One row per method and concept of a class (then its sub-concepts, if any); ``labels``: the concepts'
+    ``ConceptLabel`` (none when absent; sub-concepts are not labelled)."""
     from ..schema.labels import ConceptLabel
 
     named = list(labels or [])
@@ -83,18 +120,17 @@ def importance_rows(data: ClassData, labels: list | None = None) -> pd.DataFrame
         imp = data.methods[method]
         r = len(imp.share)
         parts.append(pd.DataFrame({
-            "class_id": data.class_id, "class_index": int(data.class_index), "class_name": data.class_name,
-            "concept": np.arange(r), "rank": _ranks(imp.share), "importance": np.asarray(imp.share, np.float32),
+            **_common(data, method), "concept": np.arange(r), "parent_concept": -1, "depth": 0,
+            "rank": _ranks(imp.share), "importance": np.asarray(imp.share, np.float32),
             "importance_raw": np.asarray(imp.class_importance, np.float32),
             "ci_low": np.asarray(imp.ci_low, np.float32), "ci_high": np.asarray(imp.ci_high, np.float32),
             "share_ci_low": np.asarray(imp.share_ci_low, np.float32),
             "share_ci_high": np.asarray(imp.share_ci_high, np.float32),
-            "method": method, "n_images": int(data.n_images), "n_concepts": int(data.n_concepts),
-            "factorization": str(data.concept_attrs.get("method", "")),
-            "model": str(data.act_attrs.get("model", "")), "layer": str(data.act_attrs.get("layer", "")),
-            "stem": data.stem, "concept_label": [named[k].label for k in range(r)],
-            "label_source": [named[k].source for k in range(r)],
+            "concept_label": [named[k].label for k in range(r)], "label_source": [named[k].source for k in range(r)],
             "label_score": np.asarray([named[k].score for k in range(r)], np.float32)}))
+        sub = subconcept_rows(data, method)
+        if sub is not None:
+            parts.append(sub)
     return _typed(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(), COLUMNS)
 
 

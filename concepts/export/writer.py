@@ -91,6 +91,9 @@ def readme() -> str:
              "(row k = concept k).",
              "- `per_image_importances.npz`: `numpy.load(...)[stem + '/' + method]` is the (n_images, n_concepts) "
              "float32 per-image importance.",
+             "- `subconcept_banks.npz`, `per_image_subconcept_importances.npz` (classes factorised with "
+             "`--recursive`): the same for the sub-concepts; their rows in `importances.*` have `depth` >= 1 and "
+             "`parent_concept` the node they split.",
              "", "## Columns of importances.*", ""]
     lines += [f"- `{name}`: {meaning}" for name, meaning in COLUMNS.items()]
     lines += ["", "## Columns of classes.csv", ""] + [f"- `{k}`: {v}" for k, v in CLASS_COLUMNS.items()]
@@ -129,9 +132,11 @@ def export_run(run: str | os.PathLike, formats: Iterable[str] | str | None = Non
 
     from ..settings import stage_config
 
-    folder = RunFolder(run)
     given = {k: v for k, v in {"classes": classes, "formats": formats}.items() if v is not None}
     cfg = stage_config("export", config, **given)
+    if len(cfg.model.layers) > 1:
+        raise ConceptsError("export: one layer at a time (--layer NAME): each layer's exports go to its own folder")
+    folder = RunFolder(run, layer=cfg.model.main_layer)
     formats = list(cfg.export.formats)
     classes = list(cfg.data.classes) if cfg.data.classes else None
     found = list_run_classes(folder.path, classes=classes)
@@ -157,6 +162,7 @@ def _write(folder: RunFolder, found, work: Path, formats: list[str], *, progress
 
     parts, class_rows, images, banks, per_image, manifest_classes = [], [], [], {}, {}, []
     manual, vocabulary = read_manual_labels(folder.path), read_vocabulary_labels(folder.path)
+    sub_banks, sub_per_image = {}, {}
     for class_id, stem in bar(found, desc="export", unit="class", disable=not progress):
         data = load_class(folder.path, class_id, with_maps=False, with_coefficients=False)
         labels = concept_labels(folder.path, data.class_id, data.n_concepts, identity(data.concept_attrs),
@@ -167,6 +173,10 @@ def _write(folder: RunFolder, found, work: Path, formats: list[str], *, progress
         banks[stem] = np.asarray(data.components, dtype=np.float32)
         for method, imp in sorted(data.methods.items()):
             per_image[f"{stem}/{method}"] = np.asarray(imp.per_image, dtype=np.float32)
+        if data.tree is not None and data.tree.n_nodes:
+            sub_banks[stem] = np.asarray(data.tree.components, np.float32)
+            for method, arrays in sorted((data.subconcepts.methods if data.subconcepts else {}).items()):
+                sub_per_image[f"{stem}/{method}"] = np.asarray(arrays["per_image"], np.float32)
         manifest_classes.append({**{k: class_row(data)[k] for k in ("class_id", "class_name", "class_index", "stem",
                                                                      "n_images", "n_concepts")},
                                  "methods": sorted(data.methods), "inputs": _input_provenance(folder.path, data)})
@@ -188,11 +198,20 @@ def _write(folder: RunFolder, found, work: Path, formats: list[str], *, progress
     files["per_image_importances.npz"] = {"description": "np.load(...)[f'{stem}/{method}'] -> (n_images, "
                                                          "n_concepts) float32 per-image importance; row i is "
                                                          "image_index i of images.csv", "keys": sorted(per_image)}
+    if sub_banks:
+        np.savez(work / "subconcept_banks.npz", **sub_banks)
+        files["subconcept_banks.npz"] = {"description": "np.load(...)[stem] -> (S, D') float32 sub-concept vectors; "
+                                                        "row i = node r + i (concept column of importances)",
+                                         "keys": sorted(sub_banks)}
+        np.savez(work / "per_image_subconcept_importances.npz", **sub_per_image)
+        files["per_image_subconcept_importances.npz"] = {
+            "description": "np.load(...)[f'{stem}/{method}'] -> (n_images, S) float32 per-image importance of the "
+                           "sub-concepts (NaN where the parent has no position)", "keys": sorted(sub_per_image)}
     (work / "README.md").write_text(readme(), encoding="utf-8")
     files["README.md"] = {"description": "what each file holds and how to reload it"}
     for name, entry in files.items():
         entry.update(sha256=file_sha256(work / name), bytes=(work / name).stat().st_size)
-    config_path = folder.path / "config.yaml"
+    config_path = folder.root / "config.yaml"
     write_manifest(work, _jsonable({
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "run": str(folder.path.resolve()), "config": folder.config(),

@@ -6,6 +6,7 @@ stale when its image list changed since it was written (images added, removed or
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections import Counter
@@ -21,7 +22,7 @@ from ..heads.resolve import ResolvedHead, resolve_head
 from ..heads.spec import HeadSpec
 from ..runner import ClassJob, StageReport, run_classes, say
 from ..runtime import autocast_dtype, cpu_has_native_bf16, default_workers, thread_limit
-from ..schema import ActivationsWriter, config_hash, identity_attributes, stage_path
+from ..schema import ActivationsWriter, RunFolder, config_hash, identity_attributes, stage_path
 from ..schema.lineage import Wanted
 from ..settings import RunConfig, stage_config
 from .extractor import Sampler, extract_class
@@ -47,11 +48,17 @@ def wanted_settings(cfg: RunConfig) -> dict[str, Any]:
     return {**cfg.extract.hashed(), **cfg.model.hashed()}
 
 
-def model_request(cfg: RunConfig) -> dict[str, Any]:
-    """The model asked for, as the settings say it (checked without loading the model by ``concepts run``)."""
+_MAIN = object()
+
+
+def model_request(cfg: RunConfig, layer: Any = _MAIN) -> dict[str, Any]:
+    """The model asked for at ``layer`` (default: the main layer), as the settings say it (checked without loading
+    the model by ``concepts run``). A layer of a several-layer run asks what a one-layer run at it asks."""
     m = cfg.model
     checkpoint = str(Path(m.checkpoint).expanduser().resolve()) if m.checkpoint else None
-    request = {"name": m.name, "checkpoint": checkpoint, "pretrained": bool(m.pretrained), "layer": m.layer}
+    layer = m.main_layer if layer is _MAIN else layer
+    layer = None if layer in ("", "features") else layer  # 'features' names the default cut (ModelSplit)
+    request = {"name": m.name, "checkpoint": checkpoint, "pretrained": bool(m.pretrained), "layer": layer}
     head = HeadSpec.parse(m.head)
     if not head.default:  # absent for the model's own classifier: the runs made before heads existed still match
         request["head"] = head.request()
@@ -121,11 +128,13 @@ def extract_run(images: str | os.PathLike | None, out: str | os.PathLike | None,
             from ..models import ModelCache
 
             models = models or ModelCache()
-            split, info = models.get(cfg.model.name, cfg.model.checkpoint, cfg.model.layer, cfg.model.pretrained,
-                                     None if cfg.model.device == "auto" else cfg.model.device)
+            split, info = models.get(cfg.model.name, cfg.model.checkpoint, cfg.model.main_layer, cfg.model.pretrained,
+                                     None if cfg.model.device == "auto" else cfg.model.device,
+                                     keep=tuple(layer for layer in cfg.model.layers if layer))
         head = resolve_head(cfg.model.head, split, info)
         _check_model(split, info, cfg, progress, head)
         check = SignCheck(cfg.factorize.method, progress)
+        cuts = _cuts(head.split, info, cfg, progress)
         jobs, empty = [], {}
         for cls in found:
             if not cls.files:
@@ -138,7 +147,11 @@ def extract_run(images: str | os.PathLike | None, out: str | os.PathLike | None,
                 empty[cls.class_id] = str(exc)
                 say(f"warning: extract: class {cls.class_id!r} skipped: {exc}", progress)
                 continue
-            jobs.append(_job(cfg, head.split, info, cls.class_id, cls.files, label, progress, head, check))
+            if len(cuts) == 1:
+                jobs.append(_job(cfg, cuts[0][1], cuts[0][2], cls.class_id, cls.files, label, progress, head, check,
+                                 path=cuts[0][3](cls.class_id)))
+            else:
+                jobs.append(_layers_job(cfg, cuts, cls.class_id, cls.files, label, progress, head, check))
         report = run_classes("extract", jobs, overwrite=overwrite, progress=progress, desc="extract")
     report.skipped.update(empty)
     if progress and not report.written and report.done:
@@ -191,41 +204,107 @@ class SignCheck:
                 self.progress)
 
 
+def _cuts(split, info, cfg: RunConfig, progress: bool) -> list[tuple]:
+    """``(asked layer, split, info, path of a class)`` of every layer: the main one in the run folder, the others
+    in ``RUN/layers/<name>`` (:mod:`concepts.schema.layout`)."""
+    from ..models import layer_splits
+
+    layers = cfg.model.layers
+    pairs = [(split, info)] if len(layers) == 1 else layer_splits(split, info, layers)
+    folder = RunFolder(cfg.out, must_exist=False)
+    cuts = []
+    for asked, (cut, cut_info) in zip(layers, pairs):
+        where = folder.layer_path(cut_info["layer"], first=pairs[0][1]["layer"])
+        if where != folder.root and progress:
+            say(f"extract: layer {cut_info['layer']} -> {where}", progress)
+        cuts.append((asked, cut, cut_info, lambda class_id, where=where: stage_path(where, "extract", class_id)))
+    return cuts
+
+
+def _wanted(cfg: RunConfig, info, layer, label, files: list[Path], head: ResolvedHead | None) -> Wanted:
+    config = {"stage": "extract", "settings": wanted_settings(cfg), "request": model_request(cfg, layer),
+              "model": model_identity(info), "class_index": label.index, "class_index_source": label.source}
+    if head is not None and head_identity(head) is not None:
+        config["head"] = head_identity(head)
+    return Wanted(config, config_hash(config), {"images": {"creation_id": image_listing(files), "config_hash": ""}})
+
+
+def _n_mapped(cfg: RunConfig, n_files: int) -> int:
+    return min(n_files, cfg.extract.map_images or n_files)
+
+
+def _writer(cfg: RunConfig, split, sampler: Sampler, path: Path, n_images: int) -> ActivationsWriter:
+    return ActivationsWriter(path, n_images=n_images, n_positions=split.grid[0] * split.grid[1],
+                             n_channels=split.n_channels, n_prefix=split.n_prefix if split.layout == "tokens" else 0,
+                             crops=cfg.extract.mode == "crops", dtype=DTYPES[cfg.extract.dtype],
+                             compression=cfg.extract.compression,
+                             expected_rows=len(sampler.boxes) * _n_mapped(cfg, n_images),
+                             n_mapped=_n_mapped(cfg, n_images))
+
+
+def _finish(writer, log, sampler: Sampler, wanted: Wanted, info, split, cfg: RunConfig, class_id, files, label,
+            head: ResolvedHead | None, mapped) -> None:
+    """The class index (the model's most frequent prediction when no label says it) and the file's tables."""
+    if not log.ok.any():
+        raise ClassSkipped("no readable image")
+    index = label.index
+    if index is None:  # the model's most frequent prediction on the class (recorded as such)
+        index = int(Counter(log.logits[log.ok].argmax(1).tolist()).most_common(1)[0][0])
+    attrs = {**identity_attributes("extract"), **wanted.attributes(), **provenance(info, split, cfg),
+             **(head.attributes() if head is not None else {}),
+             "class_id": class_id, "class_name": label.name, "class_index": int(index),
+             "class_index_source": label.source, "n_images": len(files), "n_skipped": int((~log.ok).sum())}
+    writer.finish(rows=sampler.row_table(log.row_image), images=log.table(files, index, mapped), attrs=attrs)
+
+
+def _workers(cfg: RunConfig, split) -> int:
+    return default_workers(split.device) if cfg.extract.workers is None else int(cfg.extract.workers)
+
+
 def _job(cfg: RunConfig, split, info, class_id: str, files: list[Path], label, progress: bool,
-         head: ResolvedHead | None = None, check=None) -> ClassJob:
-    path = stage_path(cfg.out, "extract", class_id)
+         head: ResolvedHead | None = None, check=None, *, path: Path | None = None) -> ClassJob:
+    path = path or stage_path(cfg.out, "extract", class_id)
 
     def wanted() -> Wanted:
-        config = {"stage": "extract", "settings": wanted_settings(cfg), "request": model_request(cfg),
-                  "model": model_identity(info), "class_index": label.index, "class_index_source": label.source}
-        if head is not None and head_identity(head) is not None:
-            config["head"] = head_identity(head)
-        return Wanted(config, config_hash(config), {"images": {"creation_id": image_listing(files),
-                                                               "config_hash": ""}})
+        return _wanted(cfg, info, cfg.model.main_layer, label, files, head)
 
     def work(wanted: Wanted) -> None:
         sampler = Sampler(split, cfg.extract.mode, cfg.extract.patch_size)
-        workers = default_workers(split.device) if cfg.extract.workers is None else int(cfg.extract.workers)
-        shape = dict(n_images=len(files), n_positions=split.grid[0] * split.grid[1], n_channels=split.n_channels,
-                     n_prefix=split.n_prefix if split.layout == "tokens" else 0, crops=cfg.extract.mode == "crops",
-                     dtype=DTYPES[cfg.extract.dtype], compression=cfg.extract.compression,
-                     expected_rows=len(sampler.boxes) * min(len(files), cfg.extract.map_images or len(files)),
-                     n_mapped=min(len(files), cfg.extract.map_images or len(files)))
-        with ActivationsWriter(path, **shape) as writer:
-            mapped = map_selection(len(files), cfg.extract.map_images)
+        mapped = map_selection(len(files), cfg.extract.map_images)
+        with _writer(cfg, split, sampler, path, len(files)) as writer:
             log = extract_class(split, files, writer, sampler, precision=cfg.model.precision,
-                                batch_size=cfg.extract.batch_size, workers=workers, progress=progress,
+                                batch_size=cfg.extract.batch_size, workers=_workers(cfg, split), progress=progress,
                                 desc=class_id, warn=lambda m: say(f"warning: {m}", progress), first_batch=check,
                                 mapped=mapped, scores=head is None or head.scores)
-            if not log.ok.any():
-                raise ClassSkipped("no readable image")
-            index = label.index
-            if index is None:  # the model's most frequent prediction on the class (recorded as such)
-                index = int(Counter(log.logits[log.ok].argmax(1).tolist()).most_common(1)[0][0])
-            attrs = {**identity_attributes("extract"), **wanted.attributes(), **provenance(info, split, cfg),
-                     **(head.attributes() if head is not None else {}),
-                     "class_id": class_id, "class_name": label.name, "class_index": int(index),
-                     "class_index_source": label.source, "n_images": len(files), "n_skipped": int((~log.ok).sum())}
-            writer.finish(rows=sampler.row_table(log.row_image), images=log.table(files, index, mapped), attrs=attrs)
+            _finish(writer, log, sampler, wanted, info, split, cfg, class_id, files, label, head, mapped)
 
     return ClassJob(class_id, path, wanted, work)
+
+
+def _layers_job(cfg: RunConfig, cuts: list[tuple], class_id: str, files: list[Path], label,
+                progress: bool, head: ResolvedHead | None = None, check=None) -> ClassJob:
+    """One class, several layers: one forward pass writes every layer's file that is not done."""
+    from ..models.taps import LayerTap
+    from .layers import extract_class_layers
+
+    paths = [where(class_id) for _, _, _, where in cuts]
+    makers = [lambda asked=asked, cut_info=cut_info: _wanted(cfg, cut_info, asked, label, files, head)
+              for asked, _, cut_info, _ in cuts]
+
+    def work(todo: dict[Path, Wanted]) -> None:
+        chosen = [i for i, p in enumerate(paths) if p in todo]
+        splits = [cuts[i][1] for i in chosen]
+        samplers = [Sampler(s, cfg.extract.mode, cfg.extract.patch_size) for s in splits]
+        mapped = map_selection(len(files), cfg.extract.map_images)
+        with contextlib.ExitStack() as stack:
+            writers = [stack.enter_context(_writer(cfg, s, m, paths[i], len(files)))
+                       for i, s, m in zip(chosen, splits, samplers)]
+            log = extract_class_layers(LayerTap(splits), files, writers, samplers, precision=cfg.model.precision,
+                                       batch_size=cfg.extract.batch_size, workers=_workers(cfg, splits[0]),
+                                       progress=progress, desc=class_id, warn=lambda m: say(f"warning: {m}", progress),
+                                       first_batch=check, mapped=mapped, scores=head is None or head.scores)
+            for i, writer, sampler in zip(chosen, writers, samplers):
+                _finish(writer, log, sampler, todo[paths[i]], cuts[i][2], cuts[i][1], cfg, class_id, files, label,
+                        head, mapped)
+
+    return ClassJob(class_id, paths[0], makers[0], work, more=tuple(zip(paths[1:], makers[1:])))

@@ -11,6 +11,8 @@ import math
 import os
 from typing import Any
 
+import numpy as np
+
 from ..errors import ClassSkipped, ConceptsError
 from ..runner import ClassJob, StageReport, run_classes
 from ..runtime import pick_device, thread_limit, work_threads
@@ -37,16 +39,26 @@ def importance_run(run: str | os.PathLike, *, config: RunConfig | None = None, m
     from ..models import ModelCache
 
     cfg = stage_config("importance", config, **settings)
-    folder = RunFolder(run)
+    models = models or ModelCache(None if cfg.model.device == "auto" else cfg.model.device)
+    reports = {}
+    for layer in cfg.model.layers:
+        reports[layer or "main"] = _importance_folder(RunFolder(run, layer=layer), cfg, models, overwrite, progress)
+    report = next(iter(reports.values()))
+    report.layers = dict(list(reports.items())[1:])
+    return report
+
+
+def _importance_folder(folder: RunFolder, cfg: RunConfig, models, overwrite: bool, progress: bool) -> StageReport:
+    """Stage 3 for the classes of one layer's folder."""
     folder.scan("extract").check()  # a damaged input is an error naming it, whatever the class order
     available = folder.classes("factorize")
     todo = list(cfg.data.classes) if cfg.data.classes else available
     missing = [c for c in todo if c not in available]
     if missing:
-        raise ConceptsError(f"no concepts for class(es) {', '.join(missing)} in {run} (run `concepts factorize`)")
+        raise ConceptsError(f"no concepts for class(es) {', '.join(missing)} in {folder.path} "
+                            "(run `concepts factorize`)")
     if not todo:
         raise ConceptsError(f"no concept files in {folder.path / 'concepts'} (run `concepts factorize` first)")
-    models = models or ModelCache(None if cfg.model.device == "auto" else cfg.model.device)
     heads = HeadCache()
     jobs = [_job(folder, cfg, class_id, models, heads, progress) for class_id in todo]
     with thread_limit(cfg.executor.threads):
@@ -64,12 +76,12 @@ class HeadCache:
     def __init__(self):
         self._entry: tuple[tuple, Any] | None = None
 
-    def get(self, folder: RunFolder, attrs: dict[str, Any], models):
+    def get(self, folder: RunFolder, attrs: dict[str, Any], models, keep: tuple = ()):
         from ..heads.resolve import ResolvedHead, head_for_artefact
 
         if str(attrs.get("head")) == "none" and run_probe_record(folder.path) is None:
             return ResolvedHead("none", None, "none", source="activations")  # prevalence needs no model
-        split = models.for_artefact(attrs)
+        split = models.for_artefact(attrs, keep=keep)
         key = (id(split), attrs.get("head_request"), attrs.get("head"), attrs.get("head_sha256"),
                str(run_probe_record(folder.path)))
         if self._entry is None or self._entry[0] != key:
@@ -105,11 +117,11 @@ def importance_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: W
     settings = cfg.importance
     with folder.activations(class_id) as cache:
         attrs = dict(cache.attrs)
-        head_used = (heads or HeadCache()).get(folder, attrs, models)
+        record = folder.concepts(class_id, coefficients=False)
+        head_used = (heads or HeadCache()).get(folder, attrs, models, keep=_tree_layers(record, attrs))
         split = head_used.split
         device = split.device if split is not None else pick_device(cfg.model.device)
         class_index = cache.class_index if head_used.classes is None else head_used.class_index(class_id)
-        record = folder.concepts(class_id, coefficients=False)
         estimator = estimator_from_record(record, device=device)
         if len(cache.mapped) == 0:
             raise ClassSkipped("no readable images")
@@ -127,7 +139,8 @@ def importance_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: W
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=2 * len(cache.mapped), desc=f"importance {class_id}", unit="img", leave=False)
+            levels = len(set(record.tree.depth.tolist())) if record.tree is not None else 0  # sub-concept passes
+            bar = tqdm(total=(2 + levels) * len(cache.mapped), desc=f"importance {class_id}", unit="img", leave=False)
         # closed forms (a global-average-pool + linear head) are small operations: one thread (runtime.threads_for);
         # a head evaluated on perturbations keeps the caller's threads for its forward passes
         closed = linear is not None and settings.exact != "off"
@@ -141,12 +154,56 @@ def importance_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: W
                                         bar, precision=precision)
                 fidelity = fidelity_pass(data, first, settings, head, linear, class_index, device, bar,
                                          precision=precision)
+            sub = _subconcepts(folder, class_id, cache, record, first, settings, models, data.blocks, bar,
+                               head_used, class_index)
         finally:
             if bar is not None:
                 bar.close()
-        return make_record(first, fidelity, settings, kept=cache.mapped, n_images=cache.n_images,
+        made = make_record(first, fidelity, settings, kept=cache.mapped, n_images=cache.n_images,
                            class_index=class_index, grid=cache.grid,
                            input_size=int(getattr(split, "input_size", 0) or 0), attrs=root)
+        made.subconcepts = sub
+        return made
+
+
+def _tree_layers(record, attrs) -> tuple[str, ...]:
+    """The layer of a concepts file's sub-concepts when it is not the concepts' own (loaded with the model)."""
+    layer = (record.tree.attrs.get("layer") if record.tree is not None else None) or attrs.get("layer")
+    return (layer,) if layer != attrs.get("layer") else ()
+
+
+def _subconcepts(folder: RunFolder, class_id: str, cache, record, first, settings, models, blocks, bar, head_used,
+                 class_index: int):
+    """The importances of the sub-concepts of a recursive concepts file (None without sub-concepts)."""
+    from ..factorize.stage import subconcept_estimator
+    from .compute import _full
+    from .subconcepts import SubContext, groups_of, subconcept_pass
+
+    tree = record.tree
+    if tree is None or tree.n_nodes == 0:
+        return None
+    r = record.n_concepts
+    other = _tree_layers(record, cache.attrs)
+    sub_cache = folder.at_layer(other[0]).activations(class_id) if other else cache
+    try:
+        if other and head_used.request != "model":
+            raise ConceptsError(f"class {class_id!r}: sub-concepts at layer {other[0]} are scored through the model's "
+                                f"own classifier, but this run explains the {head_used.kind} head "
+                                f"({head_used.request}); factorize the sub-concepts at the concepts' layer")
+        split = models.for_artefact(dict(sub_cache.attrs)) if other else head_used.split
+        ctx = SubContext(sub_cache, blocks, split.h_positions, split.linear_head(), class_index, split.device,
+                         np.concatenate(first.coefficients), tuple(cache.grid))
+        for parent, nodes, _ in groups_of(tree.parent, tree.depth, r):
+            ctx.estimators[parent] = subconcept_estimator(record, nodes - r, device=split.device)
+        shares = {name: np.asarray(result.share) for name, result in first.results.items()}
+        sub = subconcept_pass(ctx, tree, r, settings, shares, bar)
+    finally:
+        if sub_cache is not cache:
+            sub_cache.close()
+    for arrays in sub.methods.values():
+        arrays["per_image"] = _full(arrays["per_image"].astype(np.float32), cache.mapped, cache.n_images)
+    sub.presence = _full(sub.presence, cache.mapped, cache.n_images, 0)
+    return sub
 
 
 def load_importance(run: str | os.PathLike, class_id: str, *, maps: bool = True):

@@ -12,7 +12,7 @@ from .loading import DEFAULT_MODEL, load_model
 from .preprocessing import Preprocessing
 from .split import ModelSplit
 
-__all__ = ["DEFAULT_MODEL", "load_model", "load_split", "ModelCache", "ModelSplit", "Preprocessing"]
+__all__ = ["DEFAULT_MODEL", "load_model", "load_split", "layer_splits", "ModelCache", "ModelSplit", "Preprocessing"]
 
 
 def load_split(
@@ -22,12 +22,14 @@ def load_split(
     device: str | torch.device | None = None,
     pretrained: bool = True,
     optimize: bool = True,
+    keep: tuple[str, ...] = (),
 ) -> tuple[ModelSplit, dict[str, Any]]:
     """Load a model and cut it at ``layer`` (None: the last feature map). Returns ``(split, info)``.
 
     With ``optimize`` the eval-mode batch norms that follow a convolution are folded into it and, on the
     CPU, the activation after it runs as a oneDNN post-op (:func:`concepts.models.fusion.optimize_for_inference`):
-    the same function, a faster forward pass. The cut layer itself is left as it is. (On the CPU,
+    the same function, a faster forward pass. The cut layer itself is left as it is, and so are the modules named
+    in ``keep`` (the other layers of a several-layer extraction, :func:`layer_splits`). (On the CPU,
     :func:`concepts.runtime.configure_process` makes the forward pass ~2x faster again; the CLI calls it.)
     """
     from ..runtime import work_threads
@@ -42,10 +44,25 @@ def load_split(
         net = net.to(target).eval()
         if optimize:
             example = torch.randn(2, 3, prep.input_size, prep.input_size, generator=torch.Generator().manual_seed(0))
-            info.update(optimize_for_inference(net, example.to(target), keep=layer))
+            info.update(optimize_for_inference(net, example.to(target), keep=layer, also=keep))
         split = ModelSplit(net, layer=layer, input_size=prep.input_size)
         split.preprocessing = prep
         split.linear_head()  # checked now, on one thread, rather than at the first importance call
     info.update(layer=split.layer, preprocessing=prep.to_dict(), layout=split.layout, grid=list(split.grid),
                 n_prefix=split.n_prefix, n_channels=split.n_channels, head_path=split.head_path)
     return split, info
+
+
+def layer_splits(split: ModelSplit, info: dict[str, Any], layers) -> list[tuple[ModelSplit, dict[str, Any]]]:
+    """``(split, info)`` of each of ``layers`` (None: the default cut) on the model of ``split``, loaded once
+    (load it with ``keep=layers`` so that no listed layer is rewritten). The first entry is ``split`` itself
+    when its layer comes first."""
+    out = []
+    for layer in layers:
+        other = ModelSplit(split.model, layer=layer, input_size=split.input_size)
+        if other.layer == split.layer:
+            other = split
+        other.preprocessing = split.preprocessing
+        out.append((other, {**info, "layer": other.layer, "layout": other.layout, "grid": list(other.grid),
+                            "n_prefix": other.n_prefix, "n_channels": other.n_channels}))
+    return out

@@ -17,6 +17,8 @@ class ModelCache:
         self.device = device
         self._keys: set[tuple] = set()
         self._entry: tuple[Any, dict[str, Any]] | None = None
+        self._kept: frozenset = frozenset()  # layers loaded unrewritten besides the cut (several-layer runs)
+        self._others: dict[str, tuple[Any, dict[str, Any]]] = {}  # splits of the kept layers on the same model
 
     @staticmethod
     def _key(name, checkpoint, layer, pretrained, device) -> tuple:
@@ -29,6 +31,7 @@ class ModelCache:
         self._keys = {self._key(name, checkpoint, layer, pretrained, device),
                       self._key(name, checkpoint, info.get("layer"), pretrained, device)}
         self._entry = (split, info)
+        self._kept, self._others = frozenset(), {}
 
     def adopt(self, split: Any, attrs: dict[str, Any]) -> None:
         """Use ``split`` for the artefacts whose provenance is ``attrs`` (a model that cannot be rebuilt from its
@@ -40,26 +43,39 @@ class ModelCache:
         self.put(split, info, name, attrs.get("checkpoint") or None, attrs.get("layer"), weights != "random")
 
     def get(self, name: str | None = None, checkpoint: str | None = None, layer: str | None = None,
-            pretrained: bool = True, device: Any = None) -> tuple[Any, dict[str, Any]]:
+            pretrained: bool = True, device: Any = None, keep: tuple = ()) -> tuple[Any, dict[str, Any]]:
+        """The split at ``layer``. ``keep``: more layers that must keep their output (a several-layer pass); the
+        model is then loaded once for all of them, and ``get`` at any of them cuts that same model."""
         from ..runtime import pick_device
         from . import load_split
 
         device = pick_device(self.device if device is None else device)
-        if self._entry is not None and self._key(name, checkpoint, layer, pretrained, device) in self._keys:
-            return self._entry
+        keep = frozenset(k for k in keep if k)
+        key = self._key(name, checkpoint, layer, pretrained, device)
+        if self._entry is not None and keep <= self._kept | {self._entry[1].get("layer")}:
+            if key in self._keys:
+                return self._entry
+            if layer in self._kept and any(k[:2] + k[3:] == key[:2] + key[3:] for k in self._keys):
+                if layer not in self._others:
+                    from . import layer_splits
+
+                    self._others[layer] = layer_splits(*self._entry, [layer])[0]
+                return self._others[layer]
         self.clear()
-        split, info = load_split(name, checkpoint, layer, device, pretrained=pretrained)
+        split, info = load_split(name, checkpoint, layer, device, pretrained=pretrained, keep=tuple(sorted(keep)))
         self.put(split, info, name, checkpoint, layer, pretrained)
+        self._kept = keep
         return split, info
 
-    def for_artefact(self, attrs: dict[str, Any], device: Any = None) -> Any:
+    def for_artefact(self, attrs: dict[str, Any], device: Any = None, keep: tuple = ()) -> Any:
         """The split recorded in an artefact's provenance (model, weights, checkpoint, layer), checked against the
-        weights it was made with."""
+        weights it was made with; ``keep``: other layers asked for next (see :meth:`get`)."""
         weights = str(attrs.get("weights", ""))
         name, checkpoint = attrs.get("model"), attrs.get("checkpoint") or None
         if weights.startswith("bundled:"):
             name, checkpoint = None, None
-        split, info = self.get(name, checkpoint, attrs.get("layer"), pretrained=weights != "random", device=device)
+        split, info = self.get(name, checkpoint, attrs.get("layer"), pretrained=weights != "random", device=device,
+                               keep=keep)
         expected = attrs.get("weights_sha256")
         if expected and info["weights_sha256"] != expected:
             raise ConceptsError(
@@ -68,4 +84,4 @@ class ModelCache:
         return split
 
     def clear(self) -> None:
-        self._keys, self._entry = set(), None
+        self._keys, self._entry, self._kept, self._others = set(), None, frozenset(), {}

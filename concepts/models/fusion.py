@@ -275,11 +275,13 @@ def _unfuse(undo: list[tuple]) -> None:
         getattr(parent, name).act = act
 
 
-def optimize_for_inference(model: nn.Module, example: torch.Tensor, keep: str | None = None) -> dict[str, Any]:
+def optimize_for_inference(model: nn.Module, example: torch.Tensor, keep: str | None = None,
+                           also=()) -> dict[str, Any]:
     """Fold batch norms into convolutions and, on the CPU, fuse the activations that follow them.
 
     ``model`` must be in eval mode and on ``example``'s device; ``example`` is one input batch (its values
-    only decide the checks). ``keep`` names a module that must keep its output (the cut layer). Returns
+    only decide the checks). ``keep`` names a module that must keep its output (the cut layer), ``also`` more of
+    them (the other layers of a several-layer extraction). Returns
     ``{"folded_norms": n, "fused_convolutions": m}`` (m convolutions run with their activation, or none, as a
     oneDNN post-op); a rewrite whose logits differ from the model's before
     it by more than ``RTOL`` of their scale is undone and counted as 0.
@@ -289,7 +291,7 @@ def optimize_for_inference(model: nn.Module, example: torch.Tensor, keep: str | 
     done = {"folded_norms": 0, "fused_convolutions": 0}
     if not any(_foldable_norm(m) for m in model.modules()):
         return done
-    pairs = _find_pairs(model, example, {keep} if keep else set())
+    pairs = _find_pairs(model, example, ({keep} if keep else set()) | {name for name in also if name})
     if not pairs:
         return done
     before = _logits(model, example)

@@ -17,7 +17,7 @@ from ..schema.lineage import Wanted, class_status, existing_status, input_record
 from ..settings import RunConfig
 
 
-def _extract_matches(cfg: RunConfig, path: Path, files: list[Path], overwrite: bool) -> bool:
+def _extract_matches(cfg: RunConfig, path: Path, files: list[Path], overwrite: bool, layer=None) -> bool:
     from ..extract.stage import image_listing, model_request, wanted_settings
 
     attrs = peek_attrs(path)
@@ -28,7 +28,7 @@ def _extract_matches(cfg: RunConfig, path: Path, files: list[Path], overwrite: b
         raise ConfigMismatchError(f"{path} was written by concepts {attrs.get('package_version', '0.1')} (artefact "
                                   "format 1), whose settings cannot be compared; pass --overwrite to recompute it, "
                                   "or use a new run folder")
-    wanted = {"settings": wanted_settings(cfg), "request": model_request(cfg)}
+    wanted = {"settings": wanted_settings(cfg), "request": model_request(cfg, layer)}
     if {k: recorded.get(k) for k in wanted} != wanted:
         if overwrite:
             return False
@@ -55,7 +55,21 @@ def _dictionary_matches(cfg: RunConfig, folder: RunFolder, class_id: str, overwr
 
 def class_finished(cfg: RunConfig, folder: RunFolder, class_id: str, files: list[Path], *,
                    overwrite: bool = False) -> bool:
-    """Whether ``class_id`` needs no work under ``cfg`` (see the module docstring)."""
+    """Whether ``class_id`` needs no work under ``cfg`` (see the module docstring), at every layer it lists."""
+    from ..errors import ArtefactError
+
+    for layer in cfg.model.layers:
+        try:
+            at = folder.at_layer(layer) if len(cfg.model.layers) > 1 else folder
+        except ArtefactError:  # a layer not extracted yet
+            return False
+        if not _finished_at(cfg, at, class_id, files, overwrite, layer):
+            return False
+    return True
+
+
+def _finished_at(cfg: RunConfig, folder: RunFolder, class_id: str, files: list[Path], overwrite: bool,
+                 layer) -> bool:
     from ..factorize.stage import wanted_config as factorize_config
     from ..importance.stage import wanted_config as importance_config
 
@@ -64,7 +78,7 @@ def class_finished(cfg: RunConfig, folder: RunFolder, class_id: str, files: list
         paths["dictionary"] = folder.dictionary_file if folder.dictionary_file.exists() else None
     if any(state != "done" for state in class_status(paths, class_id).stages.values()):
         return False
-    if not _extract_matches(cfg, paths["extract"], files, overwrite):
+    if not _extract_matches(cfg, paths["extract"], files, overwrite, layer):
         return False
     if cfg.factorize.scope == "dataset" and not _dictionary_matches(cfg, folder, class_id, overwrite):
         return False

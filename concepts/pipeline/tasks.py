@@ -93,7 +93,8 @@ def process_classes(spec: TaskSpec) -> TaskResult:
     reports = []
     if "extract" in spec.stages or "importance" in spec.stages:
         t0 = time.perf_counter()
-        models.get(cfg.model.name, cfg.model.checkpoint, cfg.model.layer, cfg.model.pretrained)
+        models.get(cfg.model.name, cfg.model.checkpoint, cfg.model.main_layer, cfg.model.pretrained,
+                   keep=tuple(layer for layer in cfg.model.layers if layer))
         result.load_s = time.perf_counter() - t0
     if "extract" in spec.stages:
         t0 = time.perf_counter()

@@ -13,11 +13,13 @@ from .concepts import CONCEPTS, ConceptsRecord, ConceptsWriter, read_concepts
 from .dictionary import DICTIONARY, DictionaryRecord, read_dictionary, write_dictionary
 from .hashing import config_hash, file_sha256
 from .hdf5 import FORMAT_VERSION, identity, identity_attributes
-from .importance import IMPORTANCE, ImportanceRecord, MethodImportance, read_importance, write_importance
+from .importance import (IMPORTANCE, ImportanceRecord, MethodImportance, SubconceptImportance, read_importance,
+                         write_importance)
 from .labels import LABELS
 from .layout import STAGE_FOLDERS, STAGES, safe_filename, stage_path
 from .probe import PROBE
 from .run import RunFolder, StageScan, open_run
+from .tree import ConceptNode, ConceptTree, concept_tree
 from .runfiles import read_json, read_manifest, replace_folder, write_json, write_manifest, write_text_atomic
 
 SPECS = {spec.stage: spec for spec in (ACTIVATIONS, CONCEPTS, IMPORTANCE, DICTIONARY)}
@@ -28,9 +30,9 @@ __all__ = [
     "ACTIVATIONS", "CONCEPTS", "IMPORTANCE", "SPECS", "RUN_FILE_SPECS", "PROBE", "LABELS", "FORMAT_VERSION",
     "ActivationCache", "ActivationsWriter", "ImageTable", "RowTable",
     "ConceptsRecord", "ConceptsWriter", "read_concepts",
-    "ImportanceRecord", "MethodImportance", "read_importance", "write_importance",
+    "ImportanceRecord", "MethodImportance", "SubconceptImportance", "read_importance", "write_importance",
     "DICTIONARY", "DictionaryRecord", "read_dictionary", "write_dictionary",
-    "RunFolder", "StageScan", "open_run",
+    "RunFolder", "StageScan", "open_run", "ConceptNode", "ConceptTree", "concept_tree",
     "STAGE_FOLDERS", "STAGES", "safe_filename", "stage_path", "config_hash", "file_sha256", "identity",
     "identity_attributes", "read_json", "write_json", "write_text_atomic", "read_manifest", "write_manifest",
     "replace_folder",

@@ -275,13 +275,18 @@ class ActivationCache:
         if n >= total:
             return self.rows(dtype)
         picked = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
-        out = np.empty((n, self.n_channels), dtype)
+        return self.rows_at(picked, dtype)
+
+    def rows_at(self, rows, dtype=np.float32) -> np.ndarray:
+        """The rows of the increasing indices ``rows`` (read block by block)."""
+        picked = np.asarray(rows, np.int64)
+        out = np.empty((len(picked), self.n_channels), dtype)
         chunk = 65536
-        for start in range(0, total, chunk):
-            sel = picked[(picked >= start) & (picked < start + chunk)]
-            if len(sel):
-                block = self.read_rows(start, min(total, start + chunk), dtype)
-                out[np.searchsorted(picked, sel)] = block[sel - start]
+        for start in range(0, self.n_rows, chunk):
+            lo, hi = np.searchsorted(picked, [start, start + chunk])
+            if hi > lo:
+                block = self.read_rows(start, min(self.n_rows, start + chunk), dtype)
+                out[lo:hi] = block[picked[lo:hi] - start]
         return out
 
     # -- images

@@ -41,6 +41,8 @@ class ClassData:
     coefficients: np.ndarray  # (R, r) float32
     methods: dict[str, MethodImportance]
     presence: np.ndarray | None  # (n_images, r, H, W) float32 or None
+    tree: Any = None  # TreeArrays of the sub-concepts (a recursive concepts file), else None
+    subconcepts: Any = None  # SubconceptImportance of those sub-concepts, else None
 
     @property
     def n_images(self) -> int:
@@ -163,10 +165,11 @@ def load_class(run: str | os.PathLike, class_id: str, *, with_maps: bool = True,
     paths = {stage: folder.file(stage, class_id) for stage in STAGE_FOLDERS}
     methods: dict[str, MethodImportance] = {}
     importance_attrs: dict[str, Any] = {}
-    presence = None
+    presence = subconcepts = None
     if paths["importance"].exists():
         importance = folder.importance(class_id, maps=with_maps)
         importance_attrs, methods, presence = importance.attrs, importance.methods, importance.presence
+        subconcepts = importance.subconcepts
     coefficients = concepts.coefficients if with_coefficients else np.zeros((0, r), np.float32)
     if with_coefficients and coefficients.shape != (len(row_image), r):
         raise ArtefactError(f"{paths['factorize']}: coefficients have shape {coefficients.shape}, expected "
@@ -184,7 +187,8 @@ def load_class(run: str | os.PathLike, class_id: str, *, with_maps: bool = True,
         concept_attrs=concepts.attrs, importance_attrs=importance_attrs, image_paths=images["path"],
         image_sha256=images["sha256"], skipped=np.asarray(images["skipped"], bool),
         logit=np.asarray(images["logit"], np.float32), row_image=row_image, row_box=row_box,
-        components=concepts.components, coefficients=coefficients, methods=methods, presence=presence)
+        components=concepts.components, coefficients=coefficients, methods=methods, presence=presence,
+        tree=concepts.tree, subconcepts=subconcepts)
 
 
 def load_bank(run: str | os.PathLike, class_id: str) -> tuple[str, str, np.ndarray]:

@@ -28,6 +28,27 @@ CONCEPTS = FileSpec(
                                           "dictionary", required=False),
         Item("state/mass", "(K,) float64", "dataset scope: the class's coefficient mass on every atom",
              required=False),
+        Item("tree/parent", "(S,) int32", "sub-concepts (`--recursive`): node id of each one's parent (concept k is "
+                                          "node k, sub-concept i is node r + i, in breadth-first order)",
+             required=False),
+        Item("tree/depth", "(S,) int32", "1 for a concept's sub-concepts, 2 for theirs ...", required=False),
+        Item("tree/index", "(S,) int32", "index among its siblings (siblings ordered by coefficient mass)",
+             required=False),
+        Item("tree/components", "(S, D') float32", "the sub-concept vectors (D' channels of the sub-layer)",
+             required=False),
+        Item("tree/threshold", "(S,) float32", "the parent's coefficient at the percentile: the parent's rows at or "
+                                               "above it were factorised again", required=False),
+        Item("tree/rel_error_before", "(S,) float32", "relative error of those rows with the parent's bank (NaN at "
+                                                      "another layer)", required=False),
+        Item("tree/rel_error_after", "(S,) float32", "the same with the sub-concepts of the parent", required=False),
+        Item("tree/row_offsets", "(S+1,) int64", "node i's rows are `tree/rows[row_offsets[i]:row_offsets[i+1]]`",
+             required=False),
+        Item("tree/rows", "(M,) int32", "the cached rows each sub-concept was fitted on (its parent's strong rows)",
+             required=False),
+        Item("tree/coefficients", "(M,) float32", "the sub-concept's coefficient on each of those rows",
+             required=False),
+        Item("tree/state/<name>", "(S, ...) array", "the sub-bank's estimator state, one entry per node (siblings "
+                                                     "share it)", required=False),
     ),
     attributes=COMMON_ATTRIBUTES + (
         Item("method", "str", "registry name of the concept method"),
@@ -53,8 +74,42 @@ CONCEPTS = FileSpec(
         Item("scope", "str", "'class' (a bank fitted on this class) or 'dataset' (a view of RUN/dictionary/shared.h5)"),
         Item("dictionary_size", "int", "dataset scope: K, the size of the shared dictionary"),
         Item("model, weights, layer, ...", "", "the provenance attributes of the activations file, copied"),
+        Item("tree/: percentile, depth, sub_concepts, layer, method, n_nodes, bound, not_split, seconds", "",
+             "the recursive step: its settings, the sub-concepts' layer, the tree size and its bound "
+             "r x (s + s^2 + ... + s^depth), the nodes too small to split, the seconds it added"),
+    ),
+    notes=(
+        "Sub-concepts (`concepts factorize --recursive`): each concept's rows at or above the percentile of its "
+        "coefficient are factorised again into `sub_concepts` sub-concepts (at the same layer, or at `sub_layer`, an "
+        "earlier cached layer of the same crops), and so on to `depth` levels; `read_concepts(...).tree` reads them, "
+        "`RunFolder.concept_tree(class)` joins them with their importance.",
     ),
 )
+
+#: the per-node arrays of ``tree/`` (besides the rows, stored flat with offsets)
+TREE_ARRAYS = {"parent": np.int32, "depth": np.int32, "index": np.int32, "components": np.float32,
+               "threshold": np.float32, "rel_error_before": np.float32, "rel_error_after": np.float32}
+
+
+@dataclass
+class TreeArrays:
+    """The sub-concepts of a class as stored in ``tree/`` (S nodes; node ids r .. r+S-1)."""
+
+    parent: np.ndarray
+    depth: np.ndarray
+    index: np.ndarray
+    components: np.ndarray
+    threshold: np.ndarray
+    rel_error_before: np.ndarray
+    rel_error_after: np.ndarray
+    rows: list[np.ndarray]  # per node: the cached rows it was fitted on
+    coefficients: list[np.ndarray]  # per node: its coefficient on those rows
+    state: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (S, ...) per node
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_nodes(self) -> int:
+        return int(len(self.parent))
 
 
 @dataclass
@@ -67,6 +122,7 @@ class ConceptsRecord:
     state: dict[str, np.ndarray] = field(default_factory=dict)
     coefficients: np.ndarray | None = None
     image_coefficients: np.ndarray | None = None  # (n_images, r); None for files written before 0.3
+    tree: TreeArrays | None = None  # the sub-concepts (``--recursive``), None without
 
     @property
     def identity(self) -> str:
@@ -106,6 +162,25 @@ class ConceptsWriter(ArtefactWriter):
         """The coefficients (n_images, r) of every image's pooled row (NaN rows for skipped images)."""
         self.handle.create_dataset("image_coefficients", data=np.asarray(coefficients, np.float32))
 
+    def coefficients(self) -> np.ndarray:
+        """The coefficients written so far (R, r), read back (the recursive step needs every row's)."""
+        return np.asarray(self._coefficients[()], np.float32)
+
+    def write_tree(self, tree: TreeArrays) -> None:
+        """The sub-concepts (``tree/``), before :meth:`finish`."""
+        group = self.handle.create_group("tree")
+        for name, dtype in TREE_ARRAYS.items():
+            group.create_dataset(name, data=np.asarray(getattr(tree, name), dtype))
+        sizes = [len(r) for r in tree.rows]
+        group.create_dataset("row_offsets", data=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
+        flat = (lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype))
+        group.create_dataset("rows", data=flat(tree.rows, np.int32))
+        group.create_dataset("coefficients", data=flat(tree.coefficients, np.float32))
+        state = group.create_group("state")
+        for name, value in tree.state.items():
+            state.create_dataset(name, data=np.asarray(value))
+        write_attrs(group, tree.attrs)
+
     def finish(self, *, state: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
         group = self.handle.create_group("state")
         for name, value in state.items():
@@ -125,4 +200,15 @@ def read_concepts(path: str | os.PathLike, *, coefficients: bool = True) -> Conc
             coefficients=np.asarray(handle["coefficients"][()], np.float32) if coefficients else None,
             image_coefficients=np.asarray(handle["image_coefficients"][()], np.float32)
             if "image_coefficients" in handle else None,
+            tree=_read_tree(handle["tree"]) if "tree" in handle else None,
         )
+
+
+def _read_tree(group) -> TreeArrays:
+    offsets = group["row_offsets"][()]
+    rows, coefficients = group["rows"][()], group["coefficients"][()]
+    cut = [slice(int(a), int(b)) for a, b in zip(offsets[:-1], offsets[1:])]
+    return TreeArrays(**{name: np.asarray(group[name][()], dtype) for name, dtype in TREE_ARRAYS.items()},
+                      rows=[rows[c].astype(np.int64) for c in cut], coefficients=[coefficients[c] for c in cut],
+                      state={k: v[()] for k, v in group["state"].items()} if "state" in group else {},
+                      attrs=read_attrs(group))

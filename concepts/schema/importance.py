@@ -19,6 +19,9 @@ FIDELITY_ARRAYS = ("x", "deletion_curve", "insertion_curve", "mufidelity_per_ima
 _NOT_METHODS = {"maps", "images", "fidelity"}
 #: the ``share`` attribute of a method group: shares are class_importance / sum(|class_importance|)
 SHARE_DEFINITION = "abs_sum"
+_NOT_METHODS = {"maps", "images", "fidelity", "subconcepts"}
+#: the per-method arrays of the sub-concepts
+SUB_ARRAYS = ("per_image", "class_importance", "share_of_parent", "share")
 
 IMPORTANCE = FileSpec(
     stage="importance",
@@ -46,6 +49,26 @@ IMPORTANCE = FileSpec(
         Item("fidelity/<method>/deletion_curve", "(steps+1,) float32", "mean class score as concepts are removed"),
         Item("fidelity/<method>/insertion_curve", "(steps+1,) float32", "mean class score as concepts are added"),
         Item("fidelity/<method>/mufidelity_per_image", "(n_kept,) float32", "C-muFidelity of each image"),
+        Item("subconcepts/node", "(S,) int32", "sub-concepts (a recursive concepts file): their node ids in the "
+                                               "concepts file's `tree/`", required=False),
+        Item("subconcepts/threshold", "(S,) float32", "the parent's coefficient at the percentile over the class's "
+                                                      "feature-map positions: the parent's positions are those at "
+                                                      "or above it", required=False),
+        Item("subconcepts/n_positions", "(S,) int32", "the parent's positions over the kept images", required=False),
+        Item("subconcepts/<method>/per_image", "(n_images, S) float32", "importance of each sub-concept on each "
+                                                                        "image, its parent's positions edited (NaN: "
+                                                                        "skipped image, or no parent position)",
+             required=False),
+        Item("subconcepts/<method>/class_importance", "(S,) float32", "the mean over the images with parent "
+                                                                      "positions", required=False),
+        Item("subconcepts/<method>/share_of_parent", "(S,) float32", "class_importance over the siblings' "
+                                                                     "absolute sum (signed; the absolute values sum to 1 per parent)",
+             required=False),
+        Item("subconcepts/<method>/share", "(S,) float32", "the parent's share times share_of_parent (the children's "
+                                                           "absolute shares sum to the node's absolute share)", required=False),
+        Item("subconcepts/presence", "(n_images, S, H', W') float16", "coefficient of each sub-concept at its "
+                                                                       "parent's positions (0 elsewhere), on the "
+                                                                       "sub-concepts' grid", required=False),
     ),
     attributes=COMMON_ATTRIBUTES + (
         Item("methods, designs, sampler, estimator, seed, residual, exact, score, steps, n_subsets, correlation, "
@@ -67,11 +90,18 @@ IMPORTANCE = FileSpec(
         Item("<method>/: method, exact, residual, class_index, settings", "", "per-method attributes"),
         Item("<method>/: share", "str", "how the share was computed ('abs_sum'; absent: the signed sum, recomputed "
                                         "when read)"),
+        Item("subconcepts/: rule, percentile, layer, grid, linear_head", "", "how the sub-concepts were scored"),
     ),
     notes=(
         "Residual: by default the masks act on `(U ⊙ M) W + (A − UW)`, so that with every concept kept the model "
         "sees its own activations and the importances explain the model's real logit; `--no-residual` gives "
         "CRAFT's `(U ⊙ M) W`.",
+        "Sub-concepts are scored where their parent is: at every feature-map position whose parent coefficient is "
+        "at or above the tree's percentile of that coefficient over the class's positions (for a concept fitted "
+        "on crops, the positions stand for its strong crops), the activations become `(S ⊙ m) V + (A − S V)` with "
+        "`S` the sub-coefficients of the position and `V` the sub-concepts; every other position keeps its "
+        "activations (the residual is always added back here). Sobol / occlusion / gradient x input of the masks "
+        "`m` on the class logit, through `h` of the sub-concepts' layer.",
     ),
 )
 
@@ -93,6 +123,18 @@ class MethodImportance:
 
 
 @dataclass
+class SubconceptImportance:
+    """The importances of the sub-concepts of a class (nodes of the concepts file's tree)."""
+
+    node: np.ndarray  # (S,) node ids
+    threshold: np.ndarray  # (S,) the parent's position threshold
+    n_positions: np.ndarray  # (S,)
+    methods: dict[str, dict[str, np.ndarray]]  # method -> {per_image, class_importance, share_of_parent, share}
+    presence: np.ndarray | None = None  # (n_images, S, H', W')
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class ImportanceRecord:
     """What an importance file holds (``presence``/``contribution`` are None when not read)."""
 
@@ -105,6 +147,7 @@ class ImportanceRecord:
     presence: np.ndarray | None = None
     contribution: np.ndarray | None = None
     path: Path | None = None
+    subconcepts: SubconceptImportance | None = None
 
     @property
     def identity(self) -> str:
@@ -138,6 +181,8 @@ def write_importance(path: str | os.PathLike, record: ImportanceRecord) -> Path:
             for key, values in curves.items():
                 group.create_dataset(key, data=np.asarray(values, np.float32))
         write_attrs(fid, record.fidelity_attrs)
+        if record.subconcepts is not None:
+            _write_subconcepts(handle.create_group("subconcepts"), record.subconcepts)
     return Path(path)
 
 
@@ -151,6 +196,26 @@ def _abs_sum_shares(arrays: dict[str, np.ndarray]) -> None:
     low, high = np.asarray(arrays["ci_low"], np.float64) * scale, np.asarray(arrays["ci_high"], np.float64) * scale
     arrays["share_ci_low"], arrays["share_ci_high"] = np.minimum(low, high).astype(np.float32), \
         np.maximum(low, high).astype(np.float32)
+def _write_subconcepts(group, sub: SubconceptImportance) -> None:
+    group.create_dataset("node", data=np.asarray(sub.node, np.int32))
+    group.create_dataset("threshold", data=np.asarray(sub.threshold, np.float32))
+    group.create_dataset("n_positions", data=np.asarray(sub.n_positions, np.int32))
+    for name, arrays in sub.methods.items():
+        method = group.create_group(name)
+        for key in SUB_ARRAYS:
+            method.create_dataset(key, data=np.asarray(arrays[key], np.float32))
+    if sub.presence is not None:
+        group.create_dataset("presence", data=np.asarray(sub.presence, np.float16))
+    write_attrs(group, sub.attrs)
+
+
+def _read_subconcepts(group, maps: bool) -> SubconceptImportance:
+    methods = {name: {key: group[name][key][()] for key in SUB_ARRAYS} for name in group
+               if hasattr(group[name], "keys")}
+    return SubconceptImportance(node=group["node"][()].astype(np.int64), threshold=group["threshold"][()],
+                                n_positions=group["n_positions"][()], methods=methods,
+                                presence=np.asarray(group["presence"][()], np.float32)
+                                if maps and "presence" in group else None, attrs=read_attrs(group))
 
 
 def read_importance(path: str | os.PathLike, *, maps: bool = True) -> ImportanceRecord:
@@ -184,4 +249,5 @@ def read_importance(path: str | os.PathLike, *, maps: bool = True) -> Importance
             presence=np.asarray(handle["maps/presence"][()], np.float32) if maps else None,
             contribution=np.asarray(handle["maps/contribution"][()], np.float32) if maps else None,
             path=Path(path),
+            subconcepts=_read_subconcepts(handle["subconcepts"], maps) if "subconcepts" in handle else None,
         )

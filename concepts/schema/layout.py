@@ -11,8 +11,15 @@
     RUN/pipeline/last_run.json       timings of the last ``concepts run``
     RUN/atlas/                       the static site (``concepts atlas``)
     RUN/exports/                     the tables (``concepts export``)
+    RUN/layers/<layer>/              every further layer of a several-layer extraction (``--layer A --layer B``):
+                                     a run folder of its own (activations/, concepts/, importance/, exports/)
 
 ``<stem>`` is :func:`safe_filename` of the class id; the class id itself is an attribute of every file.
+
+Several layers: the run folder itself holds the *main* layer (the first one ever extracted into it, recorded as the
+``layer`` attribute of its activations); every other layer is the sub-run ``RUN/layers/<safe layer name>/`` with the
+same layout, so that each stage, ``info`` and ``export`` work on a layer by pointing at its folder
+(:class:`~concepts.schema.run.RunFolder` ``(run, layer=...)``). A one-layer run has no ``layers/`` folder.
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ DICTIONARY_FILE = "dictionary/shared.h5"
 PIPELINE_FOLDER = "pipeline"
 ATLAS_FOLDER = "atlas"
 EXPORTS_FOLDER = "exports"
+LAYERS_FOLDER = "layers"
 
 
 def safe_filename(class_id: str) -> str:
@@ -52,3 +60,8 @@ def stage_path(run: str | os.PathLike, stage: str, class_id: str) -> Path:
 def stage_files(run: str | os.PathLike, stage: str) -> list[Path]:
     """Every finished-looking file of a stage (``*.h5``; temporary files end in ``.tmp``), sorted."""
     return sorted(stage_folder(run, stage).glob("*.h5"))
+
+
+def layer_folder(run: str | os.PathLike, layer: str) -> Path:
+    """``RUN/layers/<safe layer name>``: the sub-run of a layer other than the run's main layer."""
+    return Path(run) / LAYERS_FOLDER / safe_filename(layer)

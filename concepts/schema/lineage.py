@@ -12,6 +12,7 @@ compares them with what the stage would now compute:
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,7 @@ def settings_diff(old: Any, new: dict[str, Any], limit: int = 4) -> str:
     """``'n_concepts 10 -> 3, method nmf -> pca'``: the settings that differ (old -> new)."""
     if not isinstance(old, dict):
         return "settings not recorded"
-    a, b = _flatten(old), _flatten(new)
+    a, b = _flatten(json.loads(json.dumps(old, default=str))), _flatten(json.loads(json.dumps(new, default=str)))
     changed = [f"{key} {a.get(key, '(none)')!s} -> {b.get(key, '(none)')!s}" for key in sorted(set(a) | set(b))
                if a.get(key) != b.get(key)]
     if not changed:

@@ -12,7 +12,8 @@ from .concepts import ConceptsRecord, read_concepts
 from .hdf5 import peek_attrs
 from .importance import ImportanceRecord, read_importance
 from .dictionary import DictionaryRecord, read_dictionary
-from .layout import CONFIG_FILE, DICTIONARY_FILE, STAGE_FOLDERS, STAGES, safe_filename, stage_files, stage_path
+from .layout import (CONFIG_FILE, DICTIONARY_FILE, LAYERS_FOLDER, STAGE_FOLDERS, STAGES, layer_folder, safe_filename,
+                     stage_files, stage_path)
 from .lineage import ClassStatus, class_status
 
 
@@ -35,16 +36,64 @@ class StageScan:
         return self
 
 
-class RunFolder:
-    """``RUN/``: the per-class artefacts of every stage, read through the schema."""
+def recorded_layer(folder: Path) -> str | None:
+    """The ``layer`` attribute of the first readable activations file of a (sub-)run folder (None: no file)."""
+    for path in stage_files(folder, "extract"):
+        try:
+            return str(peek_attrs(path).get("layer", "features"))
+        except OSError:
+            continue
+    return None
 
-    def __init__(self, path: str | os.PathLike, *, must_exist: bool = True):
-        self.path = Path(path)
-        if must_exist and not self.path.is_dir():
-            raise ConceptsError(f"run folder not found: {self.path}")
+
+class RunFolder:
+    """``RUN/``: the per-class artefacts of every stage, read through the schema.
+
+    ``layer`` chooses a cached layer of a several-layer run (None: the run's main layer, the folder itself):
+    ``path`` is then that layer's folder (``RUN/layers/<name>``, see :mod:`concepts.schema.layout`) and ``root``
+    the run folder.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, must_exist: bool = True, layer: str | None = None):
+        self.root = Path(path)
+        if must_exist and not self.root.is_dir():
+            raise ConceptsError(f"run folder not found: {self.root}")
+        self.path = self.root if layer is None else self._find_layer(layer)
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
+
+    # -- layers
+    def layers(self) -> dict[str, Path]:
+        """Every cached layer -> its folder, the main layer (the run folder itself) first."""
+        out: dict[str, Path] = {}
+        main = recorded_layer(self.root)
+        if main is not None:
+            out[main] = self.root
+        sub = self.root / LAYERS_FOLDER
+        for folder in sorted(sub.iterdir()) if sub.is_dir() else []:
+            name = recorded_layer(folder) if folder.is_dir() else None
+            if name is not None:
+                out.setdefault(name, folder)
+        return out
+
+    def _find_layer(self, layer: str) -> Path:
+        layers = self.layers()
+        if layer in layers:
+            return layers[layer]
+        if (self.root / LAYERS_FOLDER / safe_filename(layer)) in layers.values():
+            return layer_folder(self.root, layer)
+        raise ArtefactError(f"no layer {layer!r} cached in {self.root} (it has: {', '.join(layers) or 'none'}); "
+                            f"extract it with `concepts extract IMAGES --out {self.root} --layer {layer}`")
+
+    def at_layer(self, layer: str | None) -> "RunFolder":
+        """The same run at another cached layer (None: the main layer)."""
+        return RunFolder(self.root, layer=layer)
+
+    def layer_path(self, layer: str, first: str) -> Path:
+        """Where the activations of ``layer`` go: the run folder for its main layer (``first`` when the run has
+        none yet), else ``RUN/layers/<name>``."""
+        return self.root if layer == (recorded_layer(self.root) or first) else layer_folder(self.root, layer)
 
     def file(self, stage: str, class_id: str) -> Path:
         return stage_path(self.path, stage, class_id)
@@ -109,11 +158,19 @@ class RunFolder:
             raise ArtefactError(f"no shared dictionary in {self.path} (run `concepts factorize --scope dataset`)")
         return read_dictionary(self.dictionary_file)
 
+    def concept_tree(self, class_id: str):
+        """The :class:`~concepts.schema.tree.ConceptTree` of a class: its concepts and sub-concepts, each with its
+        parent, depth, rows, threshold, vector and importance (when the importance stage has run)."""
+        from .tree import concept_tree
+
+        importance = self.importance(class_id, maps=False) if self.file("importance", class_id).is_file() else None
+        return concept_tree(self.concepts(class_id, coefficients=False), importance)
+
     def config(self) -> dict[str, Any] | None:
         """The raw ``RUN/config.yaml`` written by ``concepts run`` (None when there is none)."""
         import yaml
 
-        path = self.path / CONFIG_FILE
+        path = self.root / CONFIG_FILE
         if not path.is_file():
             return None
         try:

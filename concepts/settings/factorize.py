@@ -7,6 +7,10 @@ from ..factorize.registry import METHODS
 from .base import Section, setting
 
 
+#: the settings of the recursive step (hashed when ``recursive`` is on)
+RECURSIVE = ("recursive", "depth", "sub_concepts", "threshold_percentile", "sub_layer")
+
+
 class FactorizeSettings(Section):
     """Stage 2: a concept dictionary per class, ``A ~ U W`` (or one shared by the classes: ``scope='dataset'``).
 
@@ -36,8 +40,24 @@ class FactorizeSettings(Section):
                                      "(every row still gets its coefficients)", ge=1)
     chunk_rows: int = setting(65536, "rows per block when coefficients are streamed", ge=1, hashed=False,
                               stage_cli=False)
+    # CRAFT's recursive decomposition. Not hashed as fields: the factorize stage hashes them only with
+    # --recursive on (``RECURSIVE``), so that files made without it keep their config hash.
+    recursive: bool = setting(False, "split every concept into sub-concepts: its rows at or above the percentile "
+                                     "are factorised again", hashed=False)
+    depth: int = setting(1, "levels of sub-concepts (--recursive)", ge=1, le=4, hashed=False)
+    sub_concepts: int = setting(4, "sub-concepts per concept (--recursive)", ge=2, hashed=False)
+    threshold_percentile: float = setting(90.0, "a concept's rows at or above this percentile of its coefficient "
+                                                "are re-factorised (--recursive)", ge=0, lt=100, hashed=False)
+    sub_layer: Union[str, None] = setting(None, "cached layer of the sub-concepts, for the same crops (default: the "
+                                                "concepts' own layer; --recursive)", hashed=False, metavar="MODULE")
     params: dict[str, Any] = setting(default_factory=dict, help="any other parameter of the method, KEY=VALUE",
                                      flag="--param", metavar="KEY=VALUE", hashed=False)
+
+    def recursive_config(self) -> dict[str, Any]:
+        """The recursive settings that decide a concepts file (empty without --recursive)."""
+        if not self.recursive:
+            return {}
+        return {name: getattr(self, name) for name in RECURSIVE}
 
     def estimator_params(self) -> dict[str, Any]:
         """The keyword arguments of the estimator: ``params`` plus the common parameters that are set."""

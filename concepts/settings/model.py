@@ -28,8 +28,10 @@ class ModelSettings(Section):
                                            hashed=False)
     pretrained: bool = setting(True, "timm's pretrained weights when no checkpoint is given (else random init)",
                                extra_flags={"--random-init": False}, hashed=False)
-    layer: Union[str, None] = setting(None, "module where the model is cut (default: last feature map)",
-                                      hashed=False)
+    layer: Union[tuple[str, ...], None] = setting(
+        None, "module where the model is cut (default: last feature map); repeat for several layers in one forward "
+              "pass (the first is the run's main layer; later stages: the cached layer(s) to work on)",
+        metavar="MODULE", hashed=False)
     layout: Literal["auto", "spatial", "tokens"] = setting("auto", "expected layout of the cut, checked when the "
                                                                    "model loads", hashed=False, stage_cli=False)
     head: str = setting("model", "the class score explained: model (its own classifier), probe:FILE (a linear head "
@@ -39,6 +41,22 @@ class ModelSettings(Section):
     device: str = setting("auto", "where the model runs", allowed="auto | cpu | cuda | cuda:N | mps", hashed=False)
     precision: Literal["fp32", "bf16", "fp16"] = setting("fp32", "autocast precision of the forward pass (bf16: "
                                                                  "~2x faster where the hardware has it)")
+
+    @field_validator("layer")
+    @classmethod
+    def _layers(cls, value):
+        """``layer: blocks.5`` (a 0.1 config) is the one-layer list; repeated names count once."""
+        return tuple(dict.fromkeys(value)) or None if value is not None else None
+
+    @property
+    def layers(self) -> tuple[Union[str, None], ...]:
+        """The cut layers in order (``(None,)``: the default cut only)."""
+        return self.layer or (None,)
+
+    @property
+    def main_layer(self) -> Union[str, None]:
+        """The first listed layer (None: the default cut): the layer of the run folder itself."""
+        return self.layers[0]
 
     @field_validator("device")
     @classmethod

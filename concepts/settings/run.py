@@ -152,10 +152,10 @@ def load_config(path: str | os.PathLike | None = None,
 #: the settings each stage command and stage function takes: whole sections, or single dotted keys
 STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "extract": ("out", "data", "model", "extract", "executor.threads"),
-    "factorize": ("factorize", "data.classes", "model.device", "executor.threads"),
-    "importance": ("importance", "data.classes", "model.device", "executor.threads"),
+    "factorize": ("factorize", "data.classes", "model.layer", "model.device", "executor.threads"),
+    "importance": ("importance", "data.classes", "model.layer", "model.device", "executor.threads"),
     "atlas": ("atlas", "data.classes"),
-    "export": ("export", "data.classes"),
+    "export": ("export", "data.classes", "model.layer"),
     "probe": ("probe", "data.classes", "model.device", "executor.threads"),
     "label": ("label", "data.classes", "model.device", "executor.threads"),
     "run": ("out", *SECTIONS),
