@@ -13,7 +13,7 @@ from .._version import __version__
 from ..errors import ConceptsError
 
 # The order is the order of `concepts --help`.
-COMMANDS = ["run", "extract", "factorize", "importance", "atlas", "export", "info", "demo", "synth", "evaluate"]
+COMMANDS = ["run", "extract", "factorize", "importance", "fviz", "atlas", "export", "info", "demo", "synth", "evaluate"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@
     RUN/activations/<stem>.h5        stage 1, extract
     RUN/concepts/<stem>.h5           stage 2, factorize
     RUN/importance/<stem>.h5         stage 3, importance
+    RUN/fviz/<stem>.h5               feature visualisations (optional stage)
     RUN/pipeline/state.json          what the last complete reduce step covered (``concepts run``)
     RUN/pipeline/last_run.json       timings of the last ``concepts run``
     RUN/atlas/                       the static site (``concepts atlas``)
@@ -21,8 +22,10 @@ import re
 from pathlib import Path
 
 #: stage -> folder of its per-class files, in the order of the data flow
-STAGE_FOLDERS = {"extract": "activations", "factorize": "concepts", "importance": "importance"}
-STAGES = tuple(STAGE_FOLDERS)
+STAGE_FOLDERS = {"extract": "activations", "factorize": "concepts", "importance": "importance", "fviz": "fviz"}
+#: the stages every finished class of a run has; the others (fviz) are optional
+STAGES = ("extract", "factorize", "importance")
+OPTIONAL_STAGES = tuple(stage for stage in STAGE_FOLDERS if stage not in STAGES)
 CONFIG_FILE = "config.yaml"
 PIPELINE_FOLDER = "pipeline"
 ATLAS_FOLDER = "atlas"

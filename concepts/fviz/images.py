@@ -1,0 +1,30 @@
+"""The visualisations as PNG files (for the exports; the atlas reads the arrays)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def target_filename(target: str) -> str:
+    """``'concept:3'`` -> ``'concept_3'``; ``'logit:0'`` -> ``'logit'``."""
+    kind, _, index = target.partition(":")
+    return "logit" if kind == "logit" else f"{kind}_{index}"
+
+
+def write_pngs(record, folder: str | os.PathLike) -> dict[str, str]:
+    """Write ``<target>.png`` (RGB) and ``<target>_alpha.png`` (the transparency map, 8-bit grey) of every image of
+    an :class:`~concepts.schema.FvizRecord` into ``folder``; returns file name -> description."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for image, alpha, target in zip(record.images, record.transparency, record.targets):
+        stem = target_filename(target)
+        Image.fromarray(np.asarray(image, np.uint8), "RGB").save(folder / f"{stem}.png", optimize=False)
+        grey = (np.clip(np.asarray(alpha, np.float32), 0, 1) * 255).round().astype(np.uint8)
+        Image.fromarray(grey, "L").save(folder / f"{stem}_alpha.png", optimize=False)
+        written[f"{stem}.png"] = f"MACO visualisation of {target}"
+        written[f"{stem}_alpha.png"] = f"transparency map of {target} (accumulated |dL/dx|, max = 255)"
+    return written
