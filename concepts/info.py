@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 
 from .errors import ConceptsError
-from .schema import STAGES, RunFolder
+from .schema import STAGE_FOLDERS, RunFolder
 
 
 def run_summary(run: str | os.PathLike) -> dict[str, Any]:
     """A JSON-able summary of the run folder."""
     folder = RunFolder(run)
     run = folder.path
-    stages = {stage: folder.scan(stage).check().found for stage in STAGES}
+    stages = {stage: folder.scan(stage).check().found for stage in STAGE_FOLDERS}
     if not any(stages.values()):
         raise ConceptsError(f"{run} holds no activations, concepts or importance files")
     summary: dict[str, Any] = {"run": str(run), "classes": {}, "provenance": {}}
@@ -43,6 +43,10 @@ def run_summary(run: str | os.PathLike) -> dict[str, Any]:
                 method: [[int(k), round(float(imp.share[k]), 4)] for k in np.argsort(-np.asarray(imp.share, float))]
                 for method, imp in record.methods.items()}
             entry["fidelity"] = record.fidelity_attrs
+        if class_id in stages["fviz"]:
+            attrs = folder.fviz(class_id, images=False).attrs
+            entry["fviz"] = {k: attrs.get(k) for k in ("n_targets", "excited", "n_concepts", "steps", "crops",
+                                                       "image_size", "seed", "spectrum", "seconds")}
         summary["classes"][class_id] = entry
     summary["stages"] = {stage: len(files) for stage, files in stages.items()}
     summary["stages"]["atlas"] = (run / "atlas" / "index.html").is_file()
@@ -63,7 +67,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     stages = summary["stages"]
     n = len(summary["classes"])
     lines.append(f"stages: extract {stages['extract']}/{n}, factorize {stages['factorize']}/{n}, "
-                 f"importance {stages['importance']}/{n}, atlas {'yes' if stages['atlas'] else 'no'}, "
+                 f"importance {stages['importance']}/{n}, fviz {stages.get('fviz', 0)}/{n}, atlas {'yes' if stages['atlas'] else 'no'}, "
                  f"export {'yes' if stages['export'] else 'no'}")
     lines.append(f"classes ({n}):")
     for class_id, entry in summary["classes"].items():
@@ -93,4 +97,10 @@ def format_summary(summary: dict[str, Any]) -> str:
                                  f"C-Ins {float(fid[f'{method}_c_insertion']):.3g} "
                                  f"C-muF {float(fid[f'{method}_c_mufidelity']):.2f}")
             lines.append("    fidelity: " + "; ".join(parts))
+        fv = entry.get("fviz")
+        if fv:
+            lines.append(f"    fviz: {fv.get('n_targets')} images ({fv.get('steps')} steps x {fv.get('crops')} crops, "
+                         f"{fv.get('image_size')} px), {fv.get('excited')}/{fv.get('n_concepts')} concepts excited "
+                         f"(own coefficient above the class's 99th percentile, and the largest), "
+                         f"{round(float(fv.get('seconds') or 0), 1)} s")
     return "\n".join(lines)

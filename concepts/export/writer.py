@@ -87,6 +87,8 @@ def readme() -> str:
              "(row k = concept k).",
              "- `per_image_importances.npz`: `numpy.load(...)[stem + '/' + method]` is the (n_images, n_concepts) "
              "float32 per-image importance.",
+             "- `fviz/<stem>/concept_<k>.png`, `logit.png` (runs with feature visualisations): the MACO image of "
+             "concept k and of the class logit; `*_alpha.png`: its transparency map (8-bit).",
              "", "## Columns of importances.*", ""]
     lines += [f"- `{name}`: {meaning}" for name, meaning in COLUMNS.items()]
     lines += ["", "## Columns of classes.csv", ""] + [f"- `{k}`: {v}" for k, v in CLASS_COLUMNS.items()]
@@ -149,9 +151,14 @@ def export_run(run: str | os.PathLike, formats: Iterable[str] | str | None = Non
 
 
 def _write(folder: RunFolder, found, work: Path, formats: list[str], *, progress: bool, bar) -> None:
-    parts, class_rows, images, banks, per_image, manifest_classes = [], [], [], {}, {}, []
+    parts, class_rows, images, banks, per_image, manifest_classes, pictures = [], [], [], {}, {}, [], {}
     for class_id, stem in bar(found, desc="export", unit="class", disable=not progress):
         data = load_class(folder.path, class_id, with_maps=False, with_coefficients=False)
+        if data.paths["fviz"].exists():
+            from ..fviz.images import write_pngs
+
+            written = write_pngs(folder.fviz(class_id), work / "fviz" / stem)
+            pictures.update({f"fviz/{stem}/{name}": {"description": text} for name, text in written.items()})
         parts.append(importance_rows(data))
         images.append(image_rows(data))
         class_rows.append(class_row(data))
@@ -179,6 +186,7 @@ def _write(folder: RunFolder, found, work: Path, formats: list[str], *, progress
     files["per_image_importances.npz"] = {"description": "np.load(...)[f'{stem}/{method}'] -> (n_images, "
                                                          "n_concepts) float32 per-image importance; row i is "
                                                          "image_index i of images.csv", "keys": sorted(per_image)}
+    files.update(pictures)
     (work / "README.md").write_text(readme(), encoding="utf-8")
     files["README.md"] = {"description": "what each file holds and how to reload it"}
     for name, entry in files.items():

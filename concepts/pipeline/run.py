@@ -1,4 +1,4 @@
-"""``concepts run``: extract -> factorize -> importance for every class, then atlas and exports.
+"""``concepts run``: extract -> factorize -> importance (-> fviz) for every class, then atlas and exports.
 
 The driver resolves the classes, saves the resolved config as ``RUN/config.yaml``, splits the
 unfinished classes into tasks of ``executor.classes_per_task`` classes, hands them to an
@@ -103,6 +103,8 @@ def work_signature(cfg: RunConfig) -> str:
     raw = cfg.to_dict()
     part = {k: raw[k] for k in WORK_KEYS}
     part["data"] = {k: raw["data"][k] for k in WORK_DATA_KEYS}
+    if cfg.fviz.enabled:  # an optional stage: its settings matter only when it runs
+        part["fviz"] = raw["fviz"]
     return config_hash(part)
 
 
@@ -157,7 +159,7 @@ def run_pipeline(
     if not verify:  # with changed settings, save only once the stages accepted them
         cfg.save(run / "config.yaml")
 
-    finished = [] if (overwrite or verify) else [c for c in classes if class_done(run, c)]
+    finished = [] if (overwrite or verify) else [c for c in classes if class_done(run, c, cfg)]
     todo = [c for c in classes if c not in set(finished)]
     result = PipelineResult(run=run, classes=classes, skipped=finished)
     reduce_sig = reduce_signature(cfg, classes)
@@ -186,12 +188,12 @@ def run_pipeline(
                 result.seconds[stage] = result.seconds.get(stage, 0.0) + seconds
             result.load_s += task.load_s
             result.peak_rss_mb = max(result.peak_rss_mb, task.peak_rss_mb)
-        missing = [c for c in todo if not class_done(run, c)]
+        missing = [c for c in todo if not class_done(run, c, cfg)]
         if missing:
             _say(f"warning: {len(missing)} classes produced no result (no readable image?): "
                  f"{', '.join(missing[:5])}", progress)
 
-    done = [c for c in classes if class_done(run, c)]
+    done = [c for c in classes if class_done(run, c)]  # the atlas and exports need the three core stages
     if done and (cfg.atlas.enabled or cfg.export.enabled):
         t0 = time.perf_counter()
         reduced = reduce_run(cfg, str(run), done, progress=progress)

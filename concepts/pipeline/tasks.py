@@ -1,7 +1,7 @@
 """The units of work of ``concepts run``: a batch of classes (map) and the final reduce.
 
-``process_classes`` runs extract -> factorize -> importance for a few classes, loading the model
-once for the batch; each stage goes class by class, so one class's data is in memory at a time.
+``process_classes`` runs extract -> factorize -> importance (-> fviz when enabled) for a few classes, loading the
+model once for the batch; each stage goes class by class, so one class's data is in memory at a time.
 ``reduce_run`` builds the atlas index and the exports from the per-class files.
 Both are top-level functions of plain arguments so that they pickle to worker processes and
 Slurm jobs.
@@ -46,9 +46,14 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def class_done(run: str | os.PathLike, class_id: str) -> bool:
-    """Every per-class stage file exists (what a finished class looks like on disk)."""
-    return all(stage_path(run, stage, class_id).exists() for stage in STAGES)
+def run_stages(cfg: RunConfig | None = None) -> tuple[str, ...]:
+    """The per-class stages of a run: the three of every run, and fviz when it is enabled."""
+    return STAGES + (("fviz",) if cfg is not None and cfg.fviz.enabled else ())
+
+
+def class_done(run: str | os.PathLike, class_id: str, cfg: RunConfig | None = None) -> bool:
+    """Every per-class stage file of the run exists (what a finished class looks like on disk)."""
+    return all(stage_path(run, stage, class_id).exists() for stage in run_stages(cfg))
 
 
 _MODELS: dict[str, Any] = {}
@@ -72,7 +77,7 @@ def release_models() -> None:
 
 
 def process_classes(spec: TaskSpec) -> TaskResult:
-    """Run extract, factorize and importance for ``spec.classes``, loading the model once for the batch.
+    """Run extract, factorize, importance (and fviz when enabled) for ``spec.classes``, loading the model once.
 
     Each stage skips the classes whose file it already made with the same settings and inputs, recomputes stale
     ones, and refuses a file made with other settings unless ``overwrite``. Returns the seconds per stage.
@@ -102,6 +107,13 @@ def process_classes(spec: TaskSpec) -> TaskResult:
     if todo:
         importance_run(run, config=cfg, classes=todo, models=models, **common)
     result.seconds["importance"] = time.perf_counter() - t0
+    if cfg.fviz.enabled:
+        from ..fviz import fviz_run
+
+        t0 = time.perf_counter()
+        if todo:
+            fviz_run(run, config=cfg, classes=todo, models=models, **common)
+        result.seconds["fviz"] = time.perf_counter() - t0
     result.peak_rss_mb = peak_rss_mb()
     return result
 

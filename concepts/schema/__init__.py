@@ -29,6 +29,6 @@ __all__ = [
     "FvizRecord", "read_fviz", "write_fviz",
     "RunFolder", "StageScan", "open_run",
     "STAGE_FOLDERS", "STAGES", "OPTIONAL_STAGES", "safe_filename", "stage_path", "config_hash", "file_sha256",
-    "identity", "identity_attributes", "read_json", "write_json", "write_text_atomic", "read_manifest", "write_manifest",
-    "replace_folder",
+    "identity", "identity_attributes", "read_json", "write_json", "write_text_atomic", "read_manifest",
+    "write_manifest", "replace_folder",
 ]

@@ -21,6 +21,7 @@ from .run import (SECTIONS, STAGE_SETTINGS, RunConfig, config_from_dict, load_co
 __all__ = [
     "Section", "SettingsError", "build_section", "describe", "setting", "RunConfig", "SECTIONS", "STAGE_SETTINGS",
     "DataSettings", "ModelSettings", "ExtractSettings", "FactorizeSettings", "ImportanceSettings", "FvizSettings",
-    "AtlasSettings", "ExportSettings", "ExecutorSettings", "MODES", "FORMATS", "config_from_dict", "load_config", "parse_override",
+    "AtlasSettings", "ExportSettings", "ExecutorSettings", "MODES", "FORMATS", "config_from_dict", "load_config",
+    "parse_override",
     "stage_config", "stage_fields",
 ]
