@@ -41,7 +41,8 @@ def photo_spectrum(paths: Sequence[str], preprocessing, n_images: int = 64) -> S
             continue
         views.append(preprocessing.to_tensor(image).numpy())
     if not views:
-        raise ClassSkipped("none of the class's photos can be read to estimate the spectrum")
+        raise ClassSkipped(f"none of the class's photos can be read to estimate the spectrum (e.g. {paths[0]}); "
+                           "the spectrum's colours and energy come from them")
     return estimate_spectrum(np.stack(views), source="images")
 
 
@@ -76,7 +77,7 @@ class BankVisualisations:
 def visualize_bank(split, components: np.ndarray, transform: Callable[[np.ndarray], np.ndarray],
                    reference: np.ndarray, preprocessing, spectrum: Spectrum, maco: Maco, *,
                    class_index: int | None = None, logit_target: bool = True,
-                   concepts: Sequence[int] | None = None, progress=None) -> BankVisualisations:
+                   concepts: Sequence[int] | None = None, key: str = "", progress=None) -> BankVisualisations:
     """One MACO image per atom of ``components`` (r, D) (or of the atoms ``concepts``) and, with ``class_index``
     and ``logit_target``, one for that logit (every image's ``class_index`` logit is measured).
 
@@ -89,7 +90,7 @@ def visualize_bank(split, components: np.ndarray, transform: Callable[[np.ndarra
     targets = [Target("concept", int(k)) for k in (range(r) if concepts is None else concepts)]
     if class_index is not None and logit_target:
         targets.append(Target("logit", int(class_index)))
-    result = maco.visualize(split, targets, components, spectrum, preprocessing, progress=progress)
+    result = maco.visualize(split, targets, components, spectrum, preprocessing, key=key, progress=progress)
     objective = maco.objective(split, targets, components, preprocessing)
     measured = evaluate(objective, result.images, maco.eval_scale, int(preprocessing.input_size),
                         class_index=class_index, batch=max(8, int(maco.batch) * int(maco.crops)))

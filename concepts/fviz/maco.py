@@ -46,9 +46,10 @@ class MacoResult:
         return self.images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
 
 
-def target_seed(seed: int, target: Target) -> int:
-    """The seed of one image: from the run's seed and the target's name (stable across batches and processes)."""
-    digest = hashlib.sha256(f"{int(seed)}:{target.name}".encode()).digest()
+def target_seed(seed: int, target: Target, key: str = "") -> int:
+    """The seed of one image: from the seed, a key (the class id in the stage) and the target's name (stable across
+    batches and processes)."""
+    digest = hashlib.sha256(f"{int(seed)}:{key}:{target.name}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
@@ -100,11 +101,12 @@ class Maco:
                          power=self.power, floor=self.floor)
 
     def visualize(self, split, targets: Sequence[Target], directions: np.ndarray | torch.Tensor | None,
-                  spectrum: Spectrum, preprocessing, *, progress=None) -> MacoResult:
+                  spectrum: Spectrum, preprocessing, *, key: str = "", progress=None) -> MacoResult:
         """Optimise one image per target. ``split``: the model cut (:class:`~concepts.models.ModelSplit`);
         ``directions``: (r, D) the atoms the concept targets index; ``spectrum``: the fixed magnitude (resized to
-        ``image_size``); ``preprocessing``: the model's input normalisation and size. ``progress``: a callable
-        given the number of steps done per batch."""
+        ``image_size``); ``preprocessing``: the model's input normalisation and size; ``key``: mixed into every
+        image's seed (the stage passes the class id, so that classes do not share their random draws).
+        ``progress``: a callable given the number of steps done per batch."""
         targets = list(targets)
         start = time.perf_counter()
         spectrum = spectrum.resized(int(self.image_size))
@@ -115,7 +117,7 @@ class Maco:
         with input_gradients_only(split):
             for first in range(0, len(targets), batch):
                 chunk = list(range(first, min(first + batch, len(targets))))
-                img, alpha, curve = self._optimise(objective, chunk, spectrum, size, progress)
+                img, alpha, curve = self._optimise(objective, chunk, spectrum, size, key, progress)
                 images.append(img)
                 alphas.append(alpha)
                 curves.append(curve)
@@ -126,18 +128,18 @@ class Maco:
                           curve=np.concatenate(curves) if curves else np.zeros((0, self.steps), np.float32),
                           seconds=time.perf_counter() - start, settings=self.get_params())
 
-    def _generators(self, targets: Sequence[Target], device: torch.device) -> list[torch.Generator]:
+    def _generators(self, targets: Sequence[Target], device: torch.device, key: str) -> list[torch.Generator]:
         gens = []
         for target in targets:
             g = torch.Generator(device=device)
-            g.manual_seed(target_seed(self.seed, target))
+            g.manual_seed(target_seed(self.seed, target, key))
             gens.append(g)
         return gens
 
-    def _optimise(self, objective: Objective, chunk: list[int], spectrum: Spectrum, size: int, progress):
+    def _optimise(self, objective: Objective, chunk: list[int], spectrum: Spectrum, size: int, key: str, progress):
         device = objective.split.device
         targets = [objective.targets[i] for i in chunk]
-        generators = self._generators(targets, device)
+        generators = self._generators(targets, device, key)
         k, c, n = len(chunk), int(self.crops), int(self.image_size)
         phase = FourierImages.random_phase(k, n, generators, device)
         param = FourierImages(spectrum, phase)

@@ -18,6 +18,7 @@ from ..errors import ClassSkipped, ConceptsError
 from ..runner import ClassJob, StageReport, run_classes
 from ..runtime import thread_limit
 from ..schema import FvizRecord, RunFolder, config_hash, file_sha256, identity_attributes, write_fviz
+from ..schema.classdata import resolve_image_path
 from ..schema.lineage import Wanted, input_record
 from ..settings import RunConfig, stage_config
 from .compute import photo_spectrum, visualize_bank
@@ -98,9 +99,10 @@ def fviz_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: Wanted,
     settings = cfg.fviz
     with folder.activations(class_id) as cache:
         attrs = dict(cache.attrs)
-        paths = [cache.images["path"][i] for i in cache.kept]
+        recorded = [cache.images["path"][i] for i in cache.kept]
         class_index = int(cache.class_index)
-    if not paths:
+    paths = [str(resolve_image_path(folder.path, raw) or raw) for raw in recorded]
+    if not recorded:
         raise ClassSkipped("no readable images")
     split = models.for_artefact(attrs)
     preprocessing = getattr(split, "preprocessing", None) or Preprocessing(**attrs["preprocessing"])
@@ -120,7 +122,7 @@ def fviz_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: Wanted,
     try:
         made = visualize_bank(split, record.components, lambda a: _transform(estimator, a), record.coefficients,
                               preprocessing, spectrum, maco, class_index=class_index, logit_target=settings.logit,
-                              progress=None if bar is None else bar.update)
+                              key=str(attrs.get("class_id", class_id)), progress=None if bar is None else bar.update)
     finally:
         if bar is not None:
             bar.close()

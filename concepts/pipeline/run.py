@@ -88,6 +88,8 @@ def resolve_paths(cfg: RunConfig) -> RunConfig:
         changes["data.labels"] = str(Path(cfg.data.labels).expanduser().resolve())
     if cfg.model.checkpoint:
         changes["model.checkpoint"] = str(Path(cfg.model.checkpoint).expanduser().resolve())
+    if cfg.fviz.spectrum != "images":
+        changes["fviz.spectrum"] = str(Path(cfg.fviz.spectrum).expanduser().resolve())
     return cfg.replace(**changes)
 
 

@@ -43,7 +43,8 @@ class FvizSettings(Section):
     spectrum_images: int = setting(64, "photos of the class the spectrum is estimated on (evenly spread)", ge=1,
                                   run_flag="--fviz-spectrum-images")
     seed: int = setting(0, "random seed of the phases, crops and noise", ge=0, run_flag="--fviz-seed")
-    batch: int = setting(16, "images optimised together (one forward pass for all their crops)", ge=1,
+    batch: int = setting(16, "images optimised together: one forward pass for their batch x crops crops (~50 MB "
+                                   "each for EfficientNet-Lite0 at 224 px)", ge=1,
                          hashed=False, run_flag="--fviz-batch")
 
     @field_validator("spectrum")

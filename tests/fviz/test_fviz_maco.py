@@ -149,7 +149,7 @@ def test_optimising_raises_the_objective_far_above_random_images():
     made = evaluate(objective, result.images, maco.eval_scale, SIZE)
     start = evaluate(objective, _maco(steps=1, lr=1e-6).visualize(split, targets, directions, spectrum,
                                                                    prep).images, maco.eval_scale, SIZE)
-    assert (made.score > 1.5 * start.score).all(), (made.score, start.score)
+    assert (made.score > 1.3 * start.score).all(), (made.score, start.score)
     assert (result.curve[:, -5:].mean(1) > result.curve[:, :5].mean(1)).all()
 
 
