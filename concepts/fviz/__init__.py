@@ -15,7 +15,7 @@ _PUBLIC = {
     "Spectrum": ".spectrum", "estimate_spectrum": ".spectrum", "load_spectrum": ".spectrum",
     "visualize_bank": ".compute", "photo_spectrum": ".compute", "BankVisualisations": ".compute",
     "fviz_run": ".stage", "fviz_class": ".stage", "load_fviz": ".stage", "maco_from_settings": ".stage",
-    "write_pngs": ".images",
+    "write_pngs": ".images", "rgba": ".images",
 }
 __all__ = sorted(_PUBLIC)
 __getattr__, __dir__ = lazy_attributes(__name__, _PUBLIC)

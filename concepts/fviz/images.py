@@ -28,3 +28,14 @@ def write_pngs(record, folder: str | os.PathLike) -> dict[str, str]:
         written[f"{stem}.png"] = f"MACO visualisation of {target}"
         written[f"{stem}_alpha.png"] = f"transparency map of {target} (accumulated |dL/dx|, max = 255)"
     return written
+
+
+def rgba(image: np.ndarray, transparency: np.ndarray, clip_percentile: float = 80.0) -> np.ndarray:
+    """The visualisation with its transparency map as alpha channel, as MACO shows it: (S, S, 4) uint8.
+
+    The map is clipped at its ``clip_percentile`` percentile and divided by it (so the top fifth of the pixels the
+    objective looked at are opaque), as in horama's ``plot_maco``."""
+    alpha = np.asarray(transparency, np.float32)
+    top = float(np.percentile(alpha, clip_percentile)) if alpha.size else 0.0
+    alpha = np.clip(alpha / top, 0, 1) if top > 0 else np.ones_like(alpha)
+    return np.concatenate([np.asarray(image, np.uint8), (alpha * 255).round().astype(np.uint8)[..., None]], axis=-1)

@@ -8,6 +8,7 @@ optimised (NAdam). Each step draws, for every image, ``crops`` random square cro
 [0, 1] pixel units), and ascends the mean score of its target over its crops (:mod:`concepts.fviz.objectives`).
 The crops of ``batch`` images go through the model in one forward pass. The transparency map of an image is the
 sum over steps of ``|dL/dx|`` (summed over colours), normalised to a maximum of 1: where the objective looked.
+The finished (periodic) image is rolled so that the peak of its smoothed transparency map is at the centre.
 
 Every image has its own random generator, seeded from ``seed`` and its target's name, for its initial phase, its
 crops and its noise: an image does not depend on the other images of its batch (up to float rounding of batched
@@ -164,11 +165,30 @@ class Maco:
             if progress is not None:
                 progress(1)
         with torch.no_grad():
-            final = param()
+            final, alpha = centre_on_attention(param(), alpha, 0.25 * self.eval_scale * n)
         peak = alpha.flatten(1).max(dim=1).values.clamp(min=1e-20)
         alpha = alpha / peak[:, None, None]
         images = (final.permute(0, 2, 3, 1) * 255.0).round().clamp(0, 255).to(torch.uint8)
         return images.cpu().numpy(), alpha.cpu().numpy().astype(np.float32), curve.cpu().numpy()
+
+
+def centre_on_attention(images: torch.Tensor, alpha: torch.Tensor, sigma: float):
+    """Roll each periodic image (and its transparency map) so that the region its objective looked at most (the
+    peak of the map blurred by a Gaussian of std ``sigma`` pixels, on the torus) is at the centre. The image is
+    the same texture (rolling a periodic image changes the phase by a linear term only: same magnitude); it is
+    shown centred on its main instance of the concept."""
+    k, n = alpha.shape[0], alpha.shape[-1]
+    freq = torch.fft.fftfreq(n, device=alpha.device)
+    gauss = torch.exp(-2 * (torch.pi * sigma) ** 2 * (freq[:, None] ** 2 + freq[None, :] ** 2))
+    blurred = torch.fft.ifft2(torch.fft.fft2(alpha) * gauss).real
+    peaks = blurred.flatten(1).argmax(dim=1)
+    out_images, out_alpha = [], []
+    for i in range(k):
+        dy, dx = divmod(int(peaks[i]), n)
+        shift = (n // 2 - dy, n // 2 - dx)
+        out_images.append(torch.roll(images[i], shift, dims=(-2, -1)))
+        out_alpha.append(torch.roll(alpha[i], shift, dims=(-2, -1)))
+    return torch.stack(out_images), torch.stack(out_alpha)
 
 
 @dataclass

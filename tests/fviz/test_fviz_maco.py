@@ -169,3 +169,25 @@ def test_tokens_layout_vision_transformer():
     result = _maco(steps=6).visualize(split, targets, directions, estimate_spectrum(smooth_photos()), prep)
     assert result.images.shape == (3, 48, 48, 3) and np.isfinite(result.curve).all()
     assert (result.transparency.reshape(3, -1).max(1) == 1).all()
+
+
+def test_rgba_puts_the_clipped_transparency_in_the_alpha_channel():
+    from concepts.fviz.images import rgba
+
+    image = np.full((4, 5, 3), 7, np.uint8)
+    alpha = np.linspace(0, 1, 20, dtype=np.float32).reshape(4, 5)
+    out = rgba(image, alpha, clip_percentile=50)
+    assert out.shape == (4, 5, 4) and (out[..., :3] == 7).all()
+    assert out[..., 3].max() == 255 and (out[..., 3].ravel()[10:] == 255).all() and out[0, 0, 3] == 0
+
+
+def test_finished_images_are_rolled_to_centre_their_attention():
+    from concepts.fviz.maco import centre_on_attention
+
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    alpha = torch.zeros(2, 32, 32)
+    alpha[0, 3, 29] = 1.0  # near a corner: wraps around
+    alpha[1, 16, 16] = 1.0  # already centred
+    rolled, moved = centre_on_attention(images, alpha, 2.0)
+    assert moved[0, 16, 16] == 1 and moved[1, 16, 16] == 1
+    assert torch.equal(rolled[0], torch.roll(images[0], (13, -13), dims=(1, 2))) and torch.equal(rolled[1], images[1])
