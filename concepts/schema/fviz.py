@@ -61,7 +61,8 @@ FVIZ = FileSpec(
     ),
     notes=(
         "Images are periodic textures (made by an inverse FFT; the crops wrap around the borders, so every pixel is "
-        "optimised alike). `read_fviz(path).concept_images()` gives (r, S, S, 3) uint8 in bank order, "
+        "optimised alike), rolled so that the peak of their smoothed transparency map is at the centre. "
+        "`read_fviz(path).concept_images()` gives (r, S, S, 3) uint8 in bank order, "
         "`.concept_transparency()` (r, S, S) float32 in [0, 1], `.logit_image` the (image, transparency) pair of "
         "the class logit or None.",
     ),
