@@ -6,6 +6,7 @@ The data flow, one function per stage (each reads the artefacts of the one befor
     concepts.extract_run("images/", "run/", classes=["n01440764"])  # RUN/activations/<class>.h5
     concepts.factorize_run("run/", method="nmf", n_concepts=10)       # RUN/concepts/<class>.h5
     concepts.importance_run("run/")                                    # RUN/importance/<class>.h5
+    concepts.fviz_run("run/")                                          # RUN/fviz/<class>.h5 (optional)
     concepts.build_atlas("run/"); concepts.export_run("run/")          # RUN/atlas/, RUN/exports/
 
 (The sub-packages ``concepts.extract``, ``concepts.factorize`` ... hold the building blocks.)
@@ -24,6 +25,7 @@ _LAZY = {
     "extract_run": ("concepts.extract", "extract_run"),
     "factorize_run": ("concepts.factorize", "factorize_run"),
     "importance_run": ("concepts.importance", "importance_run"),
+    "fviz_run": ("concepts.fviz", "fviz_run"),
     "build_atlas": ("concepts.atlas", "build_atlas"),
     "write_sheets": ("concepts.atlas", "write_sheets"),
     "export_run": ("concepts.export", "export_run"),
@@ -39,6 +41,7 @@ _LAZY = {
     "list_classes": ("concepts.extract", "list_classes"),
     "load_concepts": ("concepts.factorize", "load_concepts"),
     "load_importance": ("concepts.importance", "load_importance"),
+    "load_fviz": ("concepts.fviz", "load_fviz"),
     "load_export": ("concepts.export", "load_export"),
     "run_summary": ("concepts.info", "run_summary"),
     # building blocks

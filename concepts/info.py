@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConceptsError
-from .schema import STAGES, RunFolder
+from .schema import STAGE_FOLDERS, STAGES, RunFolder
 
 
 def _tree_summary(attrs: dict[str, Any], tree) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def run_summary(run: str | os.PathLike, layer: str | None = None) -> dict[str, A
     """A JSON-able summary of the run folder (of one of its cached layers: ``layer``; default the main one)."""
     folder = RunFolder(run, layer=layer)
     run = folder.path
-    scans = {stage: folder.scan(stage) for stage in STAGES}
+    scans = {stage: folder.scan(stage) for stage in STAGE_FOLDERS}
     stages = {stage: scan.found for stage, scan in scans.items()}
     statuses = folder.status()
     if not statuses:
@@ -57,6 +57,10 @@ def run_summary(run: str | os.PathLike, layer: str | None = None) -> dict[str, A
                 method: [[int(k), round(float(imp.share[k]), 4)] for k in np.argsort(-np.asarray(imp.share, float))]
                 for method, imp in record.methods.items()}
             entry["fidelity"] = record.fidelity_attrs
+        if class_id in stages["fviz"]:
+            attrs = folder.fviz(class_id, images=False).attrs
+            entry["fviz"] = {k: attrs.get(k) for k in ("n_targets", "excited", "n_concepts", "steps", "crops",
+                                                       "image_size", "seed", "spectrum", "seconds")}
         summary["classes"][class_id] = entry
     if folder.dictionary_file.exists():
         attrs = folder.dictionary().attrs
@@ -67,6 +71,7 @@ def run_summary(run: str | os.PathLike, layer: str | None = None) -> dict[str, A
                            for stage in STAGES}
     summary["layers"] = {name: str(path) for name, path in folder.layers().items()}
     summary["layer"] = next((name for name, path in folder.layers().items() if path == folder.path), layer)
+    summary["stages"]["fviz"] = len(stages.get("fviz", []))  # optional: not part of a class's status
     summary["stages"]["atlas"] = (run / "atlas" / "index.html").is_file()
     summary["stages"]["export"] = (run / "exports" / "manifest.json").is_file()
     return summary
@@ -99,7 +104,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     stages = summary["stages"]
     n = len(summary["classes"])
     lines.append(f"stages done: extract {stages['extract']}/{n}, factorize {stages['factorize']}/{n}, "
-                 f"importance {stages['importance']}/{n}, atlas {'yes' if stages['atlas'] else 'no'}, "
+                 f"importance {stages['importance']}/{n}, fviz {stages.get('fviz', 0)}/{n}, "
+                 f"atlas {'yes' if stages['atlas'] else 'no'}, "
                  f"export {'yes' if stages['export'] else 'no'}")
     for stage, bad in summary.get("not_done", {}).items():
         counts: dict[str, int] = {}
@@ -146,4 +152,10 @@ def format_summary(summary: dict[str, Any]) -> str:
                                  f"C-Ins {float(fid[f'{method}_c_insertion']):.3g} "
                                  f"C-muF {float(fid[f'{method}_c_mufidelity']):.2f}")
             lines.append("    fidelity: " + ("; ".join(parts) or str(fid.get("note", "none"))))
+        fv = entry.get("fviz")
+        if fv:
+            lines.append(f"    fviz: {fv.get('n_targets')} images ({fv.get('steps')} steps x {fv.get('crops')} crops, "
+                         f"{fv.get('image_size')} px), {fv.get('excited')}/{fv.get('n_concepts')} concepts excited "
+                         f"(own coefficient above the class's 99th percentile, and the largest), "
+                         f"{round(float(fv.get('seconds') or 0), 1)} s")
     return "\n".join(lines)

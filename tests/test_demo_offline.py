@@ -36,7 +36,8 @@ def test_write_demo_images_layout(tmp_path):
 def test_demo_runs_the_whole_pipeline_offline(tmp_path):
     out = tmp_path / "demo"
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "concepts", "demo", "--out", str(out), "--quiet"],
+    # --no-fviz: the feature visualisations add minutes per class; tests/pipeline covers them in `concepts run`
+    proc = subprocess.run([sys.executable, "-m", "concepts", "demo", "--out", str(out), "--quiet", "--no-fviz"],
                           capture_output=True, text=True, env=env, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert str(out / "atlas" / "index.html") in proc.stderr and "importances.csv" in proc.stderr
@@ -49,6 +50,20 @@ def test_demo_runs_the_whole_pipeline_offline(tmp_path):
     for wnid in DEMO_PHOTOS:
         sobol = [float(r["importance"]) for r in rows if r["class_id"] == wnid and r["method"] == "sobol"]
         assert len(sobol) == 10 and abs(sum(sobol) - 1) < 1e-5
-    again = subprocess.run([sys.executable, "-m", "concepts", "demo", "--out", str(out)], capture_output=True,
+    again = subprocess.run([sys.executable, "-m", "concepts", "demo", "--out", str(out), "--no-fviz"],
+                           capture_output=True,
                            text=True, env=env, timeout=600)
     assert again.returncode == 0 and "nothing to do" in again.stderr.lower()
+
+
+def test_demo_fviz_settings_are_the_config_files():
+    """`concepts demo` and `concepts run configs/demo.yaml` make the feature visualisations with the same (CPU)
+    settings, and those are valid settings."""
+    from pathlib import Path
+
+    from concepts.pipeline.demo import DEMO_FVIZ
+    from concepts.settings import load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
+    assert config.fviz.enabled and {k: getattr(config.fviz, k) for k in DEMO_FVIZ} == DEMO_FVIZ
+    assert not load_config().fviz.enabled  # off by default

@@ -13,8 +13,8 @@ from .._version import __version__
 from ..errors import ConceptsError
 
 # The order is the order of `concepts --help`.
-COMMANDS = ["run", "extract", "probe", "factorize", "importance", "label", "atlas", "export", "info", "demo", "synth",
-            "evaluate"]
+COMMANDS = ["run", "extract", "probe", "factorize", "importance", "label", "fviz", "atlas", "export", "info", "demo",
+            "synth", "evaluate"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -94,6 +94,8 @@ def readme() -> str:
              "- `subconcept_banks.npz`, `per_image_subconcept_importances.npz` (classes factorised with "
              "`--recursive`): the same for the sub-concepts; their rows in `importances.*` have `depth` >= 1 and "
              "`parent_concept` the node they split.",
+             "- `fviz/<stem>/concept_<k>.png`, `logit.png` (runs with feature visualisations): the MACO image of "
+             "concept k and of the class logit; `*_alpha.png`: its transparency map (8-bit).",
              "", "## Columns of importances.*", ""]
     lines += [f"- `{name}`: {meaning}" for name, meaning in COLUMNS.items()]
     lines += ["", "## Columns of classes.csv", ""] + [f"- `{k}`: {v}" for k, v in CLASS_COLUMNS.items()]
@@ -160,11 +162,16 @@ def _write(folder: RunFolder, found, work: Path, formats: list[str], *, progress
     from ..schema import identity
     from ..schema.labels import concept_labels, read_manual_labels, read_vocabulary_labels
 
-    parts, class_rows, images, banks, per_image, manifest_classes = [], [], [], {}, {}, []
+    parts, class_rows, images, banks, per_image, manifest_classes, pictures = [], [], [], {}, {}, [], {}
     manual, vocabulary = read_manual_labels(folder.path), read_vocabulary_labels(folder.path)
     sub_banks, sub_per_image = {}, {}
     for class_id, stem in bar(found, desc="export", unit="class", disable=not progress):
         data = load_class(folder.path, class_id, with_maps=False, with_coefficients=False)
+        if data.paths["fviz"].exists():
+            from ..fviz.images import write_pngs
+
+            written = write_pngs(folder.fviz(class_id), work / "fviz" / stem)
+            pictures.update({f"fviz/{stem}/{name}": {"description": text} for name, text in written.items()})
         labels = concept_labels(folder.path, data.class_id, data.n_concepts, identity(data.concept_attrs),
                                 manual=manual, vocabulary=vocabulary)
         parts.append(importance_rows(data, labels))
@@ -207,6 +214,7 @@ def _write(folder: RunFolder, found, work: Path, formats: list[str], *, progress
         files["per_image_subconcept_importances.npz"] = {
             "description": "np.load(...)[f'{stem}/{method}'] -> (n_images, S) float32 per-image importance of the "
                            "sub-concepts (NaN where the parent has no position)", "keys": sorted(sub_per_image)}
+    files.update(pictures)
     (work / "README.md").write_text(readme(), encoding="utf-8")
     files["README.md"] = {"description": "what each file holds and how to reload it"}
     for name, entry in files.items():

@@ -92,4 +92,14 @@ def _finished_at(cfg: RunConfig, folder: RunFolder, class_id: str, files: list[P
         if existing_status(paths[stage], Wanted(config, config_hash(config), wanted), overwrite, stage) != "done":
             return False
         inputs[stage] = input_record(peek_attrs(paths[stage]))
+    if cfg.fviz.enabled:  # the optional stage: made with these settings from these files
+        from ..fviz.stage import wanted_config as fviz_config
+
+        path = folder.file("fviz", class_id)
+        if not path.exists():
+            return False
+        config = fviz_config(cfg)
+        wanted = Wanted(config, config_hash(config), {k: inputs[k] for k in ("extract", "factorize")})
+        if existing_status(path, wanted, overwrite, "fviz") != "done":
+            return False
     return True

@@ -1,4 +1,4 @@
-"""``concepts run``: extract -> factorize -> importance for every class, then atlas and exports.
+"""``concepts run``: extract -> factorize -> importance (-> fviz) for every class, then atlas and exports.
 
 The driver resolves the classes, checks which are finished on the files themselves (:mod:`concepts.pipeline.plan`:
 settings, lineage, image lists; a file made with other settings is refused before any model loads), splits the
@@ -22,7 +22,7 @@ from ..schema.hdf5 import peek_attrs
 from ..settings import RunConfig, config_from_dict
 from .executors import Executor, LocalExecutor, SlurmExecutor
 from .plan import class_finished
-from .tasks import (TaskSpec, class_done, fit_shared_dictionary, peak_rss_mb, process_classes, reduce_run,
+from .tasks import (TaskSpec, class_done, fit_shared_dictionary, peak_rss_mb, process_classes, reduce_run, run_stages,
                     task_batches)
 
 
@@ -87,6 +87,8 @@ def resolve_paths(cfg: RunConfig) -> RunConfig:
         changes["data.labels"] = str(Path(cfg.data.labels).expanduser().resolve())
     if cfg.model.checkpoint:
         changes["model.checkpoint"] = str(Path(cfg.model.checkpoint).expanduser().resolve())
+    if cfg.fviz.spectrum != "images":
+        changes["fviz.spectrum"] = str(Path(cfg.fviz.spectrum).expanduser().resolve())
     return cfg.replace(**changes)
 
 
@@ -100,7 +102,7 @@ def reduce_signature(cfg: RunConfig, folder: RunFolder, classes: list[str]) -> s
     """What the atlas and exports were built from: their settings and the identity of every class file."""
     files = {}
     for class_id in classes:
-        paths = [folder.file(stage, class_id) for stage in STAGES]
+        paths = [folder.file(stage, class_id) for stage in run_stages(cfg)]
         files[class_id] = [identity(peek_attrs(p)) if p.exists() else None for p in paths]
     raw = cfg.to_dict()
     return config_hash({"atlas": raw["atlas"], "export": raw["export"], "files": files})

@@ -1,7 +1,7 @@
 """The units of work of ``concepts run``: a batch of classes (map) and the final reduce.
 
-``process_classes`` runs extract -> factorize -> importance for a few classes, loading the model
-once for the batch; each stage goes class by class, so one class's data is in memory at a time.
+``process_classes`` runs extract -> factorize -> importance (-> fviz when enabled) for a few classes, loading the
+model once for the batch; each stage goes class by class, so one class's data is in memory at a time.
 ``reduce_run`` builds the atlas index and the exports from the per-class files.
 Both are top-level functions of plain arguments so that they pickle to worker processes and
 Slurm jobs.
@@ -48,6 +48,11 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def run_stages(cfg: RunConfig | None = None) -> tuple[str, ...]:
+    """The per-class stages of a run: the three of every run, and fviz when it is enabled."""
+    return STAGES + (("fviz",) if cfg is not None and cfg.fviz.enabled else ())
+
+
 def class_done(run: str | os.PathLike, class_id: str, stages: tuple[str, ...] = STAGES) -> bool:
     """Every per-class file of ``stages`` exists (what a finished class looks like on disk)."""
     return all(stage_path(run, stage, class_id).exists() for stage in stages)
@@ -74,7 +79,8 @@ def release_models() -> None:
 
 
 def process_classes(spec: TaskSpec) -> TaskResult:
-    """Run the stages ``spec.stages`` (extract, factorize, importance) for ``spec.classes``, loading the model once.
+    """Run the stages ``spec.stages`` (extract, factorize, importance, and fviz when enabled) for ``spec.classes``,
+    loading the model once.
 
     Each stage skips the classes whose file it already made with the same settings and inputs, recomputes stale
     ones, and refuses a file made with other settings unless ``overwrite``. Returns the seconds per stage. At
@@ -117,6 +123,12 @@ def process_classes(spec: TaskSpec) -> TaskResult:
         t0 = time.perf_counter()
         reports.append(importance_run(run, config=cfg, classes=todo, models=models, **common))
         result.seconds["importance"] = time.perf_counter() - t0
+    if "importance" in spec.stages and cfg.fviz.enabled and todo:  # the optional stage, after importance
+        from ..fviz import fviz_run
+
+        t0 = time.perf_counter()
+        reports.append(fviz_run(run, config=cfg, classes=todo, models=models, **common))
+        result.seconds["fviz"] = time.perf_counter() - t0
     for report in reports:
         result.skipped.update({c: f"{report.stage}: {why}" for c, why in report.skipped.items()})
     result.peak_rss_mb = peak_rss_mb()

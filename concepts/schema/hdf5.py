@@ -97,7 +97,7 @@ def identity(attrs: dict[str, Any]) -> str:
 
 # ----------------------------------------------------------------------------- reading
 def _rerun_hint(stage: str) -> str:
-    return f"rerun `concepts {stage} --overwrite`" if stage in ("extract", "factorize", "importance") else \
+    return f"rerun `concepts {stage} --overwrite`" if stage in ("extract", "factorize", "importance", "fviz") else \
         f"rerun `concepts {stage}`"
 
 

@@ -7,6 +7,7 @@
     RUN/concepts/<stem>.h5           stage 2, factorize
     RUN/importance/<stem>.h5         stage 3, importance
     RUN/dictionary/shared.h5         stage 2 at dataset scope: the dictionary shared by every class
+    RUN/fviz/<stem>.h5               feature visualisations (optional stage)
     RUN/pipeline/state.json          what the last complete reduce step covered (``concepts run``)
     RUN/pipeline/last_run.json       timings of the last ``concepts run``
     RUN/atlas/                       the static site (``concepts atlas``)
@@ -29,8 +30,10 @@ import re
 from pathlib import Path
 
 #: stage -> folder of its per-class files, in the order of the data flow
-STAGE_FOLDERS = {"extract": "activations", "factorize": "concepts", "importance": "importance"}
-STAGES = tuple(STAGE_FOLDERS)
+STAGE_FOLDERS = {"extract": "activations", "factorize": "concepts", "importance": "importance", "fviz": "fviz"}
+#: the stages every finished class of a run has; the others (fviz) are optional
+STAGES = ("extract", "factorize", "importance")
+OPTIONAL_STAGES = tuple(stage for stage in STAGE_FOLDERS if stage not in STAGES)
 CONFIG_FILE = "config.yaml"
 #: the dictionary shared by the classes of a dataset-scope run
 DICTIONARY_FILE = "dictionary/shared.h5"

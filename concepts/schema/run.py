@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import ArtefactError, ConceptsError
 from .activations import ActivationCache
 from .concepts import ConceptsRecord, read_concepts
+from .fviz import FvizRecord, read_fviz
 from .hdf5 import peek_attrs
 from .importance import ImportanceRecord, read_importance
 from .dictionary import DictionaryRecord, read_dictionary
@@ -165,6 +166,13 @@ class RunFolder:
 
         importance = self.importance(class_id, maps=False) if self.file("importance", class_id).is_file() else None
         return concept_tree(self.concepts(class_id, coefficients=False), importance)
+
+    def fviz(self, class_id: str, *, images: bool = True) -> FvizRecord:
+        path = self.file("fviz", class_id)
+        if not path.is_file():
+            raise ArtefactError(f"no feature visualisations for class {class_id!r} in {self.path} (run `concepts "
+                                "fviz`)")
+        return read_fviz(path, images=images)
 
     def config(self) -> dict[str, Any] | None:
         """The raw ``RUN/config.yaml`` written by ``concepts run`` (None when there is none)."""

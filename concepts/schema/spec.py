@@ -52,7 +52,7 @@ class FileSpec:
 
 #: attributes every stage file carries
 COMMON_ATTRIBUTES = (
-    Item("stage", "str", "the stage that wrote the file (extract, factorize, importance)"),
+    Item("stage", "str", "the stage that wrote the file (extract, factorize, importance, fviz)"),
     Item("format_version", "int", "artefact format version (absent: 1, concepts 0.1)", since=2),
     Item("creation_id", "str", "random id of this file, recorded by the files computed from it", since=2),
     Item("inputs", "JSON", "stage -> {creation_id, config_hash} of the files this one was computed from", since=2),

@@ -12,6 +12,7 @@ from .executor import ExecutorSettings
 from .export import FORMATS, ExportSettings
 from .extract import MODES, ExtractSettings
 from .factorize import FactorizeSettings
+from .fviz import FvizSettings
 from .importance import ImportanceSettings
 from .label import LabelSettings
 from .model import ModelSettings
@@ -21,8 +22,8 @@ from .run import (SECTIONS, STAGE_SETTINGS, RunConfig, config_from_dict, load_co
 
 __all__ = [
     "Section", "SettingsError", "build_section", "describe", "setting", "RunConfig", "SECTIONS", "STAGE_SETTINGS",
-    "DataSettings", "ModelSettings", "ExtractSettings", "FactorizeSettings", "ImportanceSettings", "AtlasSettings",
-    "ExportSettings", "ExecutorSettings", "ProbeSettings", "LabelSettings", "MODES", "FORMATS", "config_from_dict",
-    "load_config", "parse_override",
+    "DataSettings", "ModelSettings", "ExtractSettings", "FactorizeSettings", "ImportanceSettings", "FvizSettings",
+    "AtlasSettings", "ExportSettings", "ExecutorSettings", "ProbeSettings", "LabelSettings", "MODES", "FORMATS",
+    "config_from_dict", "load_config", "parse_override",
     "stage_config", "stage_fields",
 ]

@@ -1,7 +1,7 @@
 """The run configuration: every section together, as in a config file and ``RUN/config.yaml``.
 
 A config file has the key ``out`` (the run folder) and the sections ``data``, ``model``, ``extract``, ``factorize``,
-``importance``, ``atlas``, ``export`` and ``executor``, each validated by its settings model. Every key is
+``importance``, ``fviz``, ``atlas``, ``export`` and ``executor``, each validated by its settings model. Every key is
 optional. Overrides (``--set factorize.n_concepts=25``, the CLI's flags, a stage function's keywords) are applied to
 the raw mapping before validation, so they are checked exactly like the file's values.
 """
@@ -23,6 +23,7 @@ from .executor import ExecutorSettings
 from .export import ExportSettings
 from .extract import ExtractSettings
 from .factorize import FactorizeSettings
+from .fviz import FvizSettings
 from .importance import ImportanceSettings
 from .label import LabelSettings
 from .model import ModelSettings
@@ -40,6 +41,7 @@ class RunConfig(BaseModel):
     extract: ExtractSettings = Field(default_factory=ExtractSettings)
     factorize: FactorizeSettings = Field(default_factory=FactorizeSettings)
     importance: ImportanceSettings = Field(default_factory=ImportanceSettings)
+    fviz: FvizSettings = Field(default_factory=FvizSettings)
     atlas: AtlasSettings = Field(default_factory=AtlasSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
@@ -154,6 +156,7 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "extract": ("out", "data", "model", "extract", "executor.threads"),
     "factorize": ("factorize", "data.classes", "model.layer", "model.device", "executor.threads"),
     "importance": ("importance", "data.classes", "model.layer", "model.device", "executor.threads"),
+    "fviz": ("fviz", "data.classes", "model.layer", "model.device", "executor.threads"),
     "atlas": ("atlas", "data.classes"),
     "export": ("export", "data.classes", "model.layer"),
     "probe": ("probe", "data.classes", "model.device", "executor.threads"),

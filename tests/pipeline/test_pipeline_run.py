@@ -14,7 +14,9 @@ from concepts.errors import ConceptsError
 from concepts.pipeline import load_config, run_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
-VAL50 = ROOT / ".." / "shared" / "data" / "imagenette" / "val50"
+# the shared data folder beside the project (/work/shared for /work/main, also found from a worktree /work/wt/NAME)
+VAL50 = next((p / "shared" / "data" / "imagenette" / "val50" for p in ROOT.parents
+              if (p / "shared" / "data" / "imagenette" / "val50").is_dir()), ROOT / ".." / "shared" / "data")
 CLASSES = ["n01440764", "n03888257"]  # tench, parachute
 STAGES = ("extract", "factorize", "importance")
 
@@ -198,3 +200,30 @@ def test_interrupted_run_resumes_at_class_and_stage(finished_run, tmp_path, monk
     c_ref, i_ref = read_results(run, CLASSES[1])
     c_got, i_got = read_results(out, CLASSES[1])
     np.testing.assert_allclose(i_got["sobol"], i_ref["sobol"], rtol=1e-3, atol=1e-5)
+
+
+def test_enabling_fviz_adds_only_its_stage_and_the_exports_list_its_images(finished_run, tmp_path):
+    """fviz is off by default; turned on in a finished run it adds RUN/fviz/<class>.h5 (the other stages are
+    skipped as done), the reduce step runs again and the exports list the PNGs with their sha256."""
+    import json
+    import shutil
+
+    from concepts.schema import file_sha256
+
+    run, _ = finished_run
+    assert not (run / "fviz").exists()
+    copy = tmp_path / "with-fviz"
+    shutil.copytree(run, copy)
+    before = mtimes(copy)
+    fviz = {"fviz.enabled": True, "fviz.steps": 2, "fviz.crops": 1, "fviz.image_size": 64, "fviz.batch": 8}
+    result = run_pipeline(tiny(copy, **fviz), progress=False)
+    assert sorted(result.processed) == CLASSES and "fviz" in result.seconds and result.reduced
+    assert mtimes(copy) == before  # extract, factorize, importance: already done
+    manifest = json.loads((copy / "exports" / "manifest.json").read_text())
+    for class_id in CLASSES:
+        assert stage_path(copy, "fviz", class_id).is_file()
+        for name in ("concept_0.png", "concept_2_alpha.png", "logit.png"):
+            entry = manifest["files"][f"fviz/{class_id}/{name}"]
+            assert entry["sha256"] == file_sha256(copy / "exports" / "fviz" / class_id / name)
+    again = run_pipeline(tiny(copy, **fviz), progress=False)
+    assert again.nothing_to_do
