@@ -8,7 +8,10 @@ from typing import Any
 import numpy as np
 
 from .errors import ConceptsError
+from .evidence import EXPLANATIONS, class_diagnostics
+from .evidence.numbers import num, pct as _pct
 from .schema import STAGES, RunFolder
+from .schema.classdata import load_class
 
 
 def run_summary(run: str | os.PathLike) -> dict[str, Any]:
@@ -45,6 +48,9 @@ def run_summary(run: str | os.PathLike) -> dict[str, Any]:
                 method: [[int(k), round(float(imp.share[k]), 4)] for k in np.argsort(-np.asarray(imp.share, float))]
                 for method, imp in record.methods.items()}
             entry["fidelity"] = record.fidelity_attrs
+        if all(state == "done" for state in status.stages.values()):
+            data = load_class(run, class_id, with_maps=False, with_coefficients=False)
+            entry["diagnostics"] = class_diagnostics(data).row()
         summary["classes"][class_id] = entry
     summary["stages"] = {stage: sum(s.stages[stage] == "done" for s in statuses.values()) for stage in STAGES}
     summary["not_done"] = {stage: {c: s.stages[stage] for c, s in statuses.items() if s.stages[stage] != "done"}
@@ -107,4 +113,26 @@ def format_summary(summary: dict[str, Any]) -> str:
                                  f"C-Ins {float(fid[f'{method}_c_insertion']):.3g} "
                                  f"C-muF {float(fid[f'{method}_c_mufidelity']):.2f}")
             lines.append("    fidelity: " + "; ".join(parts))
+        if entry.get("diagnostics"):
+            lines += _diagnostic_lines(entry["diagnostics"])
+    if any(entry.get("diagnostics") for entry in summary["classes"].values()):
+        lines += ["what the figures mean:"] + [f"  {name}: {text}" for name, text in EXPLANATIONS.items()]
     return "\n".join(lines)
+
+
+def _diagnostic_lines(d: dict[str, Any]) -> list[str]:
+    """The completeness and fit of one class, as the atlas shows them."""
+    lines = []
+    if d["decomposition"] == "exact":
+        lines.append(f"    explained: concepts {_pct(d['explained_share'])} of the logit {num(d['logit'])} "
+                     f"(concepts {num(d['logit_concepts'])} + residual {num(d['logit_residual'])} "
+                     f"[{_pct(d['residual_share'])}] + bias {num(d['logit_bias'])} [{_pct(d['bias_share'])}])")
+    elif d["decomposition"] == "reconstruction":
+        lines.append(f"    explained: h(UW) reproduces {_pct(d['explained_share'])} of the logit {num(d['logit'])} "
+                     f"(residual {num(d['logit_residual'])}; no exact split: the head is not linear)")
+    converged = {1: "converged", 0: "did NOT converge", -1: "convergence not recorded"}[int(d["converged"])]
+    limit = f" of {d['max_iter']}" if d["max_iter"] >= 0 else ""
+    lines.append(f"    fit: rel.error {num(d['rel_error'])} (rows), {num(d['rel_error_positions'])} (positions); "
+                 f"{converged} after {d['n_iter']}{limit} iterations; logit correlation "
+                 f"{num(d['logit_correlation'], 2)}")
+    return lines
