@@ -59,13 +59,15 @@ def importance_figure(view):
                 continue
             v = view.by_index[k].values[view.method]
             if np.isfinite(v.low) and np.isfinite(v.high):
-                ax.errorbar(100 * v.value, i, xerr=[[100 * (v.value - v.low)], [100 * (v.high - v.value)]],
+                ax.errorbar(100 * v.value, i, xerr=[[100 * max(v.value - v.low, 0.0)], [100 * max(v.high - v.value, 0.0)]],
                             fmt="none", ecolor="black", elinewidth=0.6, capsize=1.5)
         ax.axvline(0, color="black", linewidth=0.6)
         ax.set_yticks(y, [_plain(b.label) for b in bars])
         ax.invert_yaxis()
         ax.set_xlabel(f"{mv.axis} (%), {mv.label}")
-        ax.set_title(_plain(f"{view.class_name}: {view.n_concepts} concepts, {view.n_images} images"))
+        explained = view.diagnostics.explained_share
+        extra = f", concepts explain {100 * explained:.1f}% of the logit" if np.isfinite(explained) else ""
+        ax.set_title(_plain(f"{view.class_name}: {view.n_concepts} concepts, {view.n_images} images{extra}"))
     return fig
 
 
@@ -89,10 +91,10 @@ def crops_figure(view, store, dpi: int = 300):
     concepts = view.concepts
     n = max([len(c.crops) for c in concepts] + [1])
     mv = view.methods[view.method]
-    tile = int(round((TEXT - 1.25) / n * dpi))
+    tile = min(int(round((TEXT - 1.25) / n * dpi)), 240)  # pixels per crop: crops are rarely sharper than this
     with _rc():
         fig = _figure(TEXT, 0.35 + 0.62 * len(concepts) * min(1.0, 10 / n))
-        grid = fig.add_gridspec(len(concepts), 2, width_ratios=[1.2, TEXT - 1.2])
+        grid = fig.add_gridspec(len(concepts), 2, width_ratios=[0.85, TEXT - 0.85])
         for row, c in enumerate(concepts):
             label = fig.add_subplot(grid[row, 0])
             label.axis("off")
@@ -116,39 +118,48 @@ def _value_text(c, view) -> str:
     return pct(c.values[view.method].value)
 
 
+def _photo_with_maps(ax, store, image, top, colours) -> None:
+    from .images import composite_overlay
+
+    photo = store.view(image.index).astype(np.float32) / 255.0
+    heats = [store.presence(image.index, k) for k in top]
+    if heats and heats[0] is not None:
+        photo = _blend(photo, composite_overlay(np.stack(heats), colours, photo.shape[0]))
+    ax.imshow(photo)
+    ax.set_axis_off()
+
+
+def _decomposition_bars(ax, chart, logit_units: bool) -> None:
+    y = np.arange(len(chart.bars))
+    ax.barh(y, [b.value for b in chart.bars], color=[b.colour for b in chart.bars], height=0.7)
+    ax.axvline(0, color="black", linewidth=0.6)
+    ax.set_yticks(y, [_plain(b.label) for b in chart.bars])
+    ax.invert_yaxis()
+    ax.set_xlabel("contribution to the logit" if logit_units else "share of the image's values")
+
+
 def image_figure(view, image, store):
     """CRAFT's per-image figure: the photo with its concept maps, each concept's contribution, one map each."""
-    from .images import composite_overlay, heat_overlay
+    from .images import heat_overlay
 
-    chart = image.charts.get(view.method) or next(iter(image.charts.values()))
-    n_maps = len(image.legend)
+    chart = next(iter(image.charts.values()))
+    top = [item["concept"] for item in image.legend]
+    colours = [_rgb(item["colour"]) for item in image.legend]
     with _rc():
-        fig = _figure(COLUMN, 1.7 + 0.14 * len(chart.bars) + (0.9 if n_maps else 0))
-        grid = fig.add_gridspec(2 if n_maps else 1, max(n_maps, 2), height_ratios=[2.2, 1] if n_maps else None)
+        fig = _figure(COLUMN, 2.3 + 0.12 * len(chart.bars))
+        upper, lower = fig.subfigures(2, 1, height_ratios=[1.6 + 0.12 * len(chart.bars), 0.9])
+        left, right = upper.subplots(1, 2, width_ratios=[1, 1.25])
+        _photo_with_maps(left, store, image, top, colours)
+        _decomposition_bars(right, chart, "logit" in chart.axis)
+        verdict = "right" if image.correct else f"wrong: {image.predicted_name}"
+        upper.suptitle(_plain(f"{image.name}\n{view.class_name} logit {image.logit:.2f} ({verdict})"), fontsize=7.5)
         photo = store.view(image.index).astype(np.float32) / 255.0
-        top = [item["concept"] for item in image.legend]
-        colours = [_rgb(item["colour"]) for item in image.legend]
-        ax = fig.add_subplot(grid[0, : max(1, max(n_maps, 2) // 2)])
-        heats = [store.presence(image.index, k) for k in top]
-        if heats and heats[0] is not None:
-            ax.imshow(_blend(photo, composite_overlay(np.stack(heats), colours, photo.shape[0])))
-        else:
-            ax.imshow(photo)
-        ax.set_axis_off()
-        ax.set_title(_plain(f"{image.name}\nlogit {image.logit:.2f}, predicted {image.predicted_name}"), fontsize=7)
-        bars = fig.add_subplot(grid[0, max(1, max(n_maps, 2) // 2):])
-        y = np.arange(len(chart.bars))
-        bars.barh(y, [b.value for b in chart.bars], color=[b.colour for b in chart.bars], height=0.7)
-        bars.axvline(0, color="black", linewidth=0.6)
-        bars.set_yticks(y, [_plain(b.label) for b in chart.bars])
-        bars.invert_yaxis()
-        bars.set_xlabel("logit units" if view.method in ("gradient", "occlusion") else "share", fontsize=7)
-        for j, (k, colour) in enumerate(zip(top, colours)):
-            small = fig.add_subplot(grid[1, j])
+        for ax, k, colour in zip(np.atleast_1d(lower.subplots(1, max(len(top), 1))), top, colours):
             heat = store.presence(image.index, k)
-            small.imshow(photo if heat is None else _blend(photo, heat_overlay(heat, colour, photo.shape[0])))
-            small.set_axis_off()
-            small.set_title(f"concept {k}", fontsize=7)
+            ax.imshow(photo if heat is None else _blend(photo, heat_overlay(heat, colour, photo.shape[0])))
+            ax.set_title(f"concept {k}", fontsize=7)
+        for ax in lower.axes:
+            ax.set_axis_off()
     return fig
 
 

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..datasets.images import to_rgb
 from ..evidence.crops import input_box_to_original
 from ..schema.classdata import ClassData, resolve_image_path
 from .images import alpha_bytes, composite_overlay, model_input_view, placeholder, rgba_bytes, signed_bytes
@@ -70,6 +69,8 @@ class PhotoStore:
     def original(self, image: int) -> Image.Image | None:
         """The photo as decoded for the model (EXIF orientation applied, RGB), None when it cannot be read."""
         if image not in self._originals:
+            from ..datasets.images import to_rgb  # the decoding of the extraction (imports torch: only when needed)
+
             raw = self.data.image_paths[image]
             path = resolve_image_path(self.run, raw)
             picture = None
@@ -95,10 +96,14 @@ class PhotoStore:
         return self._views[image]
 
     def presence(self, image: int, concept: int) -> np.ndarray | None:
-        """Presence of ``concept`` on ``image`` at feature resolution, scaled to [0, 1] per concept."""
+        """Presence of ``concept`` on ``image`` at feature resolution in [0, 1]: scaled to the map's own maximum,
+        or to a quarter of the concept's maximum over the class when the map is fainter (so that where a concept
+        is shows on every image, and a trace of it does not look like a strong presence)."""
         if self._peak is None:
             return None
-        return np.clip(self.data.presence[image, concept] / self._peak[concept], 0.0, 1.0)
+        heat = self.data.presence[image, concept]
+        scale = max(float(heat.max(initial=0.0)), 0.25 * float(self._peak[concept]))
+        return np.clip(heat / scale, 0.0, 1.0)
 
     def crop_pixels(self, image: int, box) -> Image.Image:
         """The crop ``box`` (model-input pixels) of the original photo at its own resolution."""
