@@ -83,9 +83,9 @@ def method_values(data, method: str, logit: float | None = None) -> MethodValues
 
 
 def coincident_methods(data) -> dict[str, str]:
-    """Methods that are the same numbers as another one, by construction: ``{"occlusion": "gradient"}`` when,
-    with a global-average-pool + linear head, both are the closed form of each concept's term of the logit (or
-    when their per-image values are identical)."""
+    """Methods that are the same numbers as another one by construction: ``{"occlusion": "gradient"}`` when,
+    with a global-average-pool + linear head, both were computed as the closed form of each concept's term of the
+    logit (and their per-image values are indeed the same)."""
     out: dict[str, str] = {}
     methods = data.methods
     if "gradient" in methods and "occlusion" in methods:
@@ -94,7 +94,7 @@ def coincident_methods(data) -> dict[str, str]:
             and bool(b.attrs.get("exact"))
         same = a.per_image.shape == b.per_image.shape and np.allclose(a.per_image, b.per_image, rtol=1e-5,
                                                                      atol=1e-6, equal_nan=True)
-        if closed or same:
+        if closed and same:
             out["occlusion"] = "gradient"
     return out
 

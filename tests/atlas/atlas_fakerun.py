@@ -176,8 +176,32 @@ def truth_from_files(run: Path) -> dict:
                      "row_box": cache.row_box, "logit": cache.images["logit"], "methods": {}}
         concepts = folder.concepts(class_id)
         entry["components"], entry["coefficients"] = concepts.components, concepts.coefficients
-        for method, imp in folder.importance(class_id, maps=False).methods.items():
+        record = folder.importance(class_id, maps=False)
+        entry["fidelity"] = record.fidelity_attrs
+        for method, imp in record.methods.items():
             entry["methods"][method] = {"per_image": imp.per_image, "class_importance": imp.class_importance,
                                         "share": imp.share}
         truth[class_id] = entry
     return truth
+
+
+def default_method(methods) -> str:
+    """The method an atlas page ranks by by default (gradient x input, else Sobol, else occlusion)."""
+    return next(m for m in ("gradient", "sobol", "occlusion") if m in methods)
+
+
+def shown_values(t: dict, method: str) -> np.ndarray:
+    """The values a page shows for a method (computed here from the files, independently of the package):
+    Sobol shares; gradient and occlusion as shares of the mean logit h(A)."""
+    m = t["methods"][method]
+    if method == "sobol":
+        return np.asarray(m["share"], np.float64)
+    logit = t["fidelity"].get("reconstruction_logit_original")
+    if logit is None:
+        logit = float(np.mean(np.asarray(t["logit"])[~np.asarray(t["skipped"], bool)]))
+    return np.asarray(m["class_importance"], np.float64) / float(logit)
+
+
+def shown_order(t: dict, method: str) -> list[int]:
+    raw = np.asarray(t["methods"][method]["class_importance"], np.float64)
+    return np.argsort(-raw, kind="stable").tolist()
