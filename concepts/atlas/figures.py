@@ -122,7 +122,7 @@ def _photo_with_maps(ax, store, image, top, colours) -> None:
     from .images import composite_overlay
 
     photo = store.view(image.index).astype(np.float32) / 255.0
-    heats = [store.presence(image.index, k) for k in top]
+    heats = [store.presence(image.index, k, own_scale=False) for k in top]
     if heats and heats[0] is not None:
         photo = _blend(photo, composite_overlay(np.stack(heats), colours, photo.shape[0]))
     ax.imshow(photo)

@@ -95,14 +95,16 @@ class PhotoStore:
             self._views[image] = np.asarray(picture.convert("RGB"), dtype=np.uint8)
         return self._views[image]
 
-    def presence(self, image: int, concept: int) -> np.ndarray | None:
-        """Presence of ``concept`` on ``image`` at feature resolution in [0, 1]: scaled to the map's own maximum,
-        or to a quarter of the concept's maximum over the class when the map is fainter (so that where a concept
-        is shows on every image, and a trace of it does not look like a strong presence)."""
+    def presence(self, image: int, concept: int, own_scale: bool = True) -> np.ndarray | None:
+        """Presence of ``concept`` on ``image`` at feature resolution in [0, 1]. ``own_scale``: scaled to the map's
+        own maximum, or to a quarter of the concept's maximum over the class when the map is fainter (where a
+        concept is shows on every image, and a trace of it does not look like a strong presence); otherwise
+        scaled to the concept's maximum over the class (maps of several concepts compared, as in a composite)."""
         if self._peak is None:
             return None
         heat = self.data.presence[image, concept]
-        scale = max(float(heat.max(initial=0.0)), 0.25 * float(self._peak[concept]))
+        peak = float(self._peak[concept])
+        scale = max(float(heat.max(initial=0.0)), 0.25 * peak) if own_scale else peak
         return np.clip(heat / scale, 0.0, 1.0)
 
     def crop_pixels(self, image: int, box) -> Image.Image:
@@ -180,6 +182,6 @@ class PhotoStore:
         """Where the ``concepts`` are on ``image``: each position takes the colour of its strongest concept."""
         if self._peak is None or not concepts:
             return None
-        heats = np.stack([self.presence(image, c) for c in concepts])
+        heats = np.stack([self.presence(image, c, own_scale=False) for c in concepts])
         picture = composite_overlay(heats, colours, tuple(heats.shape[-2:]))
         return CanvasMap("rgba", rgba_bytes(picture), picture.width, picture.height)
