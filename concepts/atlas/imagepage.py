@@ -115,9 +115,8 @@ def image_view(data: ClassData, ctx, i: int, method: str, colours, diag, kinds: 
         store = ctx.store
         view.photo = store.photo_url(i)
         view.overlay = store.composite_map(i, top, [colours[k] for k in top])
-        scale = store.contribution_scale(i)
-        view.maps = [MapView(k, hexes[k], store.presence_map(i, k, hexes[k]), store.contribution_map(i, k, scale),
-                             float(values[k]), item["text"]) for k, item in zip(top, view.legend)]
+        view.maps = [MapView(k, hexes[k], store.presence_map(i, k, hexes[k]), None, float(values[k]), item["text"])
+                     for k, item in zip(top, view.legend)]  # contribution maps: on the concept pages
     return view
 
 

@@ -125,7 +125,7 @@ class PhotoStore:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 options: dict[str, Any] = {"quality": self.quality}
                 if self.format == "WEBP":
-                    options["method"] = 4
+                    options["method"] = 3
                 else:
                     options["optimize"] = True
                 picture.convert("RGB").save(path, format=self.format, **options)

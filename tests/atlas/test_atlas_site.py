@@ -259,7 +259,7 @@ def test_image_pages_decompose_the_logit(real_atlas):
     assert labels[-2:] == ["residual", "bias"]
     assert sum(values) == pytest.approx(logit, abs=0.02 * len(values) + 0.01)
     assert page.find("strong", cls="predicted").text
-    assert len(page.find_all("figure", cls="map-pair")) == 5 and page.find_all("canvas", cls="map")
+    assert len(page.find_all("figure", cls="map-one")) == 5 and page.find_all("canvas", cls="map")
 
 
 def test_pictures_are_shared_small_and_written_once(any_atlas):
