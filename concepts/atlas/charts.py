@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+#: the colours of the logit's parts that are not concepts
+RESIDUAL_COLOUR, BIAS_COLOUR = "#8c8c8c", "#c7c7c7"
+
+
 @dataclass
 class Bar:
     label: str

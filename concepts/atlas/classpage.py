@@ -10,11 +10,11 @@ import numpy as np
 from ..evidence import (MethodValues, choose_method, class_diagnostics, coincident_methods, method_values,
                         top_crops)
 from ..evidence.methods import ranking
-from ..evidence.numbers import num, pct
+from ..evidence.numbers import pct
 from ..schema.classdata import ClassData
 from .alignment import Head, align
-from .analysis import concentration, embed_2d, n_important, within_class_similarity
-from .charts import bar_chart, histogram
+from .analysis import concentration, n_important, within_class_similarity
+from .charts import BIAS_COLOUR, RESIDUAL_COLOUR, bar_chart
 from .images import concept_colour, hex_colour
 from .layout import crop_frame, tint_style
 from .pictures import PhotoStore
@@ -23,7 +23,6 @@ from .views import (AlignedClass, ClassView, ConceptView, CropView, MethodView, 
 
 #: the pseudo-method of a class without importance: concepts ranked by their share of the coefficient mass
 MASS = "mass"
-RESIDUAL_COLOUR, BIAS_COLOUR = "#8c8c8c", "#c7c7c7"
 
 
 @dataclass
@@ -194,7 +193,7 @@ def build_class_view(data: ClassData, ctx: ClassContext) -> ClassView:
     hexes = {k: hex_colour(c) for k, c in colours.items()}
     same = coincident_methods(data)
     concepts = concept_views(data, ctx, table, order, colours)
-    images, examples, points = image_views(data, ctx, table, method, colours, concepts, diag)
+    images, examples, points = image_views(data, ctx, method, colours, concepts, diag)
     share = np.asarray(table[method].values, np.float64)
     prev, nxt = ctx.index.around(ctx.pos)
     thumb = examples["most sure"][0].photo if examples.get("most sure") else (images[0].photo if images else None)

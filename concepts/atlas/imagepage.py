@@ -8,11 +8,10 @@ import numpy as np
 from ..evidence.numbers import num, pct
 from ..schema.classdata import ClassData
 from .analysis import embed_2d
-from .charts import bar_chart, histogram
+from .charts import BIAS_COLOUR, RESIDUAL_COLOUR, bar_chart, histogram
 from .images import hex_colour
 from .views import ConceptView, ImageView, MapView
 
-RESIDUAL_COLOUR, BIAS_COLOUR = "#8c8c8c", "#c7c7c7"
 KINDS = ("most sure", "wrong", "least sure")
 
 
@@ -30,7 +29,7 @@ def select_examples(data: ClassData, n: int) -> dict[str, list[int]]:
     return {"most sure": sure, "wrong": wrong, "least sure": right[:n]}
 
 
-def per_image_features(data: ClassData, table, method: str) -> np.ndarray:
+def per_image_features(data: ClassData, method: str) -> np.ndarray:
     """(n_images, r) what each image's concepts weigh for ``method`` (mean coefficient without importance)."""
     if method in data.methods:
         return np.nan_to_num(np.asarray(data.methods[method].per_image, np.float64))
@@ -45,7 +44,7 @@ def per_image_features(data: ClassData, table, method: str) -> np.ndarray:
 def _decomposition(data: ClassData, i: int, method: str, diag, hexes) -> tuple[list, list, list, list, str, bool]:
     """Values, labels, colours, concepts, axis and whether the values are logit units, for image ``i``."""
     values = np.asarray(data.methods[method].per_image[i], np.float64) if method in data.methods else \
-        per_image_features(data, None, method)[i]
+        per_image_features(data, method)[i]
     order = [int(k) for k in np.argsort(-np.nan_to_num(values, nan=-np.inf), kind="stable")]
     logit_units = method in ("gradient", "occlusion")
     shown = list(values[order]) if logit_units else list(values[order] / (np.nansum(values) or 1.0))
@@ -84,16 +83,12 @@ def image_charts(data: ClassData, i: int, diag, hexes: dict[int, str], method: s
     """The image's decomposition: gradient x input when computed (CRAFT's per-image figure, in logit units: with
     the residual and the bias the bars add up to the image's logit), else the class's method."""
     chosen = "gradient" if "gradient" in data.methods else method
-    out = {}
-    for key in [chosen]:
-        method = chosen
-        values, labels, colours, concepts, axis, units = _decomposition(data, i, method, diag, hexes)
-        texts = [num(v, 3, signed=True) if units else pct(v) for v in values]
-        hrefs = [f"classes/{data.stem}/c{k}.html" if k is not None else None for k in concepts]
-        kinds = ["concept" if k is not None else label for k, label in zip(concepts, labels)]
-        out[key] = bar_chart(values, texts, labels, colours, axis=axis, hrefs=hrefs, kinds=kinds,
-                             concepts=concepts)
-    return out
+    values, labels, colours, concepts, axis, units = _decomposition(data, i, chosen, diag, hexes)
+    texts = [num(v, 3, signed=True) if units else pct(v) for v in values]
+    hrefs = [f"classes/{data.stem}/c{k}.html" if k is not None else None for k in concepts]
+    kinds = ["concept" if k is not None else label for k, label in zip(concepts, labels)]
+    return {chosen: bar_chart(values, texts, labels, colours, axis=axis, hrefs=hrefs, kinds=kinds,
+                              concepts=concepts)}
 
 
 def image_view(data: ClassData, ctx, i: int, method: str, colours, diag, kinds: list[str]) -> ImageView:
@@ -105,7 +100,7 @@ def image_view(data: ClassData, ctx, i: int, method: str, colours, diag, kinds: 
                      page=f"classes/{data.stem}/i{i}.html", logit=float(data.logit[i]), predicted=predicted,
                      predicted_name=ctx.index.logit_name(predicted), correct=predicted == data.class_index,
                      kinds=kinds, charts=image_charts(data, i, diag, hexes, method))
-    values = per_image_features(data, None, method)[i]
+    values = per_image_features(data, method)[i]
     top = [int(k) for k in np.argsort(-values, kind="stable")[:ctx.settings.n_overlay]]
     units = method in ("gradient", "occlusion")
     for k in top:
@@ -152,7 +147,7 @@ def concept_details(data: ClassData, ctx, concepts: list[ConceptView], by_image:
             view.distribution[key] = histogram(values, 12, axis, lambda v: num(v, 2))
 
 
-def image_views(data: ClassData, ctx, table, method: str, colours, concepts: list[ConceptView], diag):
+def image_views(data: ClassData, ctx, method: str, colours, concepts: list[ConceptView], diag):
     """(every image with a page, the examples by kind, the image map's points)."""
     examples = select_examples(data, ctx.settings.n_examples)
     kept = data.kept
@@ -167,5 +162,5 @@ def image_views(data: ClassData, ctx, table, method: str, colours, concepts: lis
     by_image = {v.index: v for v in images}
     concept_details(data, ctx, concepts, by_image)
     hexes = {k: hex_colour(c) for k, c in colours.items()}
-    points = image_map(data, images, per_image_features(data, table, method), [c.index for c in concepts], hexes)
+    points = image_map(data, images, per_image_features(data, method), [c.index for c in concepts], hexes)
     return images, {kind: [by_image[i] for i in ids] for kind, ids in examples.items()}, points

@@ -10,7 +10,6 @@ import os
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from atlas_fakerun import EVIL_NAME, shown_order
