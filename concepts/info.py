@@ -101,7 +101,8 @@ def format_summary(summary: dict[str, Any]) -> str:
                          f"{round(float(c.get('seconds') or 0), 2)} s")
         for method, ranking in (entry.get("importance") or {}).items():
             top = ", ".join(f"#{k} {share:.1%}" for k, share in ranking[:5])
-            lines.append(f"    importance[{method}]: {top}")
+            what = "share of the summed Sobol indices" if method == "sobol" else "share of the summed contributions"
+            lines.append(f"    importance[{method}] ({what}): {top}")
         fid = entry.get("fidelity") or {}
         if fid:
             parts = []

@@ -22,7 +22,7 @@ def test_info_matches_the_files(real_run, capsys):
     out = capsys.readouterr().out
     assert "'tench' -> logit 0 (wordnet)" in out and "rows 128 x 1280" in out
     if (real_run / "importance").is_dir():
-        assert "importance[sobol]: #" in out and "fidelity: logit h(UW)/h(A)" in out
+        assert "importance[sobol] (share of the summed Sobol indices): #" in out and "fidelity: logit h(UW)/h(A)" in out
         from concepts.evidence import class_diagnostics
         from concepts.evidence.numbers import pct
         from concepts.schema.classdata import load_class

@@ -104,7 +104,7 @@ def image_view(data: ClassData, ctx, i: int, method: str, colours, diag, kinds: 
     top = [int(k) for k in np.argsort(-values, kind="stable")[:ctx.settings.n_overlay]]
     units = method in ("gradient", "occlusion")
     for k in top:
-        text = num(values[k], 3, signed=True) if units else pct(values[k] / (np.nansum(values) or 1.0))
+        text = f"{num(values[k], 3, signed=True)} logit" if units else pct(values[k] / (np.nansum(values) or 1.0))
         view.legend.append({"concept": k, "colour": hexes[k], "text": text})
     if ctx.write:
         store = ctx.store
