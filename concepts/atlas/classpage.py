@@ -2,7 +2,6 @@
 pages show, and (through the :class:`~concepts.atlas.pictures.PhotoStore`) the pictures they need."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,14 +11,16 @@ from ..evidence import (MethodValues, choose_method, class_diagnostics, coincide
 from ..evidence.methods import ranking
 from ..evidence.numbers import pct
 from ..schema.classdata import ClassData
+from ..settings.atlas import AtlasSettings
 from .alignment import Head, align
 from .analysis import concentration, n_important, within_class_similarity
 from .charts import BIAS_COLOUR, RESIDUAL_COLOUR, bar_chart
+from .imagepage import image_views
 from .images import concept_colour, hex_colour
 from .layout import crop_frame, tint_style
 from .pictures import PhotoStore
 from .runindex import RunIndex
-from .views import (AlignedClass, ClassView, ConceptView, CropView, MethodView, NeighbourView, Value)
+from .views import AlignedClass, ClassView, ConceptView, CropView, MethodView, NeighbourView, Value, image_name
 
 #: the pseudo-method of a class without importance: concepts ranked by their share of the coefficient mass
 MASS = "mass"
@@ -31,15 +32,11 @@ class ClassContext:
 
     index: RunIndex
     pos: int
-    settings: object  # AtlasSettings
+    settings: AtlasSettings
     store: PhotoStore
     head: Head | None = None
     head_reason: str = ""
     write: bool = True
-
-
-def image_name(raw: str) -> str:
-    return os.path.basename(raw) or raw
 
 
 def mass_values(data: ClassData) -> MethodValues:
@@ -183,8 +180,6 @@ def concept_views(data: ClassData, ctx: ClassContext, table, order, colours_rgb)
 
 def build_class_view(data: ClassData, ctx: ClassContext) -> ClassView:
     """Everything the pages of one class show (pictures written through ``ctx.store`` when ``ctx.write``)."""
-    from .imagepage import image_views
-
     diag = class_diagnostics(data)
     table = method_table(data, diag.logit)
     method, note = choose_method(list(table), ctx.settings.method)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..evidence import coincident_methods
 from ..evidence.numbers import num, pct
 from ..schema.classdata import ClassData
 from .analysis import embed_2d
 from .charts import BIAS_COLOUR, RESIDUAL_COLOUR, bar_chart, histogram
 from .images import hex_colour
-from .views import ConceptView, ImageView, MapView
+from .views import ConceptView, ImageView, MapView, image_name
 
 KINDS = ("most sure", "wrong", "least sure")
 
@@ -67,8 +68,6 @@ def _decomposition(data: ClassData, i: int, method: str, diag, hexes) -> tuple[l
 def distinct_methods(data: ClassData) -> dict[str, str]:
     """key -> method: one entry per method that is not the same numbers as another (``"gradient occlusion"`` ->
     ``"gradient"`` when they coincide by construction); the key lists the methods it stands for."""
-    from ..evidence import coincident_methods
-
     same = coincident_methods(data)
     out = {}
     for method in (data.methods or {"mass": None}):
@@ -92,8 +91,6 @@ def image_charts(data: ClassData, i: int, diag, hexes: dict[int, str], method: s
 
 
 def image_view(data: ClassData, ctx, i: int, method: str, colours, diag, kinds: list[str]) -> ImageView:
-    from .classpage import image_name
-
     predicted = int(data.predicted[i]) if data.predicted is not None else -1
     hexes = {k: hex_colour(c) for k, c in colours.items()}
     view = ImageView(index=i, name=image_name(data.image_paths[i]), path=data.image_paths[i], photo="",

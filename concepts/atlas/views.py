@@ -9,11 +9,17 @@ transparency map, issue 14) is shown on the concept cards and the concept page w
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..evidence import Diagnostics
 from .charts import BarChart, Histogram
+
+
+def image_name(raw: str) -> str:
+    """A photo's file name (its full name, as shown under crops and on hover)."""
+    return os.path.basename(raw) or raw
 
 
 @dataclass
