@@ -8,7 +8,10 @@ from typing import Any
 import numpy as np
 
 from .errors import ConceptsError
+from .evidence import EXPLANATIONS, class_diagnostics
+from .evidence.numbers import num, pct as _pct
 from .schema import STAGE_FOLDERS, STAGES, RunFolder
+from .schema.classdata import load_class
 
 
 def _tree_summary(attrs: dict[str, Any], tree) -> dict[str, Any]:
@@ -61,6 +64,9 @@ def run_summary(run: str | os.PathLike, layer: str | None = None) -> dict[str, A
             attrs = folder.fviz(class_id, images=False).attrs
             entry["fviz"] = {k: attrs.get(k) for k in ("n_targets", "excited", "n_concepts", "steps", "crops",
                                                        "image_size", "seed", "spectrum", "seconds")}
+        if all(state == "done" for state in status.stages.values()):
+            data = load_class(run, class_id, with_maps=False, with_coefficients=False)
+            entry["diagnostics"] = class_diagnostics(data).row()
         summary["classes"][class_id] = entry
     if folder.dictionary_file.exists():
         attrs = folder.dictionary().attrs
@@ -140,7 +146,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             lines.append(_tree_line(c["tree"]))
         for method, ranking in (entry.get("importance") or {}).items():
             top = ", ".join(f"#{k} {share:.1%}" for k, share in ranking[:5])
-            lines.append(f"    importance[{method}]: {top}")
+            what = "share of the summed Sobol indices" if method == "sobol" else "share of the summed contributions"
+            lines.append(f"    importance[{method}] ({what}): {top}")
         fid = entry.get("fidelity") or {}
         if fid:
             parts = []
@@ -158,4 +165,26 @@ def format_summary(summary: dict[str, Any]) -> str:
                          f"{fv.get('image_size')} px), {fv.get('excited')}/{fv.get('n_concepts')} concepts excited "
                          f"(own coefficient above the class's 99th percentile, and the largest), "
                          f"{round(float(fv.get('seconds') or 0), 1)} s")
+        if entry.get("diagnostics"):
+            lines += _diagnostic_lines(entry["diagnostics"])
+    if any(entry.get("diagnostics") for entry in summary["classes"].values()):
+        lines += ["what the figures mean:"] + [f"  {name}: {text}" for name, text in EXPLANATIONS.items()]
     return "\n".join(lines)
+
+
+def _diagnostic_lines(d: dict[str, Any]) -> list[str]:
+    """The completeness and fit of one class, as the atlas shows them."""
+    lines = []
+    if d["decomposition"] == "exact":
+        lines.append(f"    explained: concepts {_pct(d['explained_share'])} of the logit {num(d['logit'])} "
+                     f"(concepts {num(d['logit_concepts'])} + residual {num(d['logit_residual'])} "
+                     f"[{_pct(d['residual_share'])}] + bias {num(d['logit_bias'])} [{_pct(d['bias_share'])}])")
+    elif d["decomposition"] == "reconstruction":
+        lines.append(f"    explained: h(UW) reproduces {_pct(d['explained_share'])} of the logit {num(d['logit'])} "
+                     f"(residual {num(d['logit_residual'])}; no exact split: the head is not linear)")
+    converged = {1: "converged", 0: "did NOT converge", -1: "convergence not recorded"}[int(d["converged"])]
+    limit = f" of {d['max_iter']}" if d["max_iter"] >= 0 else ""
+    lines.append(f"    fit: rel.error {num(d['rel_error'])} (rows), {num(d['rel_error_positions'])} (positions); "
+                 f"{converged} after {d['n_iter']}{limit} iterations; logit correlation "
+                 f"{num(d['logit_correlation'], 2)}")
+    return lines

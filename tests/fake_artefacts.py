@@ -15,7 +15,8 @@ from concepts.schema import write_importance as _write_importance
 
 
 def write_activations(run, class_id, maps, *, skipped=None, class_index=3, image_size=224, paths=None, config=None,
-                      rows=None, boxes=None, logit=None, sha256=None, **attrs) -> Path:
+                      rows=None, boxes=None, logit=None, sha256=None, widths=None, heights=None, predicted=None,
+                      **attrs) -> Path:
     """A ``activations/<class>.h5``. ``maps`` is (images, positions, channels) on a square grid. Without ``rows``
     it is a patches-mode file (rows = the kept images' positions); with ``rows`` (R, D) and ``boxes`` (per image)
     a crops-mode file whose rows are ``rows``."""
@@ -50,9 +51,10 @@ def write_activations(run, class_id, maps, *, skipped=None, class_index=3, image
                           position=np.tile(positions, (len(kept), 1))),
             images=ImageTable(path=paths or [f"{class_id}/{i}.jpg" for i in range(n_images)],
                               sha256=sha256 or ["0" * 64] * n_images, error=["unreadable" if s else "" for s in skipped],
-                              width=np.full(n_images, image_size), height=np.full(n_images, image_size),
+                              width=np.full(n_images, image_size) if widths is None else widths,
+                              height=np.full(n_images, image_size) if heights is None else heights,
                               skipped=skipped, logit=np.zeros(n_images) if logit is None else logit,
-                              predicted=np.full(n_images, class_index)),
+                              predicted=np.full(n_images, class_index) if predicted is None else predicted),
             attrs=values)
     return path
 
@@ -79,9 +81,9 @@ def write_concepts(run, class_id, components, coefficients, **attrs) -> Path:
 
 
 def write_importance(run, class_id, methods: dict[str, dict[str, np.ndarray]], *, presence, contribution=None,
-                     kept=None, **attrs) -> Path:
-    """A ``importance/<class>.h5``: ``methods[name]`` holds ``per_image``, ``class_importance``, ``share`` and
-    optionally the intervals; ``presence`` (n_images, r, H, W)."""
+                     kept=None, fidelity_attrs=None, **attrs) -> Path:
+    """A ``importance/<class>.h5``: ``methods[name]`` holds ``per_image``, ``class_importance``, ``share``,
+    optionally the intervals and ``attrs`` (the method group's attributes); ``presence`` (n_images, r, H, W)."""
     n_images, r = presence.shape[:2]
     kept = np.ones(n_images, bool) if kept is None else np.asarray(kept, bool)
     records = {}
@@ -91,10 +93,11 @@ def write_importance(run, class_id, methods: dict[str, dict[str, np.ndarray]], *
             method=name, per_image=arrays["per_image"], class_importance=arrays["class_importance"],
             share=arrays["share"], ci_low=arrays.get("ci_low", nan), ci_high=arrays.get("ci_high", nan),
             share_ci_low=arrays.get("share_ci_low", nan), share_ci_high=arrays.get("share_ci_high", nan),
-            ranking=np.argsort(-np.asarray(arrays["class_importance"]), kind="stable"), attrs={"method": name})
+            ranking=np.argsort(-np.asarray(arrays["class_importance"]), kind="stable"),
+            attrs={"method": name, **arrays.get("attrs", {})})
     values = dict(identity_attributes("importance"), class_id=class_id, config={}, config_hash="fake-importance",
                   inputs={}, methods=list(methods))
     values.update(attrs)
     return _write_importance(stage_path(run, "importance", class_id), ImportanceRecord(
-        attrs=values, kept=kept, methods=records, fidelity_attrs={}, fidelity={},
+        attrs=values, kept=kept, methods=records, fidelity_attrs=dict(fidelity_attrs or {}), fidelity={},
         presence=presence, contribution=presence if contribution is None else contribution))

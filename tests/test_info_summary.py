@@ -22,7 +22,16 @@ def test_info_matches_the_files(real_run_any, capsys):
     out = capsys.readouterr().out
     assert "'tench' -> logit 0 (wordnet)" in out and "rows 128 x 1280" in out
     if (real_run_any / "importance").is_dir():
-        assert "importance[sobol]: #" in out and "fidelity: logit h(UW)/h(A)" in out
+        assert "importance[sobol] (share of the summed Sobol indices): #" in out and "fidelity: logit h(UW)/h(A)" in out
+        from concepts.evidence import class_diagnostics
+        from concepts.evidence.numbers import pct
+        from concepts.schema.classdata import load_class
+
+        d = class_diagnostics(load_class(real_run_any, "n01440764", with_maps=False, with_coefficients=False))
+        assert summary["classes"]["n01440764"]["diagnostics"]["explained_share"] == d.explained_share
+        assert f"explained: concepts {pct(d.explained_share)} of the logit" in out  # as the atlas and exports
+        assert f"[{pct(d.residual_share)}]" in out and "fit: rel.error" in out and "iterations" in out
+        assert "what the figures mean:" in out and "residual_share: what the concepts miss" in out
 
 
 def test_info_on_a_folder_without_a_run_is_a_clear_error(tmp_path, capsys):

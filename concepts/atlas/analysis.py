@@ -1,9 +1,12 @@
-"""Numbers the atlas shows: concentration of importance, top-k rows, similar concepts, embedding."""
+"""Numbers the atlas shows: concentration of importance, similar concepts (in a class and across classes),
+the 2-D image map."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..evidence.crops import top_rows  # noqa: F401 (the crops' selection, defined with the crops)
 
 
 def concentration(share: np.ndarray) -> float:
@@ -24,30 +27,6 @@ def n_important(share: np.ndarray, mass: float = 0.8) -> int:
     if total <= 0 or len(p) == 0:
         return 0
     return int(np.searchsorted(np.cumsum(p) / total, mass - 1e-12) + 1)
-
-
-def top_rows(coefficients: np.ndarray, concept: int, k: int, row_image: np.ndarray | None = None,
-             distinct_images: bool = True) -> np.ndarray:
-    """Indices of the ``k`` cached rows with the largest coefficient for ``concept`` (descending).
-
-    With ``distinct_images`` at most one row per image is taken, so the crops show ``k``
-    different photos when there are that many.
-    """
-    column = np.asarray(coefficients[:, concept], dtype=np.float64)
-    order = np.argsort(-column, kind="stable")
-    if not distinct_images or row_image is None:
-        return order[:k]
-    chosen: list[int] = []
-    seen: set[int] = set()
-    for row in order:
-        image = int(row_image[row])
-        if image in seen:
-            continue
-        seen.add(image)
-        chosen.append(int(row))
-        if len(chosen) == k:
-            break
-    return np.asarray(chosen, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -128,3 +107,16 @@ def embed_2d(features: np.ndarray) -> np.ndarray:
     out = (coords - lo) / span
     out[:, hi - lo <= 0] = 0.5
     return out
+
+
+def unit_rows(bank: np.ndarray) -> np.ndarray:
+    """The concept vectors scaled to length 1 (a zero vector stays zero)."""
+    bank = np.asarray(bank, dtype=np.float64)
+    norms = np.linalg.norm(bank, axis=1, keepdims=True)
+    return bank / np.where(norms > 0, norms, 1.0)
+
+
+def within_class_similarity(bank: np.ndarray) -> np.ndarray:
+    """(r, r) cosine similarity between the concepts of one class (1 on the diagonal for non-zero concepts)."""
+    unit = unit_rows(bank)
+    return np.clip(unit @ unit.T, -1.0, 1.0)

@@ -100,7 +100,7 @@ def composite_overlay(heats: np.ndarray, colours: list[tuple[int, int, int]], si
     winner = up.argmax(axis=0)
     strength = up.max(axis=0)
     table = np.asarray(colours, dtype=np.uint8)
-    rgba = np.zeros((size, size, 4), dtype=np.uint8)
+    rgba = np.zeros((*strength.shape, 4), dtype=np.uint8)
     rgba[..., :3] = table[winner]
     alpha = np.where(strength >= threshold, strength, 0.0) * max_alpha
     rgba[..., 3] = np.round(alpha * 255).astype(np.uint8)
@@ -110,3 +110,61 @@ def composite_overlay(heats: np.ndarray, colours: list[tuple[int, int, int]], si
 def placeholder(size: int) -> Image.Image:
     """A neutral grey square shown when a photo cannot be found."""
     return Image.new("RGB", (size, size), (200, 200, 200))
+
+
+def png_data_uri(picture: Image.Image) -> str:
+    """A small picture as a ``data:image/png;base64,...`` URI (inline in the page: no file, no request)."""
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def presence_map(heat: np.ndarray, colour: tuple[int, int, int], *, max_alpha: float = 0.8) -> Image.Image:
+    """A concept's presence at feature-map resolution (values in [0, 1]) as an RGBA picture in its colour; the
+    browser's smooth upscaling turns it into the heatmap."""
+    rgba = np.zeros((*heat.shape, 4), dtype=np.uint8)
+    rgba[..., :3] = np.asarray(colour, dtype=np.uint8)
+    rgba[..., 3] = np.round(np.clip(heat, 0.0, 1.0) * max_alpha * 255).astype(np.uint8)
+    return Image.fromarray(rgba, "RGBA")
+
+
+#: colours of a signed contribution map: raises the logit / lowers it
+POSITIVE, NEGATIVE = (214, 39, 40), (31, 119, 180)
+
+
+def signed_map(values: np.ndarray, scale: float, *, max_alpha: float = 0.85) -> Image.Image:
+    """A signed map (a concept's contribution to the logit per position) at feature-map resolution: red where it
+    raises the logit, blue where it lowers it, opacity ``|value| / scale``."""
+    value = np.asarray(values, np.float32) / (scale if scale > 0 else 1.0)
+    rgba = np.zeros((*value.shape, 4), dtype=np.uint8)
+    rgba[..., :3] = np.where(value[..., None] >= 0, np.asarray(POSITIVE, np.uint8), np.asarray(NEGATIVE, np.uint8))
+    rgba[..., 3] = np.round(np.clip(np.abs(value), 0.0, 1.0) * max_alpha * 255).astype(np.uint8)
+    return Image.fromarray(rgba, "RGBA")
+
+
+def _b64(values: np.ndarray) -> str:
+    import base64
+
+    return base64.b64encode(np.ascontiguousarray(values, dtype=np.uint8).tobytes()).decode("ascii")
+
+
+def alpha_bytes(heat: np.ndarray, *, max_alpha: float = 0.85, floor: float = 0.1) -> str:
+    """A map in [0, 1] (H, W) as base64 opacity bytes, drawn by the pages' script on a canvas in one colour;
+    values under ``floor`` are transparent, so that a faint presence does not tint the whole picture."""
+    value = np.clip((np.asarray(heat, np.float32) - floor) / (1.0 - floor), 0.0, 1.0)
+    return _b64(np.round(value * max_alpha * 255))
+
+
+def signed_bytes(values: np.ndarray, scale: float) -> str:
+    """A signed map (H, W) as base64 bytes, 128 + 127 * value / scale (the script draws red above 128, blue
+    below, opacity by the distance)."""
+    value = np.clip(np.asarray(values, np.float32) / (scale if scale > 0 else 1.0), -1.0, 1.0)
+    return _b64(np.round(128 + 127 * value))
+
+
+def rgba_bytes(picture: Image.Image) -> str:
+    """An RGBA picture (small: feature-map resolution) as base64 bytes, row after row."""
+    return _b64(np.asarray(picture.convert("RGBA")))

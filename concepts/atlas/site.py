@@ -1,75 +1,46 @@
-"""The static atlas website: ``RUN/atlas/index.html``, one page per class, pictures, local CSS/JS.
+"""The static atlas website: ``RUN/atlas/index.html``, a page per class, per concept and per image, pictures,
+local CSS/JS, and (``figures``) figures for papers.
 
-The site has no server code and no external resource: every link is relative, so it opens from
-``file://`` as well as from any static server. Templates are Jinja2 with autoescaping, so class
-and file names can never inject markup.
+The site has no server code and no external resource: every link is relative, so it opens from ``file://`` as
+well as from any static server. The folder is built aside and swapped in at the end (a failed build leaves the
+old one).
 """
 from __future__ import annotations
 
 import os
 import shutil
 from pathlib import Path
-from typing import Iterable
 
-import jinja2
-import numpy as np
 from tqdm.auto import tqdm
 
-from .._version import __version__
-from ..schema import replace_folder
-from ..schema.hdf5 import temporary_name
-from ..schema.locks import artefact_lock
 from ..errors import ConceptsError
 from ..runner import say
-from .analysis import similar_concepts
-from ..schema.classdata import list_run_classes, load_bank, load_class
-from .view import ClassView, PhotoStore, build_view
+from ..schema import replace_folder
+from ..schema.classdata import list_run_classes, load_class
+from ..schema.hdf5 import temporary_name
+from ..schema.locks import artefact_lock
+from .alignment import HeadLoader
+from .classpage import ClassContext, build_class_view
+from .layout import crop_style  # noqa: F401 (kept importable from here)
+from .pictures import PhotoStore
+from .render import Pages
+from .runindex import RunIndex
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-TEMPLATES = PACKAGE_DIR / "templates"
 STATIC = PACKAGE_DIR / "static"
-
-
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        autoescape=jinja2.select_autoescape(["html", "svg", "xml"], default_for_string=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    env.filters["pct"] = lambda v, digits=1: "n/a" if v is None or not np.isfinite(v) else f"{100 * v:.{digits}f}%"
-    env.filters["num"] = lambda v, digits=3: "n/a" if v is None or not np.isfinite(v) else f"{v:.{digits}g}"
-    env.globals["crop_style"] = crop_style
-    return env
-
-
-def crop_style(box: Iterable[int], input_size: int, display: int = 112) -> dict[str, str]:
-    """CSS sizes that show the ``box`` (x0, y0, x1, y1 in model-input pixels) of a full picture
-    in a frame ``display`` pixels wide: the picture is scaled and shifted inside the frame."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    w = max(x1 - x0, 1.0)
-    h = max(y1 - y0, 1.0)
-    scale = display / w
-    return {
-        "frame": f"width:{display}px;height:{round(h * scale)}px",
-        "img": f"width:{input_size * scale:.1f}px;height:{input_size * scale:.1f}px;"
-               f"left:{-x0 * scale:.1f}px;top:{-y0 * scale:.1f}px",
-    }
 
 
 def build_atlas(run: str | os.PathLike, *, config=None, out: str | os.PathLike | None = None,
                 progress: bool = True, **settings) -> Path:
     """Build the static atlas of a run and return the path of its ``index.html``.
 
-    Reads ``RUN/activations``, ``RUN/concepts`` and ``RUN/importance`` and writes ``RUN/atlas/``
-    (or ``out``): ``index.html`` (every class, filterable and sortable), ``classes/<stem>.html``
-    (concept cards sorted by importance with top-``top_k`` crops and heatmaps, an importance
-    bar chart, ``n_examples`` images with the maps of the ``n_overlay`` most important
-    concepts, an embedding of the images by their concept importances and, for each concept,
-    the ``n_similar`` most similar concepts of other classes), each photo once as a
-    ``thumb_size`` JPEG/WebP, and (``sheets``) one PNG sheet per class in ``sheets/``.
-    The folder is built aside and swapped in at the end, so a failed build leaves the old one.
+    Reads ``RUN/activations``, ``RUN/concepts`` and ``RUN/importance`` and writes ``RUN/atlas/`` (or ``out``):
+    ``index.html`` (every class: filter, sort, state kept in the URL), ``classes/<stem>.html`` (what the concepts
+    explain of the logit, the fit and fidelity, importance by each method with its confidence intervals, concept
+    cards with their top crops, similar concepts, alignment with the head's classes, in-class concept
+    similarity, the most sure / wrong / least sure images, the 2-D image map), ``classes/<stem>/c<k>.html`` per
+    concept, ``classes/<stem>/i<n>.html`` per image, ``img/<stem>/`` (each photo and crop once), and with
+    ``figures`` the figures of :func:`concepts.atlas.figures.write_class_figures`.
     ``settings``: keywords of the ``atlas`` section (:class:`~concepts.settings.AtlasSettings`) and ``classes``.
     """
     from ..settings import stage_config
@@ -99,40 +70,42 @@ def build_atlas(run: str | os.PathLike, *, config=None, out: str | os.PathLike |
         return replace_folder(work, site) / "index.html"
 
 
+def index_card(view) -> dict:
+    """What the index shows of a class (kept instead of its whole view)."""
+    d = view.diagnostics
+    return {"page": view.page, "thumbnail": view.thumbnail, "class_name": view.class_name,
+            "class_id": view.class_id, "class_index": view.class_index, "n_images": view.n_images,
+            "n_concepts": view.n_concepts, "n_important": view.n_important, "concentration": view.concentration,
+            "top_share": view.top_share, "method": view.methods[view.method].label,
+            "axis": view.methods[view.method].axis, "explained": d.explained_share}
+
+
 def _write_site(run: Path, found: list[tuple[str, str]], work: Path, a, progress: bool) -> list[str]:
     """Write the whole site into ``work``; returns the photos that could not be shown."""
     (work / "classes").mkdir(parents=True)
     shutil.copytree(STATIC, work / "static")
-    # pass 1: the concept banks of every class, for the cross-class similarities
-    meta: list[tuple[str, str, str]] = []
-    banks: list[np.ndarray] = []
-    for class_id, stem in found:
-        cid, name, bank = load_bank(run, class_id)
-        meta.append((cid, name, stem))
-        banks.append(bank)
-    neighbours = similar_concepts(banks, k=a.n_similar)
-    env = _environment()
-    class_template = env.get_template("class.html")
-    views: list[ClassView] = []
-    missing: list[str] = []
-    for pos, (class_id, stem) in enumerate(tqdm(found, desc="atlas", unit="class", disable=not progress)):
+    index = RunIndex(run, found, a.n_similar)
+    heads = HeadLoader(enabled=a.alignment and a.n_aligned > 0)
+    pages = Pages(work, a, "concept atlas")
+    cards, missing, warned = [], [], set()
+    for pos, (class_id, _) in enumerate(tqdm(found, desc="atlas", unit="class", disable=not progress)):
         data = load_class(run, class_id)
-        store = PhotoStore(run, data, work, thumb_size=a.thumb_size, image_format=a.image_format)
-        view = build_view(data, store, top_k=a.top_k, n_examples=a.n_examples, n_overlay=a.n_overlay,
-                          neighbours=neighbours[pos], others=meta)
-        html = class_template.render(view=view, root="../", version=__version__, has_sheet=a.sheets,
-                                     title=f"{view.class_name} - concept atlas")
-        (work / "classes" / f"{stem}.html").write_text(html, encoding="utf-8")
-        if a.sheets:
-            from .sheets import render_sheet
+        head, reason = heads.load(data.act_attrs)
+        if head is not None:
+            index.n_logits = head.n_classes
+        elif reason and reason not in warned:
+            warned.add(reason)
+            say(f"note: atlas: no concept-to-class alignment: {reason}", progress)
+        store = PhotoStore(run, data, work, thumb_size=a.thumb_size, crop_size=a.crop_size,
+                           image_format=a.image_format, quality=a.quality)
+        view = build_class_view(data, ClassContext(index, pos, a, store, head, reason))
+        if a.figures or a.sheets:
+            from .figures import write_class_figures
 
-            (work / "sheets").mkdir(exist_ok=True)
-            render_sheet(view, store, work / "sheets" / f"{stem}.png")
+            view.figures = write_class_figures(view, store, work, figures=a.figures, sheet=a.sheets)
+        pages.class_pages(view)
+        cards.append(index_card(view))
         missing += store.missing
-        views.append(view)
-    index = env.get_template("index.html").render(
-        views=views, root="", version=__version__, run_name=run.resolve().name,
-        title=f"{run.resolve().name} - concept atlas",
-        model=views[0].model if views else "?", layer=views[0].layer if views else "?")
-    (work / "index.html").write_text(index, encoding="utf-8")
+    first = load_class(run, found[0][0], with_maps=False, with_coefficients=False).act_attrs
+    pages.index(cards, run.resolve().name, str(first.get("model", "?")), str(first.get("layer", "?")))
     return missing

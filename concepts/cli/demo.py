@@ -6,9 +6,10 @@ import argparse
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="run the whole pipeline offline on bundled photos (or --images DIR)",
-                       description="Extract, factorize, rank concepts, build the atlas and the exports on four "
-                                   "classes of real photos that ship with scikit-image, with the bundled "
-                                   "EfficientNet-Lite0. Nothing is downloaded.")
+                       description="Extract, factorize, rank concepts, build the atlas and the exports on six "
+                                   "classes of real photos that ship with scikit-image and scikit-learn (one photo "
+                                   "per class, seen as several views), with the bundled EfficientNet-Lite0. "
+                                   "Nothing is downloaded.")
     p.add_argument("--out", default="concepts-demo", help="the run folder (default: ./concepts-demo)")
     p.add_argument("--images", default=None, help="your own class folders instead of the bundled photos")
     p.add_argument("--concepts", type=int, default=10, help="concepts per class")

@@ -27,6 +27,21 @@ class Export:
     images: dict[str, dict[str, Any]]  # class_id -> path, sha256, skipped, logit, image_index
     banks: dict[str, np.ndarray]  # class_id -> (r, D)
     per_image: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # class_id -> method -> (n, r)
+    diagnostics: pd.DataFrame | None = None  # diagnostics.csv (None in exports written before it)
+    top_crops: pd.DataFrame | None = None  # top_crops.csv
+
+    @property
+    def image_root(self) -> Path | None:
+        """The folder every photo path of the tables is relative to (None in exports written before it)."""
+        root = self.manifest.get("image_root")
+        return Path(root) if root else None
+
+    def image_path(self, class_id: str, image_index: int) -> Path:
+        """The absolute path of photo ``image_index`` of a class (``image_root / path``)."""
+        entry = self.images[class_id]
+        where = int(np.flatnonzero(entry["image_index"] == image_index)[0])
+        path = Path(entry["path"][where])
+        return path if path.is_absolute() or self.image_root is None else self.image_root / path
 
     def share(self, class_id: str, method: str) -> np.ndarray:
         """(r,) importance shares of a class by ``method``, in bank order."""
@@ -45,9 +60,10 @@ class Export:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    floats = [k for k, v in DTYPES.items() if v == "float32"]
     return pd.read_csv(path, dtype={k: v for k, v in DTYPES.items()} | {"class_id": str, "class_name": str,
                                                                        "stem": str, "path": str, "sha256": str},
-                       keep_default_na=False, na_values={c: [""] for c in (*FLOAT_COLUMNS, "logit")})
+                       keep_default_na=False, na_values={c: [""] for c in floats})
 
 
 def read_table(folder: Path, fmt: str) -> pd.DataFrame:
@@ -101,6 +117,8 @@ def load_export(path: str | os.PathLike, *, format: str | None = None, verify: b
                             "skipped": part["skipped"].to_numpy().astype(bool),
                             "logit": part["logit"].to_numpy(np.float32),
                             "image_index": part["image_index"].to_numpy(np.int64)}
+    extra = {name: _read_csv(folder / f"{name}.csv") if (folder / f"{name}.csv").exists() else None
+             for name in ("diagnostics", "top_crops")}
     with np.load(folder / "concept_banks.npz", allow_pickle=False) as handle:
         banks = {stem_to_id.get(key, key): handle[key] for key in handle.files}
     per_image: dict[str, dict[str, np.ndarray]] = {}
@@ -109,4 +127,4 @@ def load_export(path: str | os.PathLike, *, format: str | None = None, verify: b
             stem, _, method = key.rpartition("/")
             per_image.setdefault(stem_to_id.get(stem, stem), {})[method] = handle[key]
     return Export(path=folder, manifest=manifest, importances=importances, classes=classes, images=images,
-                  banks=banks, per_image=per_image)
+                  banks=banks, per_image=per_image, **extra)

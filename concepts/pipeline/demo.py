@@ -1,4 +1,5 @@
-"""`concepts demo`: the whole pipeline, offline, on real photos that ship with scikit-image (or your own)."""
+"""`concepts demo`: the whole pipeline, offline, on real photos that ship with scikit-image and scikit-learn (or
+your own). One photo per class (see :mod:`concepts.datasets.demo_photos` for why, and the licences)."""
 from __future__ import annotations
 
 import os
@@ -34,4 +35,8 @@ def run_demo(out: str | os.PathLike = "concepts-demo", images: str | os.PathLike
     print(f"  atlas:       {out / 'atlas' / 'index.html'}", file=sys.stderr)
     print(f"  importances: {out / 'exports' / 'importances.csv'}", file=sys.stderr)
     print(f"  inspect:     concepts info {out}", file=sys.stderr)
+    if images is None:
+        print("  note: each demo class is views of ONE photo (no package ships several permissively licensed photos "
+              "of a class): its concepts are parts of that photo. Run `concepts demo --images DIR` on your own "
+              "class folders for a class-level explanation.", file=sys.stderr)
     return result

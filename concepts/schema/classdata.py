@@ -43,6 +43,12 @@ class ClassData:
     presence: np.ndarray | None  # (n_images, r, H, W) float32 or None
     tree: Any = None  # TreeArrays of the sub-concepts (a recursive concepts file), else None
     subconcepts: Any = None  # SubconceptImportance of those sub-concepts, else None
+    contribution: np.ndarray | None = None  # (n_images, r, H, W) float32: each concept's term of the logit
+    predicted: np.ndarray | None = None  # (n_images,) int: the model's top-1 index (-1 for skipped images)
+    image_width: np.ndarray | None = None  # (n_images,) int: original size of each photo (0: unknown)
+    image_height: np.ndarray | None = None
+    fidelity_attrs: dict[str, Any] = field(default_factory=dict)  # the importance file's /fidelity attributes
+    maps_attrs: dict[str, Any] = field(default_factory=dict)  # its /maps attributes
 
     @property
     def n_images(self) -> int:
@@ -152,6 +158,7 @@ def load_class(run: str | os.PathLike, class_id: str, *, with_maps: bool = True,
 
     ``with_maps=False`` skips ``/maps/presence``; ``with_coefficients=False`` skips the (rows x r)
     coefficients (then ``coefficients`` is an empty (0, r) array): enough for tables and banks.
+    ``presence`` and ``contribution`` are the importance file's concept maps (None without ``with_maps``).
     """
     folder = RunFolder(run)
     with folder.activations(class_id) as cache:
@@ -165,10 +172,14 @@ def load_class(run: str | os.PathLike, class_id: str, *, with_maps: bool = True,
     paths = {stage: folder.file(stage, class_id) for stage in STAGE_FOLDERS}
     methods: dict[str, MethodImportance] = {}
     importance_attrs: dict[str, Any] = {}
-    presence = subconcepts = None
+    presence = contribution = subconcepts = None
+    fidelity_attrs: dict[str, Any] = {}
+    maps_attrs: dict[str, Any] = {}
     if paths["importance"].exists():
         importance = folder.importance(class_id, maps=with_maps)
         importance_attrs, methods, presence = importance.attrs, importance.methods, importance.presence
+        contribution, fidelity_attrs, maps_attrs = importance.contribution, importance.fidelity_attrs, \
+            importance.maps_attrs
         subconcepts = importance.subconcepts
     coefficients = concepts.coefficients if with_coefficients else np.zeros((0, r), np.float32)
     if with_coefficients and coefficients.shape != (len(row_image), r):
@@ -188,7 +199,18 @@ def load_class(run: str | os.PathLike, class_id: str, *, with_maps: bool = True,
         image_sha256=images["sha256"], skipped=np.asarray(images["skipped"], bool),
         logit=np.asarray(images["logit"], np.float32), row_image=row_image, row_box=row_box,
         components=concepts.components, coefficients=coefficients, methods=methods, presence=presence,
-        tree=concepts.tree, subconcepts=subconcepts)
+        tree=concepts.tree, subconcepts=subconcepts,
+        contribution=contribution, predicted=_ints(images.get("predicted"), len(images["path"]), -1),
+        image_width=_ints(images.get("width"), len(images["path"]), 0),
+        image_height=_ints(images.get("height"), len(images["path"]), 0),
+        fidelity_attrs=dict(fidelity_attrs), maps_attrs=dict(maps_attrs))
+
+
+def _ints(values, n: int, fill: int) -> np.ndarray:
+    """An integer column of the image table (``fill`` where a file of another writer lacks it)."""
+    if values is None:
+        return np.full(n, fill, np.int64)
+    return np.asarray(values, np.int64)
 
 
 def load_bank(run: str | os.PathLike, class_id: str) -> tuple[str, str, np.ndarray]:

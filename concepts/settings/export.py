@@ -19,3 +19,5 @@ class ExportSettings(Section):
                             stage_cli=False, hashed=False)
     formats: tuple[Format, ...] = setting(FORMATS, "table formats (repeat or comma-separate)", flag="--format",
                                           min_length=1, hashed=False, metavar="FORMAT")
+    top_crops: int = setting(10, "top crops per concept listed in top_crops.csv (the atlas shows atlas.top_k)",
+                             ge=0, le=1000, hashed=False)

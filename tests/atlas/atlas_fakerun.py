@@ -17,7 +17,10 @@ import sys
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fake_artefacts import write_activations, write_concepts, write_importance  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "imagenette" / "val50"
+ROOT = Path(__file__).resolve().parents[2]
+# the shared data beside the project (/work/shared for /work/main, also found from a worktree /work/wt/NAME)
+SHARED = next((p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data").is_dir()),
+              ROOT.parent / "shared" / "data") / "imagenette" / "val50"
 PREPROCESSING = {"input_size": 224, "interpolation": "bicubic", "crop_pct": 0.875,
                  "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
 
@@ -66,8 +69,12 @@ def write_class(run: Path, class_id: str, class_name: str, class_index: int, *, 
     maps = np.abs(rng.normal(size=(n_images, grid * grid, dim))).astype(np.float16)
     maps[skip] = 0
     rows = np.abs(rng.normal(size=(n_rows, dim))).astype(np.float16)
+    sizes = [_size(p) for p in paths]
+    logit = rng.normal(8, 2, n_images).astype(np.float32)
+    predicted = np.where(np.arange(n_images) % 3 == 2, class_index + 1, class_index)  # every third image is wrong
     write_activations(run, class_id, maps, skipped=skip, class_index=class_index, paths=paths, rows=rows,
-                      boxes=boxes, logit=rng.normal(8, 2, n_images).astype(np.float32),
+                      boxes=boxes, logit=logit, predicted=np.where(skip, -1, predicted),
+                      widths=np.array([w for w, _ in sizes]), heights=np.array([h for _, h in sizes]),
                       sha256=[f"{i:064x}" for i in range(n_images)], class_name=class_name,
                       class_index_source="fixture", model="fake_model", weights="fake", weights_sha256="0" * 64,
                       preprocessing=PREPROCESSING, patch_size=64, stride=51, config={"images": str(run)},
@@ -94,15 +101,43 @@ def write_class(run: Path, class_id: str, class_name: str, class_index: int, *, 
         raw = (per_image[kept].mean(axis=0) * (1 + m * 0.1)).astype(np.float32)
         share = (raw / raw.sum()).astype(np.float32)
         arrays[method] = {"per_image": per_image, "class_importance": raw, "share": share,
-                          "ci_low": (share * 0.9).astype(np.float32), "ci_high": (share * 1.1).astype(np.float32)}
+                          "ci_low": (raw * 0.9).astype(np.float32), "ci_high": (raw * 1.1).astype(np.float32)}
         if method == "sobol":  # only sobol gives an interval of the share here
             arrays[method].update(share_ci_low=(share * 0.8).astype(np.float32),
                                   share_ci_high=(share * 1.2).astype(np.float32))
+        arrays[method]["attrs"] = {"exact": method != "sobol"}
         truth["methods"][method] = {"per_image": per_image, "class_importance": raw, "share": share}
+    fidelity = _fidelity(logit[kept], arrays.get("gradient"), methods)
+    contribution = presence * rng.choice([-0.5, 1.0], size=presence.shape)  # some positions lower the logit
     write_importance(run, class_id, arrays, presence=presence.astype(np.float16), config_hash="fixture03",
-                     kept=~skip)
+                     kept=~skip, linear_head=True, fidelity_attrs=fidelity,
+                     contribution=contribution.astype(np.float16))
+    truth["fidelity"] = fidelity
     truth["presence"] = presence.astype(np.float16)
     return truth
+
+
+def _size(path: str) -> tuple[int, int]:
+    try:
+        with Image.open(path) as picture:
+            return picture.size
+    except OSError:
+        return 0, 0
+
+
+def _fidelity(logits: np.ndarray, gradient: dict | None, methods) -> dict:
+    """Fidelity attributes as the importance stage writes them: with a linear head, h(UW) = bias + the gradient
+    contributions (bias 0.25 here), and h(A) the model's logit."""
+    out = {f"{m}_{s}": float(v) for m in methods for s, v in
+           (("c_deletion", 3.0), ("c_insertion", 8.0), ("c_mufidelity", 0.9))}
+    if gradient is None:
+        return out
+    concepts = float(np.asarray(gradient["class_importance"], np.float64).sum())
+    original = float(np.mean(logits))
+    out.update(reconstruction_logit_original=original, reconstruction_logit_reconstructed=concepts + 0.25,
+               reconstruction_logit_ratio=(concepts + 0.25) / original, reconstruction_logit_correlation=0.8,
+               reconstruction_logit_abs_diff=abs(original - concepts - 0.25), reconstruction_relative_error=0.7)
+    return out
 
 
 EVIL_NAME = '<script>window.__pwned = 1</script> & "tench" $\\frac{1 $'
@@ -141,8 +176,32 @@ def truth_from_files(run: Path) -> dict:
                      "row_box": cache.row_box, "logit": cache.images["logit"], "methods": {}}
         concepts = folder.concepts(class_id)
         entry["components"], entry["coefficients"] = concepts.components, concepts.coefficients
-        for method, imp in folder.importance(class_id, maps=False).methods.items():
+        record = folder.importance(class_id, maps=False)
+        entry["fidelity"] = record.fidelity_attrs
+        for method, imp in record.methods.items():
             entry["methods"][method] = {"per_image": imp.per_image, "class_importance": imp.class_importance,
                                         "share": imp.share}
         truth[class_id] = entry
     return truth
+
+
+def default_method(methods) -> str:
+    """The method an atlas page ranks by by default (gradient x input, else Sobol, else occlusion)."""
+    return next(m for m in ("gradient", "sobol", "occlusion") if m in methods)
+
+
+def shown_values(t: dict, method: str) -> np.ndarray:
+    """The values a page shows for a method (computed here from the files, independently of the package):
+    Sobol shares; gradient and occlusion as shares of the mean logit h(A)."""
+    m = t["methods"][method]
+    if method == "sobol":
+        return np.asarray(m["share"], np.float64)
+    logit = t["fidelity"].get("reconstruction_logit_original")
+    if logit is None:
+        logit = float(np.mean(np.asarray(t["logit"])[~np.asarray(t["skipped"], bool)]))
+    return np.asarray(m["class_importance"], np.float64) / float(logit)
+
+
+def shown_order(t: dict, method: str) -> list[int]:
+    raw = np.asarray(t["methods"][method]["class_importance"], np.float64)
+    return np.argsort(-raw, kind="stable").tolist()

@@ -53,3 +53,12 @@ def any_atlas(request) -> tuple[Path, dict]:
 
     site = request.getfixturevalue(f"{request.param}_atlas")
     return site, truth_from_files(site.parent)
+
+
+@pytest.fixture(scope="session")
+def real_export(request, tmp_path_factory) -> Path:
+    """The exports of the lead's real run (the atlas's numbers are checked against them)."""
+    from concepts.export import export_run
+
+    run = complete_real_run(request)
+    return export_run(run, out=tmp_path_factory.mktemp("real_export") / "exports", progress=False)

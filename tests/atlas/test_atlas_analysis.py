@@ -119,9 +119,67 @@ def test_crop_style_puts_the_box_in_the_frame():
 
 
 def test_display_box_grows_small_cells_inside_the_picture():
-    from concepts.atlas.view import display_box
+    from concepts.evidence.crops import display_box
 
     assert display_box((51, 51, 115, 115), 224, 64) == (51, 51, 115, 115)  # a crop stays as it is
     assert display_box((96, 96, 128, 128), 224, 64) == (80, 80, 144, 144)  # a 32-px cell, centred
     assert display_box((0, 192, 32, 224), 224, 64) == (0, 160, 64, 224)  # at the corner: shifted inside
     assert display_box((0, 0, 10, 10), 32, 64) == (0, 0, 32, 32)  # never larger than the picture
+
+
+def test_within_class_similarity_is_the_cosine_matrix():
+    from concepts.atlas.analysis import within_class_similarity
+
+    bank = np.array([[1.0, 0, 0], [2.0, 0, 0], [0, 1.0, 1.0], [0, 0, 0]])
+    sim = within_class_similarity(bank)
+    assert sim[0, 1] == pytest.approx(1.0) and sim[0, 2] == pytest.approx(0.0)
+    assert sim[2, 2] == pytest.approx(1.0) and sim[3, 3] == 0.0  # a dead concept is similar to nothing
+    np.testing.assert_allclose(sim, sim.T)
+
+
+def test_alignment_finds_the_class_a_concept_points_to():
+    from concepts.atlas.alignment import Head, align
+    from concepts.atlas.analysis import unit_rows
+
+    rng = np.random.default_rng(4)
+    weight = rng.normal(size=(50, 16))
+    bank = np.stack([3.0 * weight[7] + 0.01 * rng.normal(size=16), -weight[7]])
+    head = Head(unit_rows(weight).astype(np.float32), np.zeros(50))
+    found = align(bank, head, k=3, own=7)
+    assert found[0]["top"][0][0] == 7 and found[0]["top"][0][1] == pytest.approx(1.0, abs=1e-3)
+    assert found[0]["own_rank"] == 1
+    assert found[1]["own_rank"] == 50 and found[1]["own_cosine"] == pytest.approx(-1.0, abs=1e-5)
+    cos = unit_rows(bank)[0] @ unit_rows(weight).T  # brute force
+    assert [c for c, _ in found[0]["top"]] == list(np.argsort(-cos)[:3])
+    assert align(np.ones((2, 5)), head, 3, 7)[0]["top"] == []  # another dimension: no alignment
+
+
+def test_bar_chart_draws_negative_values_left_of_zero():
+    from concepts.atlas.charts import bar_chart
+
+    chart = bar_chart([0.6, -0.2, 0.1], ["a", "b", "c"], ["a", "b", "c"], ["#000"] * 3, axis="x",
+                      low=[0.5, -0.3, np.nan], high=[0.7, -0.1, np.nan])
+    zero = chart.zero
+    assert zero == pytest.approx(100 * 0.3 / 1.0)  # domain [-0.3, 0.7]
+    a, b, c = chart.bars
+    assert a.left == pytest.approx(zero) and a.width == pytest.approx(60.0)
+    assert b.left + b.width == pytest.approx(zero) and b.width == pytest.approx(20.0)  # ends at zero: left of it
+    assert b.ci == (pytest.approx(0.0), pytest.approx(20.0)) and c.ci is None
+    assert chart.negative
+
+
+def test_histogram_counts_every_finite_value():
+    from concepts.atlas.charts import histogram
+
+    h = histogram([0.0, 0.1, 0.1, 0.9, np.nan], 3, "x", str)
+    assert h.counts == [3, 0, 1] and h.heights[0] == 100.0 and sum(h.counts) == 4
+
+
+def test_relative_links_between_pages():
+    from concepts.atlas.render import minify, rel
+
+    assert rel("classes/a/c1.html", "classes/a/i0.html") == "c1.html"
+    assert rel("classes/b.html#c0", "classes/a/c1.html") == "../b.html#c0"
+    assert rel("classes/a.html", "index.html") == "classes/a.html"
+    assert rel("index.html", "classes/a/i3.html") == "../../index.html"
+    assert minify("<p>\n   a  <b>x</b>\n</p>") == "<p> a <b>x</b> </p>"

@@ -1,15 +1,19 @@
-"""The atlas in a real browser: Debian's chromium driven by Playwright, pages opened from disk.
+"""The atlas in a real browser: Debian's chromium driven by Playwright, pages opened from disk (file://).
 
-Needs /usr/bin/chromium and the playwright package (no browser download); skipped otherwise.
+Needs /usr/bin/chromium and the playwright package (no browser download); skipped otherwise. One browser for the
+session and the session's atlases (tests/atlas/conftest.py), so the pages are built once. Screenshots go to
+test-artifacts/atlas/ (desktop and 390 px phone width).
 """
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
-from atlas_fakerun import EVIL_NAME
+from atlas_fakerun import EVIL_NAME, shown_order
+from concepts.evidence.numbers import pct
 from concepts.schema import safe_filename
 
 pytestmark = pytest.mark.browser
@@ -27,8 +31,16 @@ async () => Promise.all(Array.from(document.images).map(async (img) => {
 }))
 """
 
+#: every element with its own text inside a chart: its text, computed font size and rendered height
+CHART_TEXT = """
+() => Array.from(document.querySelectorAll('.chart *, .chart')).filter(el => {
+  if (el.offsetParent === null) { return false; }
+  return Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
+}).map(el => [el.textContent.trim().slice(0, 30), parseFloat(getComputedStyle(el).fontSize)])
+"""
 
-@pytest.fixture(scope="module")
+
+@pytest.fixture(scope="session")
 def browser():
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
@@ -39,114 +51,228 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+def _page(browser, width=1280, **options):
+    context = browser.new_context(viewport={"width": width, "height": 900}, **options)
     page = context.new_page()
     page.problems = []
     page.on("console", lambda msg: page.problems.append(f"console {msg.type}: {msg.text}")
             if msg.type in ("error", "warning") else None)
     page.on("pageerror", lambda exc: page.problems.append(f"page error: {exc}"))
-    page.on("requestfailed", lambda req: page.problems.append(f"request failed: {req.url}"))
+    # a request cut short by the next navigation (ERR_ABORTED) is not a missing file (ERR_FILE_NOT_FOUND)
+    page.on("requestfailed", lambda req: page.problems.append(f"request failed: {req.url} ({req.failure})")
+            if "ERR_ABORTED" not in str(req.failure) else None)
+    return context, page
+
+
+@pytest.fixture
+def page(browser):
+    context, page = _page(browser)
     yield page
+    assert not page.problems, page.problems
     context.close()
 
 
-def _check_images(page):
+@pytest.fixture
+def phone(browser):
+    context, page = _page(browser, width=390, device_scale_factor=2, is_mobile=True, has_touch=True)
+    yield page
+    assert not page.problems, page.problems
+    context.close()
+
+
+def _check_images(page) -> int:
     images = page.evaluate(LOAD_ALL_IMAGES)
-    assert images, "no image on the page"
     broken = [src for src, complete, width in images if not complete or width == 0]
     assert not broken, f"broken images: {broken[:5]}"
     return len(images)
 
 
-def _shares(page):
-    return [float(v) for v in page.eval_on_selector_all(".concept-card", "els => els.map(e => e.dataset.share)")]
+def _shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    _check_images(page)
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 20_000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return path
 
 
-def test_atlas_in_chromium(page, fake_atlas):
-    page.goto((fake_atlas / "index.html").as_uri())
-    assert page.locator(".class-card").count() == 3
+def _card_order(page) -> list[int]:
+    return [int(v) for v in page.eval_on_selector_all("#concept-cards .concept-card",
+                                                       "els => els.map(e => e.dataset.concept)")]
+
+
+def test_explained_share_and_residual_equal_the_exported_diagnostics(page, real_atlas, real_export):
+    import pandas as pd
+
+    table = pd.read_csv(real_export / "diagnostics.csv", dtype={"class_id": str, "stem": str})
+    assert len(table) >= 2
+    for row in table.itertuples():
+        page.goto((real_atlas / "classes" / f"{row.stem}.html").as_uri())
+        assert page.locator("#explained-share").inner_text() == pct(row.explained_share)
+        assert float(page.locator("#explained-share").get_attribute("data-value")) == pytest.approx(
+            row.explained_share, rel=1e-5)
+        assert float(page.locator("#residual-share").get_attribute("data-value")) == pytest.approx(
+            row.residual_share, rel=1e-5)
+        bars = page.locator("#explained .completeness .r")
+        shown = dict(zip(bars.locator(".l").all_inner_texts(), bars.locator("b").all_inner_texts()))
+        assert shown == {"concepts": pct(row.explained_share), "residual": pct(row.residual_share),
+                         "bias": pct(row.bias_share)}
+        assert row.decomposition == "exact" and 0 < row.explained_share < 1.2
+        _check_images(page)
+
+
+def test_switching_the_method_reorders_the_cards(page, fake_atlas, fake_run):
+    _, truth = fake_run
+    t = truth["n01440764"]
+    page.goto((fake_atlas / "classes" / "n01440764.html").as_uri())
+    assert _card_order(page) == shown_order(t, "gradient")
+    orders = {}
+    for method in ("sobol", "occlusion", "gradient"):
+        page.select_option("#method", method)
+        orders[method] = _card_order(page)
+        assert orders[method] == shown_order(t, method)
+        visible = page.locator(".method-chart:visible")
+        assert visible.count() == 1 and method in visible.get_attribute("data-method").split()
+        first = page.locator("#concept-cards .concept-card").first.locator("header .value:visible")
+        assert first.count() == 1 and first.get_attribute("data-method") == method
+    assert len({tuple(o) for o in orders.values()}) > 1  # the methods really rank differently here
+
+
+def test_the_exported_ranking_is_the_page_ranking(page, real_atlas, real_export):
+    import pandas as pd
+
+    table = pd.read_csv(real_export / "importances.csv", dtype={"class_id": str, "stem": str})
+    stem = sorted(table["stem"].unique())[0]
+    page.goto((real_atlas / "classes" / f"{stem}.html").as_uri())
+    for method in ("sobol", "gradient", "occlusion"):
+        page.select_option("#method", method)
+        rows = table[(table.stem == stem) & (table.method == method)].sort_values("rank")
+        assert _card_order(page) == rows["concept"].tolist()
+    assert page.locator(".same-method").first.is_visible()
+
+
+def test_every_crop_image_and_dot_opens_its_page(page, real_atlas):
+    stem = sorted(p.stem for p in (real_atlas / "classes").glob("*.html"))[0]
+    url = (real_atlas / "classes" / f"{stem}.html").as_uri()
+    page.goto(url)
+    links = {kind: page.eval_on_selector_all(selector, "els => els.map(e => [new URL(e.getAttribute('href'), "
+                                                        "document.baseURI).href, e.getAttribute('title') || ''])")
+             for kind, selector in (("crop", "figure.crop a"), ("image", "figure.example a"),
+                                    ("dot", "svg.embedding a.dot"))}
+    assert all(links.values()), {k: len(v) for k, v in links.items()}
+    for kind, selector in (("crop", "figure.crop a"), ("image", "figure.example a"), ("dot", "svg.embedding a")):
+        page.goto(url)
+        target = page.locator(selector).first
+        href = target.evaluate("e => new URL(e.getAttribute('href'), document.baseURI).href")
+        if kind == "dot":
+            target.locator("circle").click()
+        else:
+            target.click()
+        page.wait_for_load_state("load")
+        assert page.url == href and re.search(r"/i\d+\.html$", page.url)
+        assert page.locator("h1.image-title").inner_text()
+    for kind, found in links.items():  # every one of them: a page whose title is that image
+        for href, title in sorted(set(map(tuple, found))):
+            page.goto(href)
+            name = page.locator("h1.image-title").inner_text()
+            assert name and (not title or title.startswith(name)), (kind, href, title, name)
+            _check_images(page)
+    page.goto(url)
+    page.locator("#concept-cards h3 a").first.click()
+    page.wait_for_load_state("load")
+    assert re.search(r"/c\d+\.html$", page.url) and page.locator("h1.concept-title").is_visible()
     _check_images(page)
 
-    # filter box
+
+def test_the_url_restores_a_filtered_sorted_index(page, fake_atlas):
+    index = (fake_atlas / "index.html").as_uri()
+    page.goto(index)
     page.fill("#filter", "spring")
+    page.select_option("#sort", "concentration")
+    assert "q=spring" in page.url and "sort=concentration" in page.url
+    saved = page.url
+    page.goto("about:blank")
+    page.goto(saved)
+    assert page.input_value("#filter") == "spring" and page.input_value("#sort") == "concentration"
     assert page.locator(".class-card:visible").count() == 1
     assert page.locator(".class-card:visible .class-name").inner_text() == "English springer"
-    page.fill("#filter", "zzz-no-such-class")
-    assert page.locator(".class-card:visible").count() == 0
-    page.fill("#filter", "")
-    assert page.locator(".class-card:visible").count() == 3
-
-    # sort by concentration, then by name
-    page.select_option("#sort", "concentration")
-    values = [float(v) for v in page.eval_on_selector_all(".class-card", "els => els.map(e => e.dataset.concentration)")]
-    assert values == sorted(values, reverse=True)
-    page.select_option("#sort", "name")
-    names = page.eval_on_selector_all(".class-card", "els => els.map(e => e.dataset.name)")
-    assert names == sorted(names)
-
-    # the class name with markup is text, and its script never ran
-    assert EVIL_NAME in page.locator(".class-name").all_inner_texts()
+    page.goto(index + "#sort=explained")
+    values = [float(v) for v in page.eval_on_selector_all(".class-card", "els => els.map(e => e.dataset.explained)")]
+    assert values == sorted(values, reverse=True) and page.locator(".class-card:visible").count() == 3
+    page.goto(index + "#q=zzz-none")
+    assert page.locator(".class-card:visible").count() == 0 and page.locator("#count").inner_text() == "0 shown"
+    assert EVIL_NAME not in page.locator("#classes").inner_text()  # filtered out, and never run as markup
     assert page.evaluate("typeof window.__pwned") == "undefined"
 
-    # index -> class page
-    page.click(".class-card[data-id='n01440764'] a.class-link")
+
+def test_navigation_theme_and_tint(page, fake_atlas):
+    page.goto((fake_atlas / "classes" / "n01440764.html").as_uri())
+    page.click("header .next")
     page.wait_for_load_state("load")
-    assert page.url.endswith("classes/n01440764.html")
-    n_images = _check_images(page)
-    assert n_images > 10
-    shares = _shares(page)
-    assert len(shares) == 5 and shares == sorted(shares, reverse=True)
-    assert page.locator(".concept-card").first.locator(".share").inner_text().endswith("(sobol)")
-    assert page.locator(".example").count() == 4 and page.locator(".embedding circle").count() == 6
-
-    # heatmap toggle hides the overlays
-    assert page.locator(".crop img.heat").first.is_visible()
-    page.uncheck("#show-heat")
-    assert not page.locator(".crop img.heat").first.is_visible()
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / "class-n01440764.png"
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 20_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-    # similar-concept link -> the planted twin in the other class
-    page.locator("#c0 a.similar-link").first.click()
+    assert page.url.endswith("classes/n02102040.html")
+    page.click("#random-class")
     page.wait_for_load_state("load")
-    assert page.url.endswith("classes/n02102040.html#c0")
-    assert page.evaluate("document.querySelector(':target').id") == "c0"
-    _check_images(page)
+    assert re.search(r"classes/[^/]+\.html$", page.url)
+    page.goto((fake_atlas / "classes" / "n01440764.html").as_uri())
+    light = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    page.click("#theme")
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") != light
+    page.reload()
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"  # kept
+    page.click("#theme")
+    tint = page.locator("figure.crop canvas.tint").first
+    assert not tint.is_visible()
+    page.check("#tint")
+    assert tint.is_visible()
+    alpha = page.evaluate("""() => { const c = document.querySelector('canvas.tint');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let m = 0; for (let i = 3; i < d.length; i += 4) { m = Math.max(m, d[i]); } return m; }""")
+    assert alpha > 0  # the presence map was drawn
 
-    # the class with markup in its name
+
+def test_dark_mode_follows_the_system(browser, fake_atlas):
+    context, page = _page(browser, color_scheme="dark")
+    page.goto((fake_atlas / "index.html").as_uri())
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(21, 23, 26)"
+    assert not page.problems
+    context.close()
+
+
+def test_phone_width_keeps_chart_text_readable(phone, real_atlas):
+    stem = sorted(p.stem for p in (real_atlas / "classes").glob("*.html"))[0]
+    for url in (f"classes/{stem}.html", f"classes/{stem}/c0.html"):
+        phone.goto((real_atlas / url).as_uri())
+        texts = phone.evaluate(CHART_TEXT)
+        assert len(texts) > 10
+        small = [t for t in texts if t[1] < 11]
+        assert not small, small[:5]
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390 + 1  # no sideways scrolling
+        assert not phone.eval_on_selector_all(".chart svg text", "els => els.length")
+    phone.goto((real_atlas / "classes" / f"{stem}.html").as_uri())
+    _shot(phone, "class-390px.png")
+    image = sorted((real_atlas / "classes" / stem).glob("i*.html"))[0]
+    phone.goto(image.as_uri())
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+    texts = phone.evaluate(CHART_TEXT)
+    assert texts and not [t for t in texts if t[1] < 11]
+    _shot(phone, "image-390px.png")
+
+
+def test_screenshots_of_the_pages(page, real_atlas, fake_atlas):
+    stem = sorted(p.stem for p in (real_atlas / "classes").glob("*.html"))[0]
+    page.goto((real_atlas / "classes" / f"{stem}.html").as_uri())
+    _shot(page, "class.png")
+    wrong = page.locator("[data-kind='wrong'] figure.example a")
+    (wrong.first if wrong.count() else page.locator("figure.example a").first).click()
+    page.wait_for_load_state("load")
+    _shot(page, "image.png")
+    page.goto((real_atlas / "classes" / stem / "c0.html").as_uri())
+    _shot(page, "concept.png")
     page.goto((fake_atlas / "classes" / f"{safe_filename('n99<evil>')}.html").as_uri())
     assert page.locator("h1.class-title").inner_text() == EVIL_NAME
     assert page.evaluate("typeof window.__pwned") == "undefined"
-    _check_images(page)
-    page.screenshot(path=str(ARTIFACTS / "class-markup-name.png"))
-
-    assert not page.problems, page.problems
-
-
-def test_real_atlas_in_chromium(page, real_atlas):
-    page.goto((real_atlas / "index.html").as_uri())
-    _check_images(page)
-    cards = page.locator(".class-card")
-    assert cards.count() >= 2
-    cards.first.locator("a.class-link").click()
-    page.wait_for_load_state("load")
-    assert "/classes/" in page.url
-    _check_images(page)
-    shares = _shares(page)
-    assert len(shares) >= 2 and shares == sorted(shares, reverse=True)
-    link = page.locator("a.similar-link").first
-    target = link.get_attribute("href")
-    link.click()
-    page.wait_for_load_state("load")
-    assert page.url.endswith(target.replace("../classes/", "classes/"))
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "real-class.png"), full_page=True)
-    assert not page.problems, page.problems
+    _shot(page, "class-markup-name.png")
 
 
 def test_atlas_from_a_static_server(page, fake_atlas):
@@ -168,9 +294,10 @@ def test_atlas_from_a_static_server(page, fake_atlas):
         page.wait_for_load_state("load")
         assert page.url == base + "classes/n02102040.html"
         _check_images(page)
-        shares = _shares(page)
-        assert shares == sorted(shares, reverse=True)
-        assert not page.problems, page.problems
+        page.locator("figure.crop a").first.click()
+        page.wait_for_load_state("load")
+        assert re.search(r"/classes/n02102040/i\d+\.html$", page.url)
+        _check_images(page)
     finally:
         server.shutdown()
         server.server_close()

@@ -10,218 +10,345 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from atlas_fakerun import EVIL_NAME
+from atlas_fakerun import EVIL_NAME, default_method, shown_order, shown_values
 from atlas_html import parse
-from concepts.schema import safe_filename
-from concepts.atlas import build_atlas, write_sheets
+from concepts.atlas import build_atlas, write_figures, write_sheets
 from concepts.atlas.analysis import n_important, top_rows
-from concepts.atlas.view import display_box
 from concepts.errors import ConceptsError
+from concepts.evidence.crops import display_box, input_box_to_original
+from concepts.evidence.numbers import pct
+from concepts.schema import safe_filename
 
 TOP_K = 4  # as in the fake_atlas fixture
-
-
-def _primary(methods: dict) -> str:
-    return next(m for m in ("sobol", "gradient", "occlusion") if m in methods)
 
 
 def _cards(page):
     return page.find_all("article", cls="concept-card")
 
 
-def _local_refs(page, page_path: Path):
-    for el in page.iter():
-        for attr in ("src", "href"):
-            if attr in el.attrs:
-                yield el, attr, el.attrs[attr]
+def _class_page(site: Path, class_id: str):
+    return parse(site / "classes" / f"{safe_filename(class_id)}.html")
 
 
 def test_index_lists_every_class_with_its_numbers(any_atlas):
-    fake_atlas, truth = any_atlas
-    index = parse(fake_atlas / "index.html")
+    site, truth = any_atlas
+    index = parse(site / "index.html")
     cards = index.find_all("li", cls="class-card")
     assert len(cards) == len(truth)
     by_id = {card.attrs["data-id"]: card for card in cards}
     for class_id, t in truth.items():
         card = by_id[class_id.lower()]
         link = card.find("a", cls="class-link")
-        assert link.attrs["href"] == f"classes/{safe_filename(class_id)}.html"
-        assert (fake_atlas / link.attrs["href"]).is_file()
-        kept = int((~t["skipped"]).sum())
-        assert card.find("span", cls="n-images").text == str(kept)
-        share = t["methods"][_primary(t["methods"])]["share"]
-        assert card.find("span", cls="n-important").text == str(n_important(share))
-        thumb = card.find("img", cls="thumb")
-        assert (fake_atlas / thumb.attrs["src"]).is_file()
-        assert float(card.attrs["data-concentration"]) == pytest.approx(float(((share / share.sum()) ** 2).sum()),
-                                                                        abs=1e-5)
+        assert link.attrs["href"] == f"classes/{safe_filename(class_id)}.html" and (site / link.attrs["href"]).is_file()
+        assert card.find("span", cls="n-images").text == str(int((~t["skipped"]).sum()))
+        values = shown_values(t, default_method(t["methods"]))
+        assert card.find("span", cls="n-important").text == str(n_important(values))
+        assert (site / card.find("img", cls="thumb").attrs["src"]).is_file()
+        p = np.clip(values, 0, None) / np.clip(values, 0, None).sum()
+        assert float(card.attrs["data-concentration"]) == pytest.approx(float((p ** 2).sum()), abs=1e-5)
     assert index.find("input", id="filter") and index.find("select", id="sort")
 
 
+def _pages(site: Path) -> list[Path]:
+    return [site / "index.html", *sorted((site / "classes").rglob("*.html"))]
+
+
 def test_every_reference_is_local_relative_and_exists(any_atlas):
-    fake_atlas, truth = any_atlas
-    pages = [fake_atlas / "index.html", *sorted((fake_atlas / "classes").glob("*.html"))]
-    assert len(pages) == len(truth) + 1
+    site, truth = any_atlas
+    pages = _pages(site)
+    n_concepts = sum(len(t["components"]) for t in truth.values())
+    assert len([p for p in pages if re.fullmatch(r"c\d+\.html", p.name)]) == n_concepts
     checked = 0
     for page_path in pages:
         page = parse(page_path)
-        for el, attr, ref in _local_refs(page, page_path):
-            parts = urlsplit(ref)
-            assert not parts.scheme and not parts.netloc, f"external reference {ref} in {page_path.name}"
-            assert not ref.startswith("/"), f"absolute path {ref}"
-            target = page_path if not parts.path else (page_path.parent / unquote(parts.path)).resolve()
-            assert target.is_file(), f"{page_path.name}: {attr}={ref} does not exist"
-            assert fake_atlas.resolve() in target.parents or target == page_path
-            if parts.fragment:
-                assert parse(target).find_all(id=parts.fragment), f"{ref}: no element with that id"
-            checked += 1
-    assert checked > 50
-    css = (fake_atlas / "static" / "atlas.css").read_text()
+        for el in page.iter():
+            for attr in ("src", "href"):
+                ref = el.attrs.get(attr)
+                if ref is None:
+                    continue
+                parts = urlsplit(ref)
+                assert not parts.scheme and not parts.netloc, f"external reference {ref} in {page_path.name}"
+                assert not ref.startswith("/"), f"absolute path {ref}"
+                target = page_path if not parts.path else (page_path.parent / unquote(parts.path)).resolve()
+                assert target.is_file(), f"{page_path}: {attr}={ref} does not exist"
+                assert site.resolve() in target.parents or target == page_path
+                if parts.fragment:
+                    assert parse(target).find_all(id=parts.fragment), f"{ref}: no element with that id"
+                checked += 1
+    assert checked > 200
+    css = (site / "static" / "atlas.css").read_text()
     assert "url(" not in css and "@import" not in css
 
 
-def test_concept_cards_descend_by_importance_and_match_the_run(any_atlas):
-    fake_atlas, truth = any_atlas
+def test_the_class_page_leads_with_what_the_concepts_explain(any_atlas):
+    """The explained share and the residual, as the importance file's fidelity attributes give them."""
+    site, truth = any_atlas
     for class_id, t in truth.items():
-        method = _primary(t["methods"])
-        share = t["methods"][method]["share"]
-        page = parse(fake_atlas / "classes" / f"{safe_filename(class_id)}.html")
-        cards = _cards(page)
-        assert len(cards) == len(share)
-        shares = [float(c.attrs["data-share"]) for c in cards]
-        assert shares == sorted(shares, reverse=True)
-        concepts = [int(c.attrs["data-concept"]) for c in cards]
-        assert concepts == np.argsort(-share.astype(np.float64), kind="stable").tolist()
-        np.testing.assert_allclose(shares, share[concepts], atol=1e-7)
-        assert [int(c.attrs["data-rank"]) for c in cards] == list(range(1, len(share) + 1))
-        assert page.find("strong", cls="method").text == method
-        assert f"({method})" in cards[0].find("span", cls="share").text
-        if "sobol" in t["methods"]:
-            assert f"sobol {100 * share[concepts[0]]:.1f}% [" in cards[0].find("p", cls="methods").text
-        bars = page.find("svg", cls="bars").find_all("rect")
-        widths = [float(b.attrs["width"]) for b in bars]
-        assert widths == sorted(widths, reverse=True) and widths[0] == pytest.approx(300.0)
+        page = _class_page(site, class_id)
+        section = page.find("section", id="explained")
+        fid = t["fidelity"]
+        gradient = t["methods"].get("gradient")
+        if not gradient or "reconstruction_logit_original" not in fid:
+            continue
+        original, recon = fid["reconstruction_logit_original"], fid["reconstruction_logit_reconstructed"]
+        concepts = float(np.sum(np.asarray(gradient["class_importance"], np.float64)))
+        shown = section.find("strong", id="explained-share")
+        assert float(shown.attrs["data-value"]) == pytest.approx(concepts / original, rel=1e-6)
+        assert shown.text == pct(concepts / original)
+        residual = section.find("span", id="residual-share")
+        assert float(residual.attrs["data-value"]) == pytest.approx((original - recon) / original, rel=1e-6)
+        rows = {r.find("span", cls="l").text: r.find("b").text for r in section.find_all("div", cls="r")}
+        assert rows["residual"] == pct((original - recon) / original)
+        assert rows["bias"] == pct((recon - concepts) / original)
+        terms = section.find("dl", cls="diagnostics").text
+        for words in ("Reconstruction error", "Convergence", "Logit correlation", "how much of the model's score"):
+            assert words in terms
+        assert "C-Deletion" in section.text and "lower is better" in section.text
 
 
-def test_crops_are_the_rows_with_the_largest_coefficients(any_atlas):
-    fake_atlas, truth = any_atlas
+def test_concept_cards_follow_the_default_method_and_carry_every_ranking(any_atlas):
+    site, truth = any_atlas
     for class_id, t in truth.items():
-        stem = safe_filename(class_id)
-        page = parse(fake_atlas / "classes" / f"{stem}.html")
-        for card in _cards(page):
+        method = default_method(t["methods"])
+        values = shown_values(t, method)
+        cards = _cards(_class_page(site, class_id))
+        assert [int(c.attrs["data-concept"]) for c in cards] == shown_order(t, method)
+        np.testing.assert_allclose([float(c.attrs["data-share"]) for c in cards], values[shown_order(t, method)],
+                                   atol=1e-7)
+        for other in t["methods"]:
+            ranks = {int(c.attrs["data-concept"]): int(c.attrs[f"data-rank-{other}"]) for c in cards}
+            assert [k for k, _ in sorted(ranks.items(), key=lambda kv: kv[1])] == shown_order(t, other)
+        page = _class_page(site, class_id)
+        charts = page.find_all("div", cls="method-chart")
+        shown = [c for c in charts if "hidden" not in c.attrs]
+        assert len(shown) == 1 and method in shown[0].attrs["data-method"].split()
+        chart = shown[0]
+        labels = [r.find("span", cls="l").text for r in chart.find_all("div", cls="r")]
+        assert labels[:len(values)] == [f"concept {k}" for k in shown_order(t, method)]
+
+
+def test_negative_contributions_are_drawn_left_of_the_axis(real_atlas):
+    for path in sorted((real_atlas / "classes").glob("*/i*.html"))[:6]:
+        chart = parse(path).find("div", cls="bars")
+        zero = float(re.search(r"--z:([\d.]+)%", chart.attrs["style"]).group(1))
+        for row in chart.find_all("div", cls="r"):
+            style = row.find("i").attrs["style"]
+            left, width = (float(v) for v in re.search(r"left:([\d.]+)%;width:([\d.]+)%", style).groups())
+            text = row.find("b").text
+            if text.startswith("-"):
+                assert left + width == pytest.approx(zero, abs=0.02)
+            elif width > 0:
+                assert left == pytest.approx(zero, abs=0.02)
+
+
+def test_coinciding_methods_are_said_to_be_one(real_atlas, fake_atlas):
+    real = parse(next((real_atlas / "classes").glob("*.html")))
+    notes = real.find_all("p", cls="same-method")
+    assert notes and "coincide by construction" in notes[0].text
+    option = real.find("option", value="occlusion")
+    assert "(= gradient x input here)" in option.text
+    # different numbers (the fabricated run): listed as methods of their own
+    fake = _class_page(fake_atlas, "n01440764")
+    assert not fake.find_all("p", cls="same-method")
+
+
+def test_crops_are_cut_from_the_originals_at_their_resolution(any_atlas):
+    site, truth = any_atlas
+    for class_id, t in truth.items():
+        for card in _cards(_class_page(site, class_id)):
             k = int(card.attrs["data-concept"])
             coef = np.where(t["skipped"][t["row_image"]][:, None], -np.inf, t["coefficients"])
-            expected = top_rows(coef, k, TOP_K, t["row_image"])
-            shown = [int(re.search(r"/(\d+)\.jpg$", img.attrs["src"]).group(1))
-                     for img in card.find_all("img", cls="photo")]
-            assert shown == [int(t["row_image"][r]) for r in expected]
-            heats = card.find_all("img", cls="heat")
-            assert len(heats) == len(shown)
-            assert all(h.attrs["src"].endswith(f"_c{k}.png") for h in heats)
-            # the frame shows the crop box: picture shifted by -x0 * scale
-            frame = card.find("div", cls="frame")
-            x0, y0, x1, y1 = display_box(t["row_box"][expected[0]], 224, 64)
-            left = float(re.search(r"left:(-?[\d.]+)px", card.find("img", cls="photo").attrs["style"]).group(1))
-            assert left == pytest.approx(-x0 * 112 / (x1 - x0), abs=0.06)
-            assert f"width:112px;height:{round((y1 - y0) * 112 / (x1 - x0))}px" in frame.attrs["style"]
+            expected = [int(r) for r in top_rows(coef, k, TOP_K, t["row_image"])]
+            crops = card.find_all("figure", cls="crop")
+            assert [int(re.search(r"/r(\d+)\.webp$", c.find("img").attrs["src"]).group(1)) for c in crops] == expected
+            for figure, row in zip(crops[:2], expected):
+                image = int(t["row_image"][row])
+                name = Path(t["paths"][image]).name
+                link = figure.find("a")
+                assert link.attrs["href"] == f"{safe_filename(class_id)}/i{image}.html" and name in link.attrs["title"]
+                assert name in figure.find("img").attrs["alt"] and name in figure.find("figcaption").text
+                assert f"{t['coefficients'][row, k]:.3g}" in figure.find("figcaption").find("b").text
+                _check_crop_pixels(site / "classes" / figure.find("img").attrs["src"], t, row, image)
+
+
+def _check_crop_pixels(path: Path, t: dict, row: int, image: int) -> None:
+    original = Path(t["paths"][image])
+    if not original.exists():
+        return
+    with Image.open(original) as photo, Image.open(path) as crop:
+        assert crop.format == "WEBP"
+        box = input_box_to_original(display_box(t["row_box"][row], 224, 64), photo.width, photo.height,
+                                    {"input_size": 224, "crop_pct": 0.875})
+        photo = photo.convert("RGB")
+        native = photo.crop(box)
+        assert max(crop.size) <= min(max(native.size), 2 * 112)  # never upscaled, at most 2x its display
+        shown = np.asarray(crop.convert("RGB"), np.float32)
+
+        def error(b):
+            return np.abs(shown - np.asarray(photo.crop(b).resize(crop.size, Image.LANCZOS), np.float32)).mean()
+
+        x0, y0, x1, y1 = box
+        shifted = (x0 + 12, y0 + 12, x1 + 12, y1 + 12) if x1 + 12 <= photo.width and y1 + 12 <= photo.height \
+            else (x0 - 12, y0 - 12, x1 - 12, y1 - 12)
+        assert error(box) < 12.0 and error(box) < 0.6 * error(shifted)  # this box of the original, WebP aside
 
 
 def test_skipped_images_are_never_shown(fake_atlas, fake_run):
     _, truth = fake_run
-    skipped = np.flatnonzero(truth["n02102040"]["skipped"])
-    assert len(skipped) == 1
+    skipped = int(np.flatnonzero(truth["n02102040"]["skipped"])[0])
     html = (fake_atlas / "classes" / "n02102040.html").read_text()
-    assert f"img/n02102040/{skipped[0]}.jpg" not in html
-    assert not (fake_atlas / "img" / "n02102040" / f"{skipped[0]}.jpg").exists()
+    assert f"i{skipped}.html" not in html and not (fake_atlas / "classes" / "n02102040" / f"i{skipped}.html").exists()
+    assert not (fake_atlas / "img" / "n02102040" / f"p{skipped}.webp").exists()
 
 
-def test_similar_concept_links_reach_the_planted_twin(fake_atlas):
-    page = parse(fake_atlas / "classes" / "n01440764.html")
-    card = page.find("article", id="c0")
-    links = card.find_all("a", cls="similar-link")
-    assert links[0].attrs["href"] == "../classes/n02102040.html#c0"
-    assert "English springer" in links[0].text
+def test_similar_concepts_link_to_the_planted_twin_with_its_importance(fake_atlas, fake_run):
+    _, truth = fake_run
+    card = _class_page(fake_atlas, "n01440764").find("article", id="c0")
+    other = card.find("div", cls="similar")
+    links = other.find_all("a", cls="similar-link")
+    assert links[0].attrs["href"] == "n02102040/c0.html" and "English springer" in links[0].text
     assert len(links) == 3 and all("n01440764" not in a.attrs["href"] for a in links)
-    back = parse(fake_atlas / "classes" / "n02102040.html").find("article", id="c0")
-    assert back.find_all("a", cls="similar-link")[0].attrs["href"] == "../classes/n01440764.html#c0"
+    twin = truth["n02102040"]
+    value = [v for v in other.find("li").find_all("span", cls="value") if "hidden" not in v.attrs][0].text
+    assert value.startswith(pct(shown_values(twin, "gradient")[0]))
+    back = _class_page(fake_atlas, "n02102040").find("article", id="c0")
+    assert back.find_all("a", cls="similar-link")[0].attrs["href"] == "n01440764/c0.html"
 
 
 def test_markup_in_class_names_is_shown_as_text(fake_atlas):
     stem = safe_filename("n99<evil>")
-    pages = [fake_atlas / "index.html", *(fake_atlas / "classes").glob("*.html")]
-    for page_path in pages:
+    for page_path in _pages(fake_atlas):
         html = page_path.read_text()
         assert "<script>window" not in html and "<evil>" not in html
-        scripts = parse(page_path).find_all("script")
-        assert [s.attrs.get("src", "") for s in scripts] in (["static/atlas.js"], ["../static/atlas.js"])
-    page = parse(fake_atlas / "classes" / f"{stem}.html")
-    assert page.find("h1", cls="class-title").text == EVIL_NAME
+        scripts = [s.attrs.get("src", "inline") for s in parse(page_path).find_all("script")]
+        root = "../" * (len(page_path.relative_to(fake_atlas).parts) - 1)
+        assert scripts == ["inline", f"{root}static/classes.js", f"{root}static/atlas.js"]
+    assert parse(fake_atlas / "classes" / f"{stem}.html").find("h1", cls="class-title").text == EVIL_NAME
     card = [c for c in parse(fake_atlas / "index.html").find_all("li", cls="class-card")
             if c.attrs["data-id"] == "n99<evil>"][0]
-    assert card.find("span", cls="class-name").text == EVIL_NAME
-    assert card.attrs["data-name"] == EVIL_NAME.lower()
+    assert card.find("span", cls="class-name").text == EVIL_NAME and card.attrs["data-name"] == EVIL_NAME.lower()
 
 
-def test_per_image_view_and_embedding(any_atlas):
-    fake_atlas, truth = any_atlas
+def test_images_most_sure_wrong_and_least_sure(any_atlas):
+    site, truth = any_atlas
     for class_id, t in truth.items():
-        page = parse(fake_atlas / "classes" / f"{safe_filename(class_id)}.html")
+        page = _class_page(site, class_id)
         kept = np.flatnonzero(~t["skipped"])
-        examples = page.find_all("figure", cls="example")
         logit = np.where(t["skipped"], -np.inf, t["logit"])
-        assert [int(e.attrs["data-image"]) for e in examples] == np.argsort(-logit, kind="stable")[:min(4, len(kept))].tolist()
-        n_overlay = min(5, len(t["components"]))
-        for example in examples:
-            swatches = example.find_all("span", cls="swatch")
-            colours = [s.attrs["style"] for s in swatches]
-            assert len(colours) == n_overlay and len(set(colours)) == n_overlay
-            overlay = example.find("img", cls="heat").attrs["src"]
-            picture = Image.open(fake_atlas / "classes" / overlay)
-            assert picture.mode == "RGBA" and np.asarray(picture)[..., 3].max() > 0
-        points = page.find("svg", cls="embedding").find_all("circle")
-        assert len(points) == len(kept)
+        by_logit = np.argsort(-logit, kind="stable")[:len(kept)]
+        groups = {g.attrs["data-kind"]: [int(f.attrs["data-image"]) for f in g.find_all("figure", cls="example")]
+                  for g in page.find_all("div", cls="examples")}
+        assert groups["most sure"] == by_logit[:4].tolist()
+        for image in groups.get("wrong", []):
+            assert "predicted" in page.find("figure", data_image=str(image)).text
+        for group in groups.values():
+            for image in group:
+                assert (site / "classes" / safe_filename(class_id) / f"i{image}.html").is_file()
+        dots = page.find("svg", cls="embedding").find_all("a", cls="dot")
+        assert len(dots) >= len(kept) and all((site / "classes" / d.attrs["href"]).is_file() for d in dots)
 
 
-def test_pictures_are_small_and_written_once(any_atlas):
-    fake_atlas, _ = any_atlas
-    for page_path in (fake_atlas / "classes").glob("*.html"):
-        html = page_path.read_text()
-        refs = set(re.findall(r'src="\.\./(img/[^"]+)"', html))
-        total = page_path.stat().st_size + sum((fake_atlas / r).stat().st_size for r in refs)
-        assert total < 400_000, f"{page_path.name} needs {total} bytes"
-        assert len(refs) == len(list((fake_atlas / "img" / page_path.stem).iterdir()))
-    for jpg in fake_atlas.glob("img/*/*.jpg"):
-        with Image.open(jpg) as picture:
-            assert picture.format == "JPEG" and picture.size == (192, 192)
+def test_image_pages_decompose_the_logit(real_atlas):
+    """CRAFT's per-image figure: with the residual and the bias, the bars add up to the image's logit."""
+    path = sorted((real_atlas / "classes").glob("*/i*.html"))[0]
+    page = parse(path)
+    logit = float(page.find("strong", cls="logit").text)
+    chart = page.find("div", cls="bars")
+    values = [float(r.find("b").text) for r in chart.find_all("div", cls="r")]
+    labels = [r.find("span", cls="l").text for r in chart.find_all("div", cls="r")]
+    assert labels[-2:] == ["residual", "bias"]
+    assert sum(values) == pytest.approx(logit, abs=0.02 * len(values) + 0.01)
+    assert page.find("strong", cls="predicted").text
+    assert len(page.find_all("figure", cls="map-one")) == 5 and page.find_all("canvas", cls="map")
+
+
+def test_pictures_are_shared_small_and_written_once(any_atlas):
+    site, _ = any_atlas
+    for class_dir in (site / "img").iterdir():
+        html = "".join(p.read_text() for p in (site / "classes").glob(f"{class_dir.name}*.html"))
+        html += "".join(p.read_text() for p in (site / "classes" / class_dir.name).glob("*.html"))
+        refs = set(re.findall(rf'src="(?:\.\./)+(img/{re.escape(class_dir.name)}/[^"]+)"', html))
+        assert refs == {p.relative_to(site).as_posix() for p in class_dir.iterdir()}  # every file used, none twice
+        for path in class_dir.glob("p*.webp"):
+            with Image.open(path) as picture:
+                assert picture.format == "WEBP" and max(picture.size) <= 192
+    assert not list(site.rglob("*.png"))  # maps are inline: no picture file for them
 
 
 def test_missing_photo_is_a_grey_placeholder(fake_run, tmp_path, capsys):
     run, truth = fake_run
-    build_atlas(run, classes=["n99<evil>"], top_k=6, sheets=False, out=tmp_path / "site", progress=False)
+    build_atlas(run, classes=["n99<evil>"], top_k=6, out=tmp_path / "site", progress=False)
     assert "1 photo(s) not found or unreadable (shown in grey)" in capsys.readouterr().err
     lost = len(truth["n99<evil>"]["paths"]) - 1
-    with Image.open(tmp_path / "site" / "img" / safe_filename("n99<evil>") / f"{lost}.jpg") as picture:
-        pix = np.asarray(picture).astype(int)
+    with Image.open(tmp_path / "site" / "img" / safe_filename("n99<evil>") / f"p{lost}.webp") as picture:
+        pix = np.asarray(picture.convert("RGB")).astype(int)
     assert abs(pix - 200).max() <= 3
 
 
-def test_sheets_are_png_per_class(any_atlas):
-    fake_atlas, truth = any_atlas
-    sheets = sorted((fake_atlas / "sheets").glob("*.png"))
-    assert [p.stem for p in sheets] == sorted(safe_filename(c) for c in truth)
-    for sheet in sheets:
-        with Image.open(sheet) as picture:
-            assert picture.format == "PNG" and picture.size[0] > 600 and picture.size[1] > 600
-            # not blank: the crops put many colours on the sheet
-            assert len(picture.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 1000
+def test_the_method_setting_orders_the_pages(fake_run, tmp_path):
+    run, truth = fake_run
+    site = build_atlas(run, classes=["n01440764"], method="sobol", out=tmp_path / "site", progress=False).parent
+    cards = _cards(_class_page(site, "n01440764"))
+    assert [int(c.attrs["data-concept"]) for c in cards] == shown_order(truth["n01440764"], "sobol")
+    assert _class_page(site, "n01440764").find("strong", cls="method").text == "Sobol total index"
+
+
+def test_the_visualisation_slot_shows_an_image_when_a_stage_provides_it(fake_run, tmp_path):
+    """Issue 14's slot: a ConceptView with a visualisation shows it on the class card and the concept page."""
+    from concepts.atlas.classpage import ClassContext, build_class_view
+    from concepts.atlas.pictures import PhotoStore
+    from concepts.atlas.render import Pages
+    from concepts.atlas.runindex import RunIndex
+    from concepts.atlas.views import Visualisation
+    from concepts.schema.classdata import load_class
+    from concepts.settings import AtlasSettings
+
+    run, _ = fake_run
+    found = [("n01440764", "n01440764")]
+    data = load_class(run, "n01440764")
+    settings = AtlasSettings()
+    view = build_class_view(data, ClassContext(RunIndex(run, found, 3), 0, settings,
+                                               PhotoStore(run, data, None), write=False))
+    view.concepts[0].visualisation = Visualisation("img/viz/c0.png", "img/viz/c0_alpha.png", "MACO")
+    Pages(tmp_path, settings, "atlas").class_pages(view)
+    for page in (tmp_path / view.page, tmp_path / view.concepts[0].page):
+        figure = parse(page).find("figure", cls="visualisation")
+        assert figure.find("img").attrs["src"].endswith("img/viz/c0.png") and "MACO" in figure.text
+        assert figure.find("img", cls="transparency").attrs["src"].endswith("img/viz/c0_alpha.png")
+    assert not parse(tmp_path / view.concepts[1].page).find_all("figure", cls="visualisation")
+
+
+def test_figures_for_papers(fake_run, tmp_path):
+    """Every concept, SVG + PDF + 300-dpi PNG, no text under 7 pt at the printed width."""
+    import matplotlib.text
+
+    from concepts.atlas.figures import MIN_FONT, class_figures
+    from concepts.atlas.sheets import _views
+
+    run, truth = fake_run
+    paths = write_figures(run, classes=["n01440764"], out=tmp_path, progress=False)
+    names = {p.name for p in paths}
+    assert {"importance.svg", "importance.pdf", "importance.png", "crops.svg", "crops.pdf", "crops.png"} <= names
+    assert any(n.startswith("image_") and n.endswith(".pdf") for n in names)
+    with Image.open(tmp_path / "figures" / "n01440764" / "crops.png") as png:
+        assert round(png.info["dpi"][0]) == 300 and png.size[0] == 2100  # 7 in at 300 dpi
+    assert (tmp_path / "figures" / "n01440764" / "crops.pdf").read_bytes()[:4] == b"%PDF"
+    view, store = next(_views(run, None, False, {"classes": ["n01440764"]}))
+    for name, fig in class_figures(view, store).items():
+        fig.canvas.draw()
+        texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
+        assert texts and min(t.get_fontsize() for t in texts) >= MIN_FONT, name
+        if name == "crops":
+            labels = " ".join(t.get_text() for t in texts)
+            assert all(f"concept {k}\n" in labels for k in range(len(truth["n01440764"]["components"])))
 
 
 def test_rebuild_replaces_the_previous_site_and_unknown_classes_fail(fake_run, tmp_path):
     run, _ = fake_run
     site = tmp_path / "site"
-    build_atlas(run, classes=["n01440764"], top_k=1, n_examples=1, sheets=False, out=site, progress=False)
+    build_atlas(run, classes=["n01440764"], top_k=1, n_examples=1, out=site, progress=False)
     assert (site / "classes" / "n01440764.html").exists()
-    build_atlas(run, classes=["n02102040"], top_k=1, n_examples=1, sheets=False, out=site, progress=False)
+    build_atlas(run, classes=["n02102040"], top_k=1, n_examples=1, out=site, progress=False)
     assert not (site / "classes" / "n01440764.html").exists() and not (site / "img" / "n01440764").exists()
     assert not (tmp_path / "site.tmp").exists()
     with pytest.raises(ConceptsError, match="unknown class"):
@@ -238,13 +365,17 @@ def test_cli_builds_the_atlas(fake_run, tmp_path):
     run, _ = fake_run
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        code = main(["atlas", str(run), "--out", str(tmp_path / "a"), "--no-sheets", "--quiet", "--top-k", "2",
-                     "--classes", "n01440764,n02102040"])
+        code = main(["atlas", str(run), "--out", str(tmp_path / "a"), "--quiet", "--top-k", "2", "--method",
+                     "occlusion", "--classes", "n01440764,n02102040", "--no-alignment"])
     assert code == 0
-    assert sorted(p.name for p in (tmp_path / "a" / "classes").iterdir()) == ["n01440764.html", "n02102040.html"]
-    assert not (tmp_path / "a" / "sheets").exists()
-    assert "PNG sheet" not in (tmp_path / "a" / "classes" / "n01440764.html").read_text()
+    assert sorted(p.name for p in (tmp_path / "a" / "classes").glob("*.html")) == ["n01440764.html",
+                                                                                   "n02102040.html"]
+    assert not (tmp_path / "a" / "sheets").exists() and not (tmp_path / "a" / "figures").exists()
+    page = parse(tmp_path / "a" / "classes" / "n01440764.html")
+    assert page.find("strong", cls="method").text == "occlusion"
+    assert all(len(c.find_all("figure", cls="crop")) <= 2 for c in _cards(page))
     assert main(["atlas", str(tmp_path / "missing"), "--quiet"]) == 2
+    assert main(["atlas", str(run), "--quiet", "--method", "lime"]) == 2
 
 
 def test_classes_without_importance_or_readable_images(tmp_path):
@@ -258,16 +389,15 @@ def test_classes_without_importance_or_readable_images(tmp_path):
     (run / "importance" / "blind.h5").unlink()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        site = build_atlas(run, top_k=2, sheets=False, out=tmp_path / "site", progress=False).parent
+        site = build_atlas(run, top_k=2, out=tmp_path / "site", progress=False).parent
     page = parse(site / "classes" / "solo.html")
     assert page.find("strong", cls="method").text == "coefficient mass"
+    assert "not recorded" in page.find("section", id="explained").text
     mass = np.abs(truth["coefficients"]).sum(axis=0)
     assert [int(c.attrs["data-concept"]) for c in _cards(page)] == np.argsort(-mass, kind="stable").tolist()
-    shares = [float(c.attrs["data-share"]) for c in _cards(page)]
-    assert sum(shares) == pytest.approx(1.0, abs=1e-6)
+    assert sum(float(c.attrs["data-share"]) for c in _cards(page)) == pytest.approx(1.0, abs=1e-6)
     point = page.find("svg", cls="embedding").find("circle")  # coloured by its mean coefficient's top concept
-    mean = truth["coefficients"].mean(axis=0)
-    assert "concept %d " % int(np.argmax(mean)) in point.text
+    assert "concept %d" % int(np.argmax(truth["coefficients"].mean(axis=0))) in point.text
     blind = parse(site / "classes" / "blind.html")
     assert not blind.find_all("img") and len(_cards(blind)) == 3
     card = [c for c in parse(site / "index.html").find_all("li", cls="class-card") if c.attrs["data-id"] == "blind"][0]
@@ -280,6 +410,6 @@ def test_a_folder_that_is_not_an_atlas_is_never_replaced(fake_run, tmp_path):
     precious.mkdir()
     (precious / "thesis.tex").write_text("do not delete")
     with pytest.raises(ConceptsError, match="not an atlas"):
-        build_atlas(run, classes=["n01440764"], sheets=False, out=precious, progress=False)
+        build_atlas(run, classes=["n01440764"], out=precious, progress=False)
     assert (precious / "thesis.tex").read_text() == "do not delete"
     assert not (tmp_path / "documents.tmp").exists()

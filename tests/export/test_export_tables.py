@@ -6,6 +6,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -81,7 +83,8 @@ def test_reimport_gives_back_exactly_the_run(exported, fmt):
                 np.testing.assert_array_equal(back.per_image[class_id][method], group["per_image"][()])
         with h5py.File(run / "activations" / f"{stem}.h5", "r") as handle:
             paths = [p.decode() if isinstance(p, bytes) else p for p in handle["images/path"][()]]
-            assert back.images[class_id]["path"] == paths
+            assert all(not Path(p).is_absolute() for p in back.images[class_id]["path"])  # relative to the root
+            assert [str(back.image_path(class_id, i)) for i in range(len(paths))] == paths
             np.testing.assert_array_equal(back.images[class_id]["skipped"], handle["images/skipped"][()])
             np.testing.assert_array_equal(back.images[class_id]["logit"], handle["images/logit"][()])
     names = {c["class_id"]: c["class_name"] for c in back.classes}
@@ -105,9 +108,14 @@ def test_manifest_records_config_versions_and_provenance(exported):
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == info["sha256"]
     assert set(manifest["files"]) >= {"importances.csv", "importances.parquet", "importances.json",
                                       "concept_banks.npz", "per_image_importances.npz", "classes.csv", "images.csv",
-                                      "README.md"}
+                                      "diagnostics.csv", "top_crops.csv", "README.md"}
     readme = (folder / "README.md").read_text()
     assert all(f"`{name}`" in readme for name in COLUMNS)
+    for table, columns in manifest["table_columns"].items():
+        assert all(f"`{name}`" in readme for name in columns), table
+    prose = readme.replace("```", "")
+    assert "``" not in prose and ".. " not in prose and ":class:" not in prose  # plain Markdown, no RST
+    assert Path(manifest["image_root"]).is_absolute() and Path(manifest["run"]).is_absolute()
 
 
 def test_manifest_carries_the_run_config(export_fake_run, tmp_path):
@@ -119,9 +127,10 @@ def test_manifest_carries_the_run_config(export_fake_run, tmp_path):
         (run / "config.yaml").unlink()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["config"] == {"factorize": {"method": "nmf", "n_concepts": 5}}
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "classes.csv", "concept_banks.npz", "images.csv",
-                                                        "importances.csv", "manifest.json",
-                                                        "per_image_importances.npz"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "classes.csv", "concept_banks.npz",
+                                                        "diagnostics.csv", "images.csv", "importances.csv",
+                                                        "manifest.json", "per_image_importances.npz",
+                                                        "top_crops.csv"]
 
 
 def test_a_modified_export_is_refused(export_fake_run, tmp_path):
@@ -190,3 +199,84 @@ def test_a_folder_that_is_not_an_export_is_never_replaced(export_fake_run, tmp_p
     with pytest.raises(ConceptsError, match="not an export folder"):
         export_run(run, ["csv"], out=precious, progress=False)
     assert (precious / "notes.txt").read_text() == "keep"
+
+
+def test_the_diagnostics_table_holds_the_figures_of_the_atlas_and_info(exported):
+    from concepts.evidence import DIAGNOSTIC_COLUMNS, class_diagnostics
+    from concepts.schema.classdata import load_class
+
+    folder, run, truth = exported
+    back = load_export(folder)
+    table = back.diagnostics.set_index("class_id")
+    assert list(back.diagnostics.columns) == list(DIAGNOSTIC_COLUMNS)
+    for class_id in truth:
+        d = class_diagnostics(load_class(run, class_id, with_maps=False, with_coefficients=False))
+        row = table.loc[class_id]
+        assert row["decomposition"] == d.decomposition == "exact"
+        for name in ("logit", "explained_share", "residual_share", "bias_share", "rel_error"):
+            assert float(row[name]) == pytest.approx(getattr(d, name), rel=1e-6)
+        assert float(row["explained_share"] + row["residual_share"] + row["bias_share"]) == pytest.approx(1, abs=1e-5)
+        assert float(row["logit_bias"]) == pytest.approx(0.25, abs=1e-5)  # the bias the fixture planted
+
+
+def test_the_top_crop_table_lists_the_crops_of_the_atlas(exported):
+    from concepts.atlas.analysis import top_rows
+
+    folder, run, truth = exported
+    crops = load_export(folder).top_crops
+    for class_id, t in truth.items():
+        mine = crops[crops.class_id == class_id]
+        for k in range(len(t["components"])):
+            rows = mine[mine.concept == k].sort_values("rank")
+            coef = np.where(t["skipped"][t["row_image"]][:, None], -np.inf, t["coefficients"])
+            expected = top_rows(coef, k, 10, t["row_image"])
+            assert rows["image_index"].tolist() == [int(t["row_image"][r]) for r in expected]
+            np.testing.assert_allclose(rows["coefficient"], t["coefficients"][expected, k], rtol=1e-6)
+            assert rows["rank"].tolist() == list(range(1, len(rows) + 1))
+        known = mine[mine.x1 > 0]
+        assert ((known.x1 > known.x0) & (known.y1 > known.y0)).all()
+
+
+def test_the_exports_alone_rebuild_the_craft_crop_figure(request, tmp_path):
+    """From top_crops.csv, importances.csv and the photos under image_root only: each concept's row of crops, in
+    the importance order, is the atlas's crops (the same photo regions, up to WebP compression)."""
+    import pandas as pd
+    from PIL import Image
+
+    run = request.getfixturevalue("real_run")
+    if not any((run / "importance").glob("*.h5")):
+        pytest.skip("real_run has no importance/ yet")
+    from concepts.atlas import build_atlas
+
+    folder = export_run(run, out=tmp_path / "exports", progress=False)
+    site = build_atlas(run, out=tmp_path / "atlas", progress=False).parent
+    manifest = json.loads((folder / "manifest.json").read_text())
+    root = Path(manifest["image_root"])
+    crops = pd.read_csv(folder / "top_crops.csv", dtype={"class_id": str, "stem": str, "path": str})
+    ranks = pd.read_csv(folder / "importances.csv", dtype={"class_id": str, "stem": str})
+    stem = sorted(crops.stem.unique())[0]
+    order = ranks[(ranks.stem == stem) & (ranks.method == "sobol")].sort_values("rank")["concept"].tolist()
+    tile, rows = 64, []
+    for concept in order:
+        strip = []
+        for crop in crops[(crops.stem == stem) & (crops.concept == concept)].sort_values("rank").itertuples():
+            data = (root / crop.path).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == crop.sha256  # the photo the run was made from
+            with Image.open(root / crop.path) as photo:
+                strip.append(np.asarray(photo.convert("RGB").crop((crop.x0, crop.y0, crop.x1, crop.y1))
+                                        .resize((tile, tile), Image.LANCZOS), np.float32))
+        rows.append(np.concatenate(strip, axis=1))
+        # the atlas's crops of the same concept, in the same order
+        page = (site / "classes" / stem / f"c{concept}.html").read_text()
+        files = re.findall(r'src="\.\./\.\./(img/[^"]+/r\d+\.webp)"', page)
+        assert len(files) == len(strip)
+        for mine, name in zip(strip, files):
+            with Image.open(site / name) as shown:
+                theirs = np.asarray(shown.convert("RGB").resize((tile, tile), Image.LANCZOS), np.float32)
+            assert np.abs(mine - theirs).mean() < 10.0
+    figure = np.concatenate([np.pad(r, ((2, 2), (0, rows[0].shape[1] - r.shape[1]), (0, 0)), constant_values=255)
+                             for r in rows], axis=0)
+    out = Path(__file__).resolve().parents[2] / "test-artifacts" / "export"
+    out.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(figure.astype(np.uint8)).save(out / f"craft-crops-{stem}.png")
+    assert figure.shape[0] == len(order) * (tile + 4)

@@ -1,0 +1,78 @@
+"""The templates: one Jinja2 environment (autoescaped, so class and file names can never inject markup) and one
+function per kind of page. Pages are written with every link relative (``root`` is the way back to the site
+root), so the site opens from ``file://`` as well as from any static server."""
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from pathlib import Path
+
+import jinja2
+
+from .._version import __version__
+from ..evidence import EXPLANATIONS, METHOD_LABELS
+from ..evidence.numbers import num, pct
+from .layout import crop_style
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def rel(url: str, here: str) -> str:
+    """``url`` (from the site root) as a link from the page ``here`` (also from the site root)."""
+    path, _, fragment = url.partition("#")
+    out = posixpath.relpath(path, posixpath.dirname(here) or ".") if path else ""
+    return f"{out}#{fragment}" if fragment else out
+
+
+def minify(html: str) -> str:
+    """Runs of whitespace as one space (the pages have no <pre> or <textarea>): a third of a page's bytes."""
+    return re.sub(r"\s+", " ", html)
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=jinja2.select_autoescape(["html", "svg", "xml"], default_for_string=True),
+        trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    env.filters["pct"] = lambda v, digits=1, signed=False: pct(v, digits, signed)
+    env.filters["num"] = lambda v, digits=3, signed=False: num(v, digits, signed)
+    env.globals.update(crop_style=crop_style, explain=EXPLANATIONS, method_labels=METHOD_LABELS,
+                       version=__version__, rel=rel)
+    return env
+
+
+class Pages:
+    """Writes the pages of a site under ``site`` with one environment."""
+
+    def __init__(self, site: Path, settings, title: str):
+        self.site, self.settings, self.title = site, settings, title
+        self.env = environment()
+        self._templates = {name: self.env.get_template(f"{name}.html") for name in ("class", "concept", "image",
+                                                                                      "index")}
+
+    def _write(self, url: str, name: str, **context) -> Path:
+        path = self.site / url
+        path.parent.mkdir(parents=True, exist_ok=True)
+        root = "../" * url.count("/")
+        html = self._templates[name].render(root=root, here=url, settings=self.settings, **context)
+        path.write_text(minify(html), encoding="utf-8")
+        return path
+
+    def class_pages(self, view) -> None:
+        """The class page, one page per concept and one per image with a page."""
+        self._write(view.page, "class", view=view, title=f"{view.class_name} - {self.title}")
+        for concept in view.concepts:
+            self._write(concept.page, "concept", view=view, c=concept,
+                        title=f"concept {concept.index} of {view.class_name} - {self.title}")
+        for image in view.images:
+            self._write(image.page, "image", view=view, image=image,
+                        title=f"{image.name} ({view.class_name}) - {self.title}")
+
+    def index(self, cards: list[dict], run_name: str, model: str, layer: str) -> None:
+        self._write("index.html", "index", cards=cards, run_name=run_name, model=model, layer=layer,
+                    title=f"{run_name} - {self.title}")
+        pages = [card["page"] for card in cards]
+        (self.site / "static" / "classes.js").write_text(
+            "/* every class page of this atlas, for the random-class link */\nwindow.ATLAS_CLASSES = "
+            + json.dumps(pages) + ";\n", encoding="utf-8")
