@@ -145,6 +145,7 @@ class ActivationsWriter(ArtefactWriter):
     def write_pooled(self, where: list[int], pooled: np.ndarray) -> None:
         """Pooled rows (n, D) of the images ``where`` (increasing indices)."""
         self._pooled[where] = pooled.astype(self.dtype)
+        self.handle.flush()  # as write_maps: a full disk shows now, while the file can be discarded cleanly
 
     def append_rows(self, rows: np.ndarray) -> None:
         """Pooled crop rows (crops mode), appended in row order."""

@@ -103,10 +103,12 @@ def test_subconcept_importance_is_the_effect_of_each_subconcept_at_its_parents_p
     for method in ("occlusion", "gradient"):
         arrays = sub.methods[method]
         share = np.r_[importance.methods[method].share, arrays["share"]]
-        for parent in set(tree.parent.tolist()):  # every node's children share its importance
+        for parent in set(tree.parent.tolist()):  # every node's children split its importance (signed shares)
             kids = np.flatnonzero(tree.parent == parent)
-            assert np.nansum(arrays["share_of_parent"][kids]) == pytest.approx(1.0, abs=1e-5)
-            assert np.nansum(arrays["share"][kids]) == pytest.approx(share[parent], abs=1e-5)
+            assert np.nansum(np.abs(arrays["share_of_parent"][kids])) == pytest.approx(1.0, abs=1e-5)
+            np.testing.assert_allclose(arrays["share"][kids], share[parent] * arrays["share_of_parent"][kids],
+                                       rtol=1e-5, atol=1e-7)
+            assert np.nansum(np.abs(arrays["share"][kids])) == pytest.approx(abs(share[parent]), abs=1e-5)
     tree_view = folder.concept_tree("a")
     node = tree_view[int(sub.node[0])]
     assert node.share["gradient"] == pytest.approx(sub.methods["gradient"]["share"][0])
