@@ -96,6 +96,17 @@ def _layers_line(summary: dict[str, Any]) -> str:
 
 
 def format_summary(summary: dict[str, Any]) -> str:
+    """The text of ``concepts info``: the run (provenance, stages, dictionary), then each class."""
+    lines = _run_lines(summary)
+    lines.append(f"classes ({len(summary['classes'])}):")
+    for class_id, entry in summary["classes"].items():
+        lines += _class_lines(class_id, entry)
+    if any(entry.get("diagnostics") for entry in summary["classes"].values()):
+        lines += ["what the figures mean:"] + [f"  {name}: {text}" for name, text in EXPLANATIONS.items()]
+    return "\n".join(lines)
+
+
+def _run_lines(summary: dict[str, Any]) -> list[str]:
     lines = [f"run: {summary['run']}"]
     prov = summary["provenance"]
     if prov:
@@ -124,52 +135,61 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"dictionary: {shared['method']}, {shared['n_concepts']} atoms shared by "
                      f"{len(shared['classes'] or [])} classes (fit on {shared['fit']} of {shared['n_rows']} rows, "
                      f"rel.error {float(shared['fit_rel_error']):.4g}, {shared['n_iter']} iterations)")
-    lines.append(f"classes ({n}):")
-    for class_id, entry in summary["classes"].items():
-        head = f"  {class_id}"
-        problems = [f"{stage} {state} ({entry['problems'].get(stage, '')})".replace(" ()", "")
-                    for stage, state in entry.get("status", {}).items() if state != "done"]
-        if "class_name" in entry:
-            head += (f"  {entry['class_name']!r} -> logit {entry['class_index']} ({entry['class_index_source']})  "
-                     f"images {entry['images']} (skipped {entry['skipped']})  rows {entry['rows']} x {entry['channels']}")
-        lines.append(head)
-        if problems:
-            lines.append("    not usable: " + "; ".join(problems))
-        c = entry.get("concepts")
-        if c:
-            err = c.get("rel_error")
-            lines.append(f"    concepts: {c.get('method')} r={c.get('n_concepts')} seed={c.get('seed')} "
-                         f"rel.error={err if err is None else round(float(err), 4)} dead={c.get('dead')} "
-                         f"iters={c.get('n_iter')} converged={c.get('converged')} "
-                         f"{round(float(c.get('seconds') or 0), 2)} s")
-        if (c or {}).get("tree"):
-            lines.append(_tree_line(c["tree"]))
-        for method, ranking in (entry.get("importance") or {}).items():
-            top = ", ".join(f"#{k} {share:.1%}" for k, share in ranking[:5])
-            what = "share of the summed Sobol indices" if method == "sobol" else "share of the summed contributions"
-            lines.append(f"    importance[{method}] ({what}): {top}")
-        fid = entry.get("fidelity") or {}
-        if fid:
-            parts = []
-            if fid.get("reconstruction_logit_ratio") is not None:
-                parts.append(f"logit h(UW)/h(A) {float(fid['reconstruction_logit_ratio']):.2f}")
-            for method in entry.get("importance") or {}:
-                if fid.get(f"{method}_c_deletion") is not None:
-                    parts.append(f"{method} C-Del {float(fid[f'{method}_c_deletion']):.3g} "
-                                 f"C-Ins {float(fid[f'{method}_c_insertion']):.3g} "
-                                 f"C-muF {float(fid[f'{method}_c_mufidelity']):.2f}")
-            lines.append("    fidelity: " + ("; ".join(parts) or str(fid.get("note", "none"))))
-        fv = entry.get("fviz")
-        if fv:
-            lines.append(f"    fviz: {fv.get('n_targets')} images ({fv.get('steps')} steps x {fv.get('crops')} crops, "
-                         f"{fv.get('image_size')} px), {fv.get('excited')}/{fv.get('n_concepts')} concepts excited "
-                         f"(own coefficient above the class's 99th percentile, and the largest), "
-                         f"{round(float(fv.get('seconds') or 0), 1)} s")
-        if entry.get("diagnostics"):
-            lines += _diagnostic_lines(entry["diagnostics"])
-    if any(entry.get("diagnostics") for entry in summary["classes"].values()):
-        lines += ["what the figures mean:"] + [f"  {name}: {text}" for name, text in EXPLANATIONS.items()]
-    return "\n".join(lines)
+    return lines
+
+
+#: what a ranking's shares are, by method (``info`` labels every share)
+SHARE_MEANING = {"sobol": "share of the summed Sobol indices",
+                 "prevalence": "share of the images whose strongest concept it is; no class score"}
+
+
+def _class_lines(class_id: str, entry: dict[str, Any]) -> list[str]:
+    head = f"  {class_id}"
+    problems = [f"{stage} {state} ({entry['problems'].get(stage, '')})".replace(" ()", "")
+                for stage, state in entry.get("status", {}).items() if state != "done"]
+    if "class_name" in entry:
+        head += (f"  {entry['class_name']!r} -> logit {entry['class_index']} ({entry['class_index_source']})  "
+                 f"images {entry['images']} (skipped {entry['skipped']})  rows {entry['rows']} x {entry['channels']}")
+    lines = [head]
+    if problems:
+        lines.append("    not usable: " + "; ".join(problems))
+    c = entry.get("concepts")
+    if c:
+        err = c.get("rel_error")
+        lines.append(f"    concepts: {c.get('method')} r={c.get('n_concepts')} seed={c.get('seed')} "
+                     f"rel.error={err if err is None else round(float(err), 4)} dead={c.get('dead')} "
+                     f"iters={c.get('n_iter')} converged={c.get('converged')} "
+                     f"{round(float(c.get('seconds') or 0), 2)} s")
+    if (c or {}).get("tree"):
+        lines.append(_tree_line(c["tree"]))
+    for method, ranking in (entry.get("importance") or {}).items():
+        top = ", ".join(f"#{k} {share:.1%}" for k, share in ranking[:5])
+        what = SHARE_MEANING.get(method, "signed share of the summed absolute contributions")
+        lines.append(f"    importance[{method}] ({what}): {top}")
+    fid = entry.get("fidelity") or {}
+    if fid:
+        lines.append("    fidelity: " + _fidelity_text(fid, entry.get("importance") or {}))
+    fv = entry.get("fviz")
+    if fv:
+        lines.append(f"    fviz: {fv.get('n_targets')} images ({fv.get('steps')} steps x {fv.get('crops')} crops, "
+                     f"{fv.get('image_size')} px), {fv.get('excited')}/{fv.get('n_concepts')} concepts excited "
+                     f"(own coefficient above the class's 99th percentile, and the largest), "
+                     f"{round(float(fv.get('seconds') or 0), 1)} s")
+    if entry.get("diagnostics"):
+        lines += _diagnostic_lines(entry["diagnostics"])
+    return lines
+
+
+def _fidelity_text(fid: dict[str, Any], methods) -> str:
+    parts = []
+    if fid.get("reconstruction_logit_ratio") is not None:
+        parts.append(f"logit h(UW)/h(A) {float(fid['reconstruction_logit_ratio']):.2f}")
+    for method in methods:
+        if fid.get(f"{method}_c_deletion") is not None:
+            parts.append(f"{method} C-Del {float(fid[f'{method}_c_deletion']):.3g} "
+                         f"C-Ins {float(fid[f'{method}_c_insertion']):.3g} "
+                         f"C-muF {float(fid[f'{method}_c_mufidelity']):.2f}")
+    return "; ".join(parts) or str(fid.get("note", "none"))
 
 
 def _diagnostic_lines(d: dict[str, Any]) -> list[str]:

@@ -53,6 +53,18 @@ def _as_tensor(x, device, dtype=torch.float32) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
 
 
+def _check_shapes(U: torch.Tensor, W: torch.Tensor, head, linear_head, score: str) -> None:
+    """One-line errors for coefficients, bank, head and score that do not fit together."""
+    if U.ndim != 3:
+        raise ConceptsError(f"coefficients must be (n_images, positions, r); got shape {tuple(U.shape)}")
+    if W.ndim != 2 or W.shape[0] != U.shape[2]:
+        raise ConceptsError(f"components must be (r, D) with r = {U.shape[2]}; got shape {tuple(W.shape)}")
+    if head is None and linear_head is None:
+        raise ConceptsError("give a head callable or a linear head (weight, bias)")
+    if score not in ("logit", "probability"):
+        raise ConceptsError(f"unknown score {score!r}; choose logit or probability")
+
+
 class ConceptScorer:
     """Class score of ``h((U ⊙ M) W + R)`` for batches of masks.
 
@@ -93,16 +105,7 @@ class ConceptScorer:
         self._use_factored = bool(factored)
         self.U = _as_tensor(coefficients, self.device)
         self.W = _as_tensor(components, self.device)
-        if self.U.ndim != 3:
-            raise ConceptsError(f"coefficients must be (n_images, positions, r); got shape {tuple(self.U.shape)}")
-        if self.W.ndim != 2 or self.W.shape[0] != self.U.shape[2]:
-            raise ConceptsError(
-                f"components must be (r, D) with r = {self.U.shape[2]}; got shape {tuple(self.W.shape)}"
-            )
-        if head is None and linear_head is None:
-            raise ConceptsError("give a head callable or a linear head (weight, bias)")
-        if score not in ("logit", "probability"):
-            raise ConceptsError(f"unknown score {score!r}; choose logit or probability")
+        _check_shapes(self.U, self.W, head, linear_head, score)
         self.head = head
         self.class_index = int(class_index)
         self.score = score
@@ -120,23 +123,26 @@ class ConceptScorer:
         self.prefix = None if prefix is None else _as_tensor(prefix, self.device)
         self.linear = None
         if linear_head is not None:
-            weight, bias = linear_head
-            weight = _as_tensor(weight, self.device)
-            bias = _as_tensor(bias, self.device)
-            if weight.shape[1] != self.W.shape[1]:
-                raise ConceptsError(f"linear head weight is {tuple(weight.shape)}; expected (C, {self.W.shape[1]})")
-            self.linear = (weight, bias)
-            # What the linear head needs, per image: ū_i (n, r), the concept-to-class table W w_cᵀ (r,)
-            # and the offset b_c + mean_p R_i · w_c (n,); all classes only for probabilities.
-            self._ubar = self.U.mean(dim=1)
-            rows = weight if score == "probability" else weight[self.class_index : self.class_index + 1]
-            cols = slice(None) if score == "probability" else slice(self.class_index, self.class_index + 1)
-            self._wproj = self.W @ rows.T  # (r, C or 1)
-            offset = bias[cols][None].expand(self.U.shape[0], -1)
-            if self._res is not None:
-                offset = offset + self._res.mean(dim=1) @ rows.T
-            self._offset = offset  # (n, C or 1)
-            self._col = self.class_index if score == "probability" else 0
+            self._set_linear(*linear_head)
+
+    def _set_linear(self, weight, bias) -> None:
+        """What the linear head needs, per image: ū_i (n, r), the concept-to-class table W w_cᵀ (r,) and the
+        offset b_c + mean_p R_i · w_c (n,); all classes only for probabilities."""
+        weight = _as_tensor(weight, self.device)
+        bias = _as_tensor(bias, self.device)
+        if weight.shape[1] != self.W.shape[1]:
+            raise ConceptsError(f"linear head weight is {tuple(weight.shape)}; expected (C, {self.W.shape[1]})")
+        self.linear = (weight, bias)
+        self._ubar = self.U.mean(dim=1)
+        probability = self.score == "probability"
+        rows = weight if probability else weight[self.class_index : self.class_index + 1]
+        cols = slice(None) if probability else slice(self.class_index, self.class_index + 1)
+        self._wproj = self.W @ rows.T  # (r, C or 1)
+        offset = bias[cols][None].expand(self.U.shape[0], -1)
+        if self._res is not None:
+            offset = offset + self._res.mean(dim=1) @ rows.T
+        self._offset = offset  # (n, C or 1)
+        self._col = self.class_index if probability else 0
 
     @property
     def residual(self) -> torch.Tensor | None:
