@@ -107,6 +107,27 @@ class Sampler:
                         position=np.tile(self.positions.numpy(), (len(kept), 1)))
 
 
+def image_batches(split, files: list[Path], log: "ImageLog", *, batch_size: int, workers: int, warn,
+                  progress: bool = True, desc: str = ""):
+    """``(kept, x)`` for each batch of readable images of ``files``, in order: their indices and the preprocessed
+    batch on the split's device. Every image is recorded in ``log`` (read or not); ``warn(message)`` is called for
+    each one that cannot be read."""
+    from tqdm.auto import tqdm
+
+    device = split.device
+    loader = DataLoader(ImageFiles(files, split.preprocessing), batch_size=batch_size, shuffle=False,
+                        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=False,
+                        generator=torch.Generator().manual_seed(0))  # its base seed would come from the global RNG
+    with tqdm(total=len(files), desc=f"  {desc}", unit="img", leave=False, disable=not progress) as bar:
+        for batch in loader:
+            index, good = log.record(batch)
+            for i in index[~good]:
+                warn(f"skipped {files[i]}: {log.errors[i]}")
+            bar.update(len(index))
+            if good.any():
+                yield index[good], batch["image"][torch.from_numpy(good)].to(device, non_blocking=True)
+
+
 def extract_class(split: ModelSplit, files: list[Path], writer: ActivationsWriter, sampler: Sampler, *,
                   precision: str | None, batch_size: int, workers: int, warn, progress: bool = True,
                   desc: str = "", first_batch=None, mapped: np.ndarray | None = None,
@@ -118,41 +139,27 @@ def extract_class(split: ModelSplit, files: list[Path], writer: ActivationsWrite
     ``mapped`` (one bool per file): the images whose maps and crop rows are stored (None: all); every read image
     gets its logits and pooled row. ``scores=False``: no head (``--head none``): no logits are computed or recorded.
     """
-    from tqdm.auto import tqdm
-
     forward = Forward(split, precision)
-    device = split.device
     log = ImageLog(len(files), int(getattr(split.model, "num_classes", 0) or 0) if scores else 0)
-    loader = DataLoader(ImageFiles(files, split.preprocessing), batch_size=batch_size, shuffle=False,
-                        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=False,
-                        generator=torch.Generator().manual_seed(0))  # its base seed would come from the global RNG
-    with tqdm(total=len(files), desc=f"  {desc}", unit="img", leave=False, disable=not progress) as bar:
-        for batch in loader:
-            index, good = log.record(batch)
-            for i in index[~good]:
-                warn(f"skipped {files[i]}: {log.errors[i]}")
-            bar.update(len(index))
-            if not good.any():
-                continue
-            kept = index[good]
-            x = batch["image"][torch.from_numpy(good)].to(device, non_blocking=True)
-            a = forward(x)
-            if log.n_classes:
-                log.logits[kept] = forward.head(a).cpu().numpy()
-            prefix = split.prefix(a)
-            positions = split.positions(a)
-            if first_batch is not None:
-                first_batch(positions)
-                first_batch = None
-            writer.write_pooled(kept.tolist(), positions.mean(dim=1).cpu().numpy())  # increasing: one write
-            chosen = np.ones(len(kept), bool) if mapped is None else mapped[kept]
-            if not chosen.any():
-                continue
-            pick = torch.from_numpy(chosen)
-            where = kept[chosen].tolist()
-            writer.write_maps(where, positions[pick.to(positions.device)].cpu().numpy(),
-                              None if prefix is None else prefix[pick.to(prefix.device)].cpu().numpy())
-            if sampler.mode == "crops":
-                writer.append_rows(sampler.crop_rows(forward, x[pick.to(x.device)], max(batch_size, 16)))
-            log.row_image.append(kept[chosen].astype(np.int32))
+    for kept, x in image_batches(split, files, log, batch_size=batch_size, workers=workers, warn=warn,
+                                 progress=progress, desc=desc):
+        a = forward(x)
+        if log.n_classes:
+            log.logits[kept] = forward.head(a).cpu().numpy()
+        prefix = split.prefix(a)
+        positions = split.positions(a)
+        if first_batch is not None:
+            first_batch(positions)
+            first_batch = None
+        writer.write_pooled(kept.tolist(), positions.mean(dim=1).cpu().numpy())  # increasing: one write
+        chosen = np.ones(len(kept), bool) if mapped is None else mapped[kept]
+        if not chosen.any():
+            continue
+        pick = torch.from_numpy(chosen)
+        where = kept[chosen].tolist()
+        writer.write_maps(where, positions[pick.to(positions.device)].cpu().numpy(),
+                          None if prefix is None else prefix[pick.to(prefix.device)].cpu().numpy())
+        if sampler.mode == "crops":
+            writer.append_rows(sampler.crop_rows(forward, x[pick.to(x.device)], max(batch_size, 16)))
+        log.row_image.append(kept[chosen].astype(np.int32))
     return log

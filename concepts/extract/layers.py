@@ -12,13 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from ..datasets import ImageFiles
 from ..models.taps import LayerTap
 from ..runtime import autocast_dtype
 from ..schema import ActivationsWriter
-from .extractor import ImageLog, Sampler
+from .extractor import ImageLog, Sampler, image_batches
 from .sampling import make_crops
 
 
@@ -79,29 +77,16 @@ def extract_class_layers(tap: LayerTap, files: list[Path], writers: list[Activat
     """Stream ``files`` through the model once into one writer per layer of ``tap`` (same order); returns what was
     learnt about each image. ``warn(message)`` is called for every image that cannot be read; ``first_batch``,
     ``mapped`` and ``scores`` as in :func:`~concepts.extract.extractor.extract_class`."""
-    from tqdm.auto import tqdm
-
     forward = TapForward(tap, precision)
     first = tap.splits[0]
     log = ImageLog(len(files), int(getattr(first.model, "num_classes", 0) or 0) if scores else 0)
-    loader = DataLoader(ImageFiles(files, first.preprocessing), batch_size=batch_size, shuffle=False,
-                        num_workers=workers, pin_memory=first.device.type == "cuda", persistent_workers=False,
-                        generator=torch.Generator().manual_seed(0))
-    with tqdm(total=len(files), desc=f"  {desc}", unit="img", leave=False, disable=not progress) as bar:
-        for batch in loader:
-            index, good = log.record(batch)
-            for i in index[~good]:
-                warn(f"skipped {files[i]}: {log.errors[i]}")
-            bar.update(len(index))
-            if not good.any():
-                continue
-            kept = index[good]
-            x = batch["image"][torch.from_numpy(good)].to(first.device, non_blocking=True)
-            chosen = np.ones(len(kept), bool) if mapped is None else mapped[kept]
-            logits = _write_batch(forward, writers, samplers, x, kept, chosen, batch_size, bool(log.n_classes),
-                                  first_batch)
-            first_batch = None
-            if logits is not None:
-                log.logits[kept] = logits
-            log.row_image.append(kept[chosen].astype(np.int32))
+    for kept, x in image_batches(first, files, log, batch_size=batch_size, workers=workers, warn=warn,
+                                 progress=progress, desc=desc):
+        chosen = np.ones(len(kept), bool) if mapped is None else mapped[kept]
+        logits = _write_batch(forward, writers, samplers, x, kept, chosen, batch_size, bool(log.n_classes),
+                              first_batch)
+        first_batch = None
+        if logits is not None:
+            log.logits[kept] = logits
+        log.row_image.append(kept[chosen].astype(np.int32))
     return log

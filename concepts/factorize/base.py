@@ -62,7 +62,42 @@ def rand(shape, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
     return torch.rand(shape, generator=gen, dtype=torch.float32).to(device=like.device, dtype=like.dtype)
 
 
-class ConceptExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class DictionaryEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """What every concept estimator (per-class methods, SAEs, mini-batch NMF) shares with scikit-learn: its tags
+    (non-negative input when ``nonnegative_input``, dense, no NaN, float32 out), one output feature per concept, its
+    device, and transient attributes (``_transient``) left out of pickles."""
+
+    #: requires non-negative input
+    nonnegative_input = False
+    #: fitted attributes that are caches or optimiser state, not part of the fitted estimator
+    _transient: tuple[str, ...] = ()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = bool(self.nonnegative_input)
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        tags.requires_fit = True
+        # computation is float32: float32 in gives float32 out; float64 in also gives float32 out
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    @property
+    def _n_features_out(self) -> int:  # for get_feature_names_out: one output per concept
+        return self.components_.shape[0]
+
+    @property
+    def device_(self) -> torch.device:
+        return pick_device(getattr(self, "device", None))
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        for name in self._transient:
+            state.pop(name, None)
+        return state
+
+
+class ConceptExtractor(DictionaryEstimator):
     """Base class: validation, device handling, concept ordering, the sklearn-style public methods.
 
     Subclasses implement ``_fit(X, gen) -> (W, U, info)`` on a float32 tensor ``X`` and
@@ -86,8 +121,6 @@ class ConceptExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     _per_concept_signed: tuple[str, ...] = ()
     #: names of fitted attributes (besides components_) needed to rebuild the estimator from a file
     _state: tuple[str, ...] = ()
-    #: requires non-negative input
-    nonnegative_input = False
     overcomplete = False  # whether more concepts than rows or channels is a valid dictionary
     #: short method name, used in messages
     method = "base"
@@ -95,16 +128,6 @@ class ConceptExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     _min_rows = 1
 
     # ------------------------------------------------------------------ scikit-learn protocol
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = bool(self.nonnegative_input)
-        tags.input_tags.sparse = False
-        tags.input_tags.allow_nan = False
-        tags.requires_fit = True
-        # computation is float32: float32 in gives float32 out; float64 in also gives float32 out
-        tags.transformer_tags.preserves_dtype = ["float32"]
-        return tags
-
     def _validate_params(self):
         """scikit-learn's check (called by ``fit``), its error also a one-line ConceptsError."""
         try:
@@ -114,10 +137,6 @@ class ConceptExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 raise
             raise InvalidParameter(str(exc)) from None
 
-    @property
-    def _n_features_out(self) -> int:  # for get_feature_names_out: one output per concept
-        return self.components_.shape[0]
-
     def __getstate__(self):
         # the tensor cache of components_ may live on a GPU: rebuild it from components_ after unpickling
         state = dict(super().__getstate__())
@@ -126,10 +145,6 @@ class ConceptExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         return state
 
     # ------------------------------------------------------------------ helpers
-    @property
-    def device_(self) -> torch.device:
-        return pick_device(getattr(self, "device", None))
-
     def _check_input(self, A, what: str = "activations", *, reset: bool = False) -> tuple[torch.Tensor, bool]:
         """Return (float32 tensor on device, input_was_torch).
 

@@ -24,19 +24,17 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..runtime import pick_device
 from . import _solvers as S
 from ._checks import InputError, as_tensor, check_fitted, output, validate_params
-from .base import make_generator
+from .base import DictionaryEstimator, make_generator
 from .stream import RowStream
 
 _EPS = 1e-12
 
 
-class MiniBatchNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class MiniBatchNMF(DictionaryEstimator):
     """Online NMF ``A ~ U W``, ``U, W >= 0``, from batches of rows (array or RowStream), on CPU or CUDA.
 
     Parameters
@@ -104,26 +102,7 @@ class MiniBatchNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.device = device
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ sklearn plumbing
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float32"]
-        tags.input_tags.positive_only = not self.signed
-        tags.input_tags.sparse = False
-        return tags
-
-    @property
-    def _n_features_out(self):
-        return self.components_.shape[0]
-
-    @property
-    def device_(self) -> torch.device:
-        return pick_device(self.device)
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state.pop("_online_", None)
-        return state
+    _transient = ("_online_",)
 
     # ------------------------------------------------------------------ data
     def _data(self, X, reset: bool):

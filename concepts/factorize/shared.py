@@ -36,15 +36,7 @@ _NOT_VIEW_PROVENANCE = {"stage", "config", "config_hash", "created", "package", 
 
 
 def _classes(folder: RunFolder, cfg: RunConfig) -> list[str]:
-    available = folder.classes("extract")
-    wanted = list(cfg.data.classes) if cfg.data.classes else available
-    missing = [c for c in wanted if c not in available]
-    if missing:
-        raise ConceptsError(f"no activations for class(es) {', '.join(missing)} in {folder.path} "
-                            "(run `concepts extract` first)")
-    if not wanted:
-        raise ConceptsError(f"no activations in {folder.path / 'activations'} (run `concepts extract` first)")
-    return wanted
+    return folder.input_classes("extract", cfg.data.classes)
 
 
 def _dictionary_wanted(folder: RunFolder, cfg: RunConfig, classes: list[str]) -> tuple[Wanted, dict[str, str]]:

@@ -104,12 +104,7 @@ def _factorize_folder(folder: RunFolder, cfg: RunConfig, overwrite: bool, progre
         from .shared import shared_run
 
         return shared_run(folder, cfg, overwrite=overwrite, progress=progress)
-    available = folder.classes("extract")
-    wanted_classes = list(cfg.data.classes) if cfg.data.classes else available
-    missing = [c for c in wanted_classes if c not in available]
-    if missing:
-        raise ConceptsError(f"no activations for class(es) {', '.join(missing)} in {folder.path} "
-                            "(run `concepts extract` first)")
+    wanted_classes = folder.input_classes("extract", cfg.data.classes)
     if not wanted_classes:
         raise ConceptsError(f"no activations in {folder.path / 'activations'} (run `concepts extract` first)")
     unconverged: list[str] = []

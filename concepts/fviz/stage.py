@@ -49,13 +49,7 @@ def fviz_run(run: str | os.PathLike, *, config: RunConfig | None = None, models=
 
     cfg = stage_config("fviz", config, **settings)
     folder = RunFolder(run)
-    available = folder.classes("factorize")
-    todo = list(cfg.data.classes) if cfg.data.classes else available
-    missing = [c for c in todo if c not in available]
-    if missing:
-        raise ConceptsError(f"no concepts for class(es) {', '.join(missing)} in {run} (run `concepts factorize`)")
-    if not todo:
-        raise ConceptsError(f"no concept files in {folder.path / 'concepts'} (run `concepts factorize` first)")
+    todo = folder.input_classes("factorize", cfg.data.classes)
     spectrum_sha = spectrum_sha256(cfg)
     models = models or ModelCache(None if cfg.model.device == "auto" else cfg.model.device)
     jobs = [_job(folder, cfg, class_id, models, progress, spectrum_sha) for class_id in todo]

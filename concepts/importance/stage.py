@@ -51,14 +51,7 @@ def importance_run(run: str | os.PathLike, *, config: RunConfig | None = None, m
 def _importance_folder(folder: RunFolder, cfg: RunConfig, models, overwrite: bool, progress: bool) -> StageReport:
     """Stage 3 for the classes of one layer's folder."""
     folder.scan("extract").check()  # a damaged input is an error naming it, whatever the class order
-    available = folder.classes("factorize")
-    todo = list(cfg.data.classes) if cfg.data.classes else available
-    missing = [c for c in todo if c not in available]
-    if missing:
-        raise ConceptsError(f"no concepts for class(es) {', '.join(missing)} in {folder.path} "
-                            "(run `concepts factorize`)")
-    if not todo:
-        raise ConceptsError(f"no concept files in {folder.path / 'concepts'} (run `concepts factorize` first)")
+    todo = folder.input_classes("factorize", cfg.data.classes)
     heads = HeadCache()
     jobs = [_job(folder, cfg, class_id, models, heads, progress) for class_id in todo]
     with thread_limit(cfg.executor.threads):

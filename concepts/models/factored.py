@@ -22,7 +22,6 @@ path before using it.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 

@@ -50,11 +50,7 @@ def probe_run(run: str | os.PathLike, *, config: RunConfig | None = None, models
 
     cfg = stage_config("probe", config, **settings)
     folder = RunFolder(run)
-    available = folder.classes("extract")
-    classes = list(cfg.data.classes) if cfg.data.classes else available
-    missing = [c for c in classes if c not in available]
-    if missing:
-        raise ConceptsError(f"no activations for class(es) {', '.join(missing)} in {run} (run `concepts extract`)")
+    classes = folder.input_classes("extract", cfg.data.classes)
     attrs = {c: _attrs(folder, c) for c in classes}
     model = _one_model(attrs)
     wanted = {"stage": "probe", **cfg.probe.hashed(), "model": model, "classes": classes}

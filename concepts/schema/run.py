@@ -116,6 +116,20 @@ class RunFolder:
         """Class ids with a file of ``stage`` (an ArtefactError if any file of the stage is damaged)."""
         return list(self.scan(stage).check().found)
 
+    def input_classes(self, stage: str, requested=None) -> list[str]:
+        """The classes a stage that reads ``stage``'s files works on: ``requested`` (all of them if empty), each of
+        which must have one; otherwise one ConceptsError naming the missing classes and the command to run."""
+        what, files = {"extract": ("activations", "activations"), "factorize": ("concepts", "concept files")}[stage]
+        available = self.classes(stage)
+        wanted = list(requested) if requested else available
+        missing = [c for c in wanted if c not in available]
+        if missing:
+            raise ConceptsError(f"no {what} for class(es) {', '.join(missing)} in {self.path} "
+                                f"(run `concepts {stage}` first)")
+        if not wanted:
+            raise ConceptsError(f"no {files} in {self.path / STAGE_FOLDERS[stage]} (run `concepts {stage}` first)")
+        return wanted
+
     def status(self) -> dict[str, ClassStatus]:
         """Per class (every class with any file), per stage: done / stale / damaged / missing (attributes only)."""
         scans = {stage: self.scan(stage) for stage in STAGES}

@@ -32,14 +32,12 @@ import time
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from numbers import Integral, Real
 
 from ...errors import ConceptsError
-from ...runtime import pick_device
 from .._checks import as_tensor, check_fitted, output, validate_params, InputError
-from ..base import make_generator
+from ..base import DictionaryEstimator, make_generator
 from ..stream import RowStream
 from ._sparse import Codes, decode, gather_pre
 
@@ -90,7 +88,7 @@ class _Trainer:
         self.extra: dict = {}
 
 
-class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class SparseAutoencoder(DictionaryEstimator):
     """Base class of the sparse autoencoders (not registered itself).
 
     Subclasses define the activation: ``_select`` (which entries of the pre-activations are active in training),
@@ -161,26 +159,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self.device = device
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ sklearn plumbing
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float32"]
-        tags.input_tags.sparse = False
-        return tags
-
-    @property
-    def _n_features_out(self):
-        return self.components_.shape[0]
-
-    @property
-    def device_(self) -> torch.device:
-        return pick_device(self.device)
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state.pop("_trainer_", None)  # optimiser state is for partial_fit continuation only
-        state.pop("_inference_", None)
-        return state
+    # optimiser state is for partial_fit continuation only
+    _transient = ("_trainer_", "_inference_")
 
     def __setstate__(self, state):
         self.__dict__.update(state)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 
 from ...errors import ConceptsError
 from ._sparse import Codes, decode
