@@ -189,5 +189,6 @@ def test_peak_rss_of_a_streamed_fit_stays_flat_on_a_cache_ten_times_the_buffer(t
         assert steps == -(-scale * buffer_rows // 1024)
         rss[scale] = kb / 1024
     float32_mb_10x = 10 * buffer_rows * d * 4 / 2 ** 20  # 80 MB as float32 (40 MB of float16 on disk)
-    # what grows is O(rows) metadata (the cache's per-row provenance arrays, the sample's permutation): a few MB
-    assert rss[10] - rss[1] < 0.25 * float32_mb_10x, rss
+    # what grows is O(rows) metadata (the cache's per-row provenance arrays, the sample's permutation) and HDF5's
+    # chunk cache: 20-30 MB measured under load; reading the cache whole would add at least the 80 MB of float32 rows
+    assert rss[10] - rss[1] < 0.5 * float32_mb_10x, rss
