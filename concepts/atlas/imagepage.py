@@ -152,6 +152,13 @@ def concept_details(data: ClassData, ctx, concepts: list[ConceptView], by_image:
             view.distribution[key] = histogram(values, 12, axis, lambda v: num(v, 2))
 
 
+def _walk(subconcepts):
+    """Every sub-concept of a tree (depth first)."""
+    for sub in subconcepts:
+        yield sub
+        yield from _walk(sub.children)
+
+
 def image_views(data: ClassData, ctx, method: str, colours, concepts: list[ConceptView], diag):
     """(every image with a page, the examples by kind, the image map's points)."""
     examples = select_examples(data, ctx.settings.n_examples)
@@ -159,6 +166,7 @@ def image_views(data: ClassData, ctx, method: str, colours, concepts: list[Conce
     if len(kept) > ctx.settings.max_points:
         kept = kept[np.linspace(0, len(kept) - 1, ctx.settings.max_points).round().astype(int)]
     wanted = set(int(i) for i in kept) | {c.image for view in concepts for c in view.crops}
+    wanted |= {c.image for view in concepts for sub in _walk(view.subconcepts) for c in sub.crops}
     wanted |= {i for ids in examples.values() for i in ids}
     kinds = {i: [kind for kind in KINDS if i in examples[kind]] for i in wanted}
     images = [image_view(data, ctx, i, method, colours, diag, kinds[i]) for i in sorted(wanted)]

@@ -78,7 +78,7 @@ def index_card(view) -> dict:
             "class_id": view.class_id, "class_index": view.class_index, "n_images": view.n_images,
             "n_concepts": view.n_concepts, "n_important": view.n_important, "concentration": view.concentration,
             "top_share": view.top_share, "method": view.methods[view.method].label,
-            "axis": view.methods[view.method].axis, "explained": d.explained_share}
+            "axis": view.methods[view.method].axis, "explained": d.explained_share, "kind": view.kind}
 
 
 def _write_site(run: Path, found: list[tuple[str, str]], work: Path, a, progress: bool) -> list[str]:

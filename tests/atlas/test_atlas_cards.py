@@ -216,6 +216,44 @@ def test_labels_on_cards_and_the_label_filter_kept_in_the_url(page, cards_atlas)
     _shot(page, "cards-label-concept.png")
 
 
+def test_vocabulary_names_show_their_score_and_a_manual_name_wins(cards_run, tmp_path):
+    """``concepts label`` words (source vocabulary, with score and the best words) for the concepts they named;
+    labels.csv overrides; a vocabulary made for earlier concepts of the class is ignored."""
+    from concepts.atlas.classpage import ClassContext, build_class_view, read_run_labels
+    from concepts.atlas.pictures import PhotoStore
+    from concepts.atlas.render import Pages
+    from concepts.atlas.runindex import RunIndex
+    from concepts.schema.classdata import list_run_classes, load_class
+    from concepts.schema.hdf5 import identity
+    from concepts.schema.labels import write_vocabulary_labels
+    from concepts.settings import AtlasSettings
+
+    run = tmp_path / "run"
+    shutil.copytree(cards_run, run, ignore=shutil.ignore_patterns("atlas"))
+    data = load_class(run, TENCH)
+    rows = [{"class_id": TENCH, "concept": k, "rank": rank + 1, "word": word, "score": score}
+            for k in range(4) for rank, (word, score) in enumerate([(f"word{k}", 0.3 - 0.01 * k), ("other", 0.1)])]
+    write_vocabulary_labels(run, rows, {"classes": {TENCH: identity(data.concept_attrs), CLASSES[1]: "old"}})
+    found = list_run_classes(run)
+    settings = AtlasSettings()
+    view = build_class_view(data, ClassContext(RunIndex(run, found, 3), 0, settings, PhotoStore(run, data, None),
+                                               write=False, labels=read_run_labels(run)))
+    labels = {c.index: c.label for c in view.concepts}
+    assert labels[0].label == "green water" and labels[0].source == "manual"  # labels.csv wins
+    assert labels[1].label == "word1" and labels[1].source == "vocabulary" and labels[1].score == pytest.approx(0.29)
+    assert view.labelled
+    Pages(tmp_path / "site", settings, "atlas").class_pages(view)
+    card = (tmp_path / "site" / view.page).read_text(encoding="utf-8")
+    card = card[card.index('id="c1"'):]
+    assert "word1" in card[:card.index("</header>")] and "vocabulary, score 0.29" in card
+    concept = (tmp_path / "site" / view.by_index[1].page).read_text(encoding="utf-8")
+    assert "word1 (0.29), other (0.10)" in concept
+    other = load_class(run, CLASSES[1])  # its vocabulary named other concepts: only its manual name shows
+    view = build_class_view(other, ClassContext(RunIndex(run, found, 3), 1, settings, PhotoStore(run, other, None),
+                                                write=False, labels=read_run_labels(run)))
+    assert {c.index: c.label.label for c in view.concepts if c.label} == {1: "orange blade"}
+
+
 # ---- sub-concepts ----------------------------------------------------------------------------------------------
 @pytest.mark.browser
 def test_a_card_expands_to_its_subconcepts_with_their_crops_and_shares(page, cards_atlas, cards_run):
@@ -240,6 +278,20 @@ def test_a_card_expands_to_its_subconcepts_with_their_crops_and_shares(page, car
             assert share.is_visible() and share.locator("b").inner_text() == pct(child.share_of_parent[method])
     _check_images(page)
     _shot(page, "cards-subconcepts-class.png")
+
+
+def test_every_subconcept_crop_opens_an_image_page(cards_run, tmp_path):
+    """With few images on the map (max_points), the photos of sub-concept crops still get their pages."""
+    from concepts.atlas import build_atlas
+
+    site = build_atlas(cards_run, out=tmp_path / "atlas", top_k=2, max_points=1, n_examples=1,
+                       progress=False).parent
+    html = (site / "classes" / f"{TENCH}.html").read_text(encoding="utf-8")
+    subs = html[html.index('class="subconcepts"'):]
+    links = set(re.findall(r'href="([^"]+/i\d+\.html)"', subs))
+    assert links
+    for link in links:
+        assert (site / "classes" / link).is_file(), link
 
 
 def test_subconcept_crops_are_the_strongest_rows_of_the_node(cards_run):
@@ -296,6 +348,10 @@ def test_a_run_without_class_score_shows_prevalence_and_no_importance_claim(page
     assert page.locator("#distribution").count() == 0 and page.locator("#no-score").is_visible()
     _check_images(page)
     _shot(page, "cards-prevalence-concept.png")
+    page.goto((none_atlas / "index.html").as_uri())
+    assert page.locator(".class-card .no-score").count() == 2
+    assert "of the logit" not in page.locator("#classes").inner_text()
+    page.goto((none_atlas / "classes" / TENCH / "c0.html").as_uri())
     page.locator("figure.map-one a, figure.crop a").first.click()
     page.wait_for_load_state("load")
     text = page.locator("main").inner_text()
