@@ -138,7 +138,8 @@ def test_each_concept_card_shows_its_own_visualisation_and_the_toggle_works(page
     assert logit.count() == 1 and logit.is_visible()
     _shot(page, "cards-fviz-class.png")
     page.goto((cards_atlas / "classes" / TENCH / "c1.html").as_uri())
-    assert page.locator("#visualisation img.plain").count() == 1 and page.locator("#visualisation img.plain").is_visible()
+    big = page.locator("#visualisation img.plain")
+    assert big.count() == 1 and big.is_visible()
     page.check("#fviz-alpha")
     assert page.locator("#visualisation img.seen").is_visible()
     _shot(page, "cards-fviz-concept.png")
@@ -370,7 +371,8 @@ def test_the_new_parts_fit_a_phone(phone, cards_atlas, none_atlas):
             phone.check("#fviz-alpha")
             assert phone.locator(".visualisation img.seen").first.is_visible()
         assert phone.evaluate("document.documentElement.scrollWidth") <= 390 + 1  # no sideways scrolling
-        small = phone.evaluate("""() => Array.from(document.querySelectorAll('.concept-label, .sub-head, .visualisation figcaption'))
-            .filter(e => e.offsetParent !== null).map(e => parseFloat(getComputedStyle(e).fontSize)).filter(s => s < 11)""")
+        small = phone.evaluate("""() => Array.from(document.querySelectorAll(
+            '.concept-label, .sub-head, .visualisation figcaption')).filter(e => e.offsetParent !== null)
+            .map(e => parseFloat(getComputedStyle(e).fontSize)).filter(s => s < 11)""")
         assert not small
         _shot(phone, name)
