@@ -80,11 +80,13 @@ class VisualisationWriter:
 
 
 def _caption(record, row: int, excites: bool, made_for: str | None) -> str:
-    """What the image is and whether it passes the fviz stage's check (see ``FvizRecord.excites``)."""
+    """What the image is and whether it passes the fviz stage's check (see ``FvizRecord.excites``); ``made_for``:
+    the class whose fviz file a shared atom's image comes from (its measures are on that class's rows)."""
     percentile = float(record.percentile[row])
-    text = "MACO image" + (f" of the shared atom ({made_for}'s photos)" if made_for else "")
+    whose = f"{made_for}'s" if made_for else "the class's"
+    text = f"MACO image of the shared atom, made with {made_for}'s photos" if made_for else "MACO image"
     if np.isfinite(percentile):
-        text += f"; its coefficient tops {percentile:.0f}% of the class's rows"
+        text += f"; its coefficient tops {percentile:.0f}% of {whose} rows"
     return text + ("; passes the check" if excites else "; fails the check")
 
 

@@ -180,6 +180,7 @@ def test_dataset_scope_writes_one_image_per_atom(cards_run, tmp_path):
             card = html[html.index(f'id="c{k}"'):]
             card = card[:card.index("</article>")]
             assert f"img/atoms/a{int(atom)}.webp" in card, (stem, k, atom)
+            assert "shared atom, made with" in card  # the caption says whose photos and rows it was measured on
             used.setdefault(int(atom), set()).add(stem)
         assert not list((site / "img" / stem).glob("fviz_c*"))  # no per-class copy of an atom
     written = sorted(p.name for p in (site / "img" / "atoms").iterdir())
