@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from concepts.evidence.numbers import pct
-from test_atlas_browser import _check_images, _page, _shot, browser  # noqa: F401 (the session's browser)
+from test_atlas_browser import _check_images, _page, _shot
 
 CLASSES = ["n01440764", "n03000684"]  # tench, chain saw
 TENCH = CLASSES[0]
@@ -72,7 +72,7 @@ def none_atlas(tmp_path_factory, val50) -> Path:
 
 
 @pytest.fixture
-def page(browser):  # noqa: F811
+def page(browser):
     context, page = _page(browser)
     yield page
     assert not page.problems, page.problems
@@ -80,7 +80,7 @@ def page(browser):  # noqa: F811
 
 
 @pytest.fixture
-def phone(browser):  # noqa: F811
+def phone(browser):
     context, page = _page(browser, width=390, device_scale_factor=2, is_mobile=True, has_touch=True)
     yield page
     assert not page.problems, page.problems
