@@ -24,6 +24,9 @@ from .views import Visualisation
 
 #: the site folder of a dataset-scope run's atom images (one image per atom, shared by the classes)
 ATOMS_FOLDER = "img/atoms"
+#: the largest side written: twice the largest displayed (224 px on the concept page), sharp on 2x screens; a
+#: larger visualisation (fviz's default is 512 px) is downscaled, a smaller one never upscaled
+MAX_SIDE = 448
 
 
 @dataclass
@@ -60,8 +63,8 @@ class VisualisationWriter:
             return
         path = self.site / url
         path.parent.mkdir(parents=True, exist_ok=True)
-        if self.ext == "webp":
-            picture.save(path, format="WEBP", quality=self.quality, method=3)
+        if self.ext == "webp":  # a smooth transparency map survives lossy alpha (half the bytes of lossless)
+            picture.save(path, format="WEBP", quality=self.quality, method=3, alpha_quality=60)
         else:
             picture.save(path, format="PNG")
 
@@ -74,8 +77,11 @@ class VisualisationWriter:
 
         plain, seen = f"{folder}/{name}.{self.ext}", f"{folder}/{name}_alpha.{self.ext}"
         if not self.exists(plain):
-            self._save(plain, Image.fromarray(np.asarray(image, np.uint8), "RGB"))
-            self._save(seen, Image.fromarray(rgba(image, transparency), "RGBA"))
+            for url, picture in ((plain, Image.fromarray(np.asarray(image, np.uint8), "RGB")),
+                                 (seen, Image.fromarray(rgba(image, transparency), "RGBA"))):
+                if max(picture.size) > MAX_SIDE:
+                    picture = picture.resize((MAX_SIDE, MAX_SIDE), Image.LANCZOS)
+                self._save(url, picture)
         return plain, seen
 
 

@@ -146,10 +146,30 @@ def test_each_concept_card_shows_its_own_visualisation_and_the_toggle_works(page
 
 
 def test_visualisation_files_are_written_once_per_concept(cards_atlas):
+    from PIL import Image
+
+    with Image.open(cards_atlas / "img" / TENCH / "fviz_c0.webp") as handle:
+        assert handle.size == (64, 64)  # fviz's own size (never upscaled)
     for stem in CLASSES:
         files = sorted(p.name for p in (cards_atlas / "img" / stem).glob("fviz_*"))
         assert files == sorted([f"fviz_c{k}.webp" for k in range(4)] + [f"fviz_c{k}_alpha.webp" for k in range(4)]
                                + ["fviz_logit.webp", "fviz_logit_alpha.webp"])
+
+
+def test_large_visualisations_are_written_at_twice_the_displayed_size(tmp_path):
+    from PIL import Image
+
+    from concepts.atlas.visualisations import MAX_SIDE, VisualisationWriter
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[:512, :512]
+    alpha = np.clip(1 - np.hypot(x - 256, y - 256) / 256, 0, 1).astype(np.float32)  # a smooth map, peak at the centre
+    urls = VisualisationWriter(tmp_path).write("img/x", "c0", rng.integers(0, 255, (512, 512, 3), np.uint8), alpha)
+    assert urls == ("img/x/c0.webp", "img/x/c0_alpha.webp")
+    with Image.open(tmp_path / urls[0]) as plain, Image.open(tmp_path / urls[1]) as seen:
+        assert plain.size == seen.size == (MAX_SIDE, MAX_SIDE) == (448, 448) and seen.mode == "RGBA"
+        a = np.asarray(seen)[..., 3]
+    assert a[224, 224] > 200 and a[20, 20] < 30  # opaque where the map is, see-through elsewhere
 
 
 def test_stale_visualisations_are_not_shown(cards_run, tmp_path):
