@@ -20,10 +20,16 @@ from .images import concept_colour, hex_colour
 from .layout import crop_frame, tint_style
 from .pictures import PhotoStore
 from .runindex import RunIndex
+from .subconcepts import subconcept_tree, tree_note
 from .views import AlignedClass, ClassView, ConceptView, CropView, MethodView, NeighbourView, Value, image_name
+from .visualisations import VisualisationWriter, class_visualisations
 
 #: the pseudo-method of a class without importance: concepts ranked by their share of the coefficient mass
 MASS = "mass"
+#: the importance file of a run without a class score (``--head none``) holds this kind and method
+PREVALENCE = "prevalence"
+#: sub-concept crops shown per sub-concept
+SUB_CROPS = 5
 
 
 @dataclass
@@ -37,6 +43,30 @@ class ClassContext:
     head: Head | None = None
     head_reason: str = ""
     write: bool = True
+    labels: tuple | None = None  # (manual, vocabulary) label files of the run, read once (None: read here)
+    fviz: VisualisationWriter | None = None  # one per site (a dataset-scope atom's image is written once)
+
+
+def importance_kind(data: ClassData) -> str:
+    """``importance``, or ``prevalence`` when the run has no class score (``--head none``)."""
+    return str(data.importance_attrs.get("importance_kind") or "importance")
+
+
+def read_run_labels(run) -> tuple:
+    """The run's label files, read once per build: ``(manual, vocabulary)`` for :func:`concept_labels`."""
+    from ..schema.labels import read_manual_labels, read_vocabulary_labels
+
+    return read_manual_labels(run), read_vocabulary_labels(run)
+
+
+def class_labels(data: ClassData, ctx: ClassContext) -> list:
+    """Each concept's :class:`~concepts.schema.labels.ConceptLabel` (manual, else vocabulary, else none)."""
+    from ..schema.hdf5 import identity
+    from ..schema.labels import concept_labels
+
+    manual, vocabulary = ctx.labels if ctx.labels is not None else read_run_labels(ctx.store.run)
+    return concept_labels(ctx.store.run, data.class_id, data.n_concepts, identity(data.concept_attrs),
+                          manual=manual, vocabulary=vocabulary)
 
 
 def mass_values(data: ClassData) -> MethodValues:
@@ -49,8 +79,23 @@ def mass_values(data: ClassData) -> MethodValues:
                         ranking(share), False, False)
 
 
+def prevalence_values(data: ClassData) -> MethodValues:
+    """Prevalence (no class score): the share of the class's images whose strongest concept each one is, with its
+    95% interval across images kept inside [0, 1]. Not an importance: no logit is involved."""
+    imp = data.methods[PREVALENCE]
+    share = np.asarray(imp.class_importance, np.float64)
+    low = np.clip(np.asarray(imp.ci_low, np.float64), 0, 1) if imp.ci_low is not None else np.full_like(share, np.nan)
+    high = np.clip(np.asarray(imp.ci_high, np.float64), 0, 1) if imp.ci_high is not None else \
+        np.full_like(share, np.nan)
+    return MethodValues(PREVALENCE, "prevalence", "share of the class's images whose strongest concept it is", share,
+                        low, high, share, "", ranking(share), True, False)
+
+
 def method_table(data: ClassData, logit: float) -> dict[str, MethodValues]:
-    """Every method's values, in the file's order (the coefficient mass when there is none)."""
+    """Every method's values, in the file's order (the coefficient mass when there is none; prevalence alone for
+    a run without a class score)."""
+    if importance_kind(data) == PREVALENCE and PREVALENCE in data.methods:
+        return {PREVALENCE: prevalence_values(data)}
     out = {m: method_values(data, m, logit) for m in data.methods}
     return out or {MASS: mass_values(data)}
 
@@ -110,7 +155,8 @@ def concept_values(table: dict[str, MethodValues], k: int) -> dict[str, Value]:
     return out
 
 
-def crop_views(data: ClassData, ctx: ClassContext, crops, colour: tuple[int, int, int]) -> list[CropView]:
+def crop_views(data: ClassData, ctx: ClassContext, crops, colour: tuple[int, int, int] | None) -> list[CropView]:
+    """Crop views (and their files); ``colour=None``: no presence tint (a sub-concept has no map)."""
     out = []
     for crop in crops:
         width, height = crop_frame(crop.box, ctx.settings.crop_size)
@@ -120,8 +166,9 @@ def crop_views(data: ClassData, ctx: ClassContext, crops, colour: tuple[int, int
                         box=crop.box)
         if ctx.write:
             view.url = ctx.store.crop_url(crop.image, crop.box, crop.row)
-            view.tint = ctx.store.presence_map(crop.image, crop.concept, hex_colour(colour))
-            view.tint_style = tint_style(crop.box, data.input_size, ctx.settings.crop_size)
+            if colour is not None:
+                view.tint = ctx.store.presence_map(crop.image, crop.concept, hex_colour(colour))
+                view.tint_style = tint_style(crop.box, data.input_size, ctx.settings.crop_size)
         out.append(view)
     return out
 
@@ -154,12 +201,18 @@ def aligned_classes(ctx: ClassContext, found: dict, own: int) -> list[AlignedCla
     return out
 
 
-def concept_views(data: ClassData, ctx: ClassContext, table, order, colours_rgb) -> list[ConceptView]:
-    """The concepts in ``order``, each with its values, crops, similar concepts and alignment."""
+def concept_views(data: ClassData, ctx: ClassContext, table, order, colours_rgb, visuals=None,
+                  labels=None) -> list[ConceptView]:
+    """The concepts in ``order``, each with its values, crops, similar concepts, alignment, and (when the run
+    has them) its feature visualisation, label and sub-concepts."""
     s = ctx.settings
     crops = top_crops(data, s.top_k)
+    tree = subconcept_tree(data, SUB_CROPS, lambda found: crop_views(data, ctx, found, None))
     sim = within_class_similarity(data.components)
-    alignment = align(data.components, ctx.head, s.n_aligned, data.class_index) if ctx.head is not None else None
+    # without a class score the model's head is not what the run explains: no alignment with its classes
+    scored = importance_kind(data) != PREVALENCE
+    alignment = align(data.components, ctx.head, s.n_aligned, data.class_index) \
+        if ctx.head is not None and scored else None
     hexes = {k: hex_colour(c) for k, c in colours_rgb.items()}
     out = []
     for k in order:
@@ -168,6 +221,10 @@ def concept_views(data: ClassData, ctx: ClassContext, table, order, colours_rgb)
         view.crops = crop_views(data, ctx, crops[k], colours_rgb[k])
         view.similar_here = neighbours_here(sim, k, s.n_similar, data.stem, data.class_name, table)
         view.similar_other = neighbours_other(ctx, k)
+        view.subconcepts = tree[k]
+        view.visualisation = visuals.concepts.get(k) if visuals is not None else None
+        if labels is not None and labels[k].source != "none":
+            view.label = labels[k]
         if alignment is not None:
             view.aligned = aligned_classes(ctx, alignment[k], data.class_index)
             view.own_rank, view.own_cosine = alignment[k]["own_rank"], alignment[k]["own_cosine"]
@@ -187,7 +244,9 @@ def build_class_view(data: ClassData, ctx: ClassContext) -> ClassView:
     colours = {k: concept_colour(rank) for rank, k in enumerate(order)}
     hexes = {k: hex_colour(c) for k, c in colours.items()}
     same = coincident_methods(data)
-    concepts = concept_views(data, ctx, table, order, colours)
+    visuals = class_visualisations(data, ctx.store.run, (ctx.fviz or VisualisationWriter(
+        ctx.store.site, ctx.settings.image_format, ctx.settings.quality)) if ctx.write else None)
+    concepts = concept_views(data, ctx, table, order, colours, visuals, class_labels(data, ctx))
     images, examples, points = image_views(data, ctx, method, colours, concepts, diag)
     share = np.asarray(table[method].values, np.float64)
     prev, nxt = ctx.index.around(ctx.pos)
@@ -204,4 +263,6 @@ def build_class_view(data: ClassData, ctx: ClassContext) -> ClassView:
         similarity=within_class_similarity(data.components).round(3).tolist(),
         alignment_note=ctx.head_reason, thumbnail=thumb, input_size=data.input_size,
         concentration=concentration(share), n_important=n_important(share),
-        top_share=float(share[order[0]]) if order else 0.0, prev=prev, next=nxt)
+        top_share=float(share[order[0]]) if order else 0.0, prev=prev, next=nxt, kind=importance_kind(data),
+        logit_visualisation=visuals.logit, fviz_note=visuals.note,
+        labelled=any(c.label is not None for c in concepts), tree_note=tree_note(data))

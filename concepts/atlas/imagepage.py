@@ -30,6 +30,12 @@ def select_examples(data: ClassData, n: int) -> dict[str, list[int]]:
     return {"most sure": sure, "wrong": wrong, "least sure": right[:n]}
 
 
+def feature_method(data: ClassData, method: str) -> str:
+    """The values an image's concepts are shown by: ``method``, or for a run without a class score (prevalence: one
+    strongest concept per image) the image's mean coefficients (``mass``)."""
+    return "mass" if data.importance_attrs.get("importance_kind") == "prevalence" else method
+
+
 def per_image_features(data: ClassData, method: str) -> np.ndarray:
     """(n_images, r) what each image's concepts weigh for ``method`` (mean coefficient without importance)."""
     if method in data.methods:
@@ -51,6 +57,8 @@ def _decomposition(data: ClassData, i: int, method: str, diag, hexes) -> tuple[l
     shown = list(values[order]) if logit_units else list(values[order] / (np.nansum(values) or 1.0))
     labels, colours, concepts = [f"concept {k}" for k in order], [hexes[k] for k in order], list(order)
     axis = "share of this image's summed Sobol indices" if method == "sobol" else "share of this image's values"
+    if method not in data.methods:
+        axis = "share of this image's summed mean concept coefficients (no importance)"
     if logit_units:
         axis = f"contribution to this image's logit ({num(data.logit[i])}), in logit units"
         if diag.decomposition == "exact" and method == "gradient":
@@ -81,7 +89,7 @@ def distinct_methods(data: ClassData) -> dict[str, str]:
 def image_charts(data: ClassData, i: int, diag, hexes: dict[int, str], method: str) -> dict:
     """The image's decomposition: gradient x input when computed (CRAFT's per-image figure, in logit units: with
     the residual and the bias the bars add up to the image's logit), else the class's method."""
-    chosen = "gradient" if "gradient" in data.methods else method
+    chosen = "gradient" if "gradient" in data.methods else feature_method(data, method)
     values, labels, colours, concepts, axis, units = _decomposition(data, i, chosen, diag, hexes)
     texts = [num(v, 3, signed=True) if units else pct(v) for v in values]
     hrefs = [f"classes/{data.stem}/c{k}.html" if k is not None else None for k in concepts]
@@ -97,7 +105,7 @@ def image_view(data: ClassData, ctx, i: int, method: str, colours, diag, kinds: 
                      page=f"classes/{data.stem}/i{i}.html", logit=float(data.logit[i]), predicted=predicted,
                      predicted_name=ctx.index.logit_name(predicted), correct=predicted == data.class_index,
                      kinds=kinds, charts=image_charts(data, i, diag, hexes, method))
-    values = per_image_features(data, method)[i]
+    values = per_image_features(data, feature_method(data, method))[i]
     top = [int(k) for k in np.argsort(-values, kind="stable")[:ctx.settings.n_overlay]]
     units = method in ("gradient", "occlusion")
     for k in top:
@@ -136,12 +144,19 @@ def concept_details(data: ClassData, ctx, concepts: list[ConceptView], by_image:
             contribution = ctx.store.contribution_map(crop.image, k, scale) if ctx.write else None
             view.maps.append((image, MapView(k, view.colour, presence, contribution, None, "")))
         for key, method in distinct_methods(data).items():
-            if method not in data.methods:
+            if method not in data.methods or feature_method(data, method) != method:
                 continue
             values = np.asarray(data.methods[method].per_image, np.float64)[data.kept, k]
             axis = "contribution to the image's logit (logit units)" if method in ("gradient", "occlusion") \
                 else "Sobol total index on the image"
             view.distribution[key] = histogram(values, 12, axis, lambda v: num(v, 2))
+
+
+def _walk(subconcepts):
+    """Every sub-concept of a tree (depth first)."""
+    for sub in subconcepts:
+        yield sub
+        yield from _walk(sub.children)
 
 
 def image_views(data: ClassData, ctx, method: str, colours, concepts: list[ConceptView], diag):
@@ -151,6 +166,7 @@ def image_views(data: ClassData, ctx, method: str, colours, concepts: list[Conce
     if len(kept) > ctx.settings.max_points:
         kept = kept[np.linspace(0, len(kept) - 1, ctx.settings.max_points).round().astype(int)]
     wanted = set(int(i) for i in kept) | {c.image for view in concepts for c in view.crops}
+    wanted |= {c.image for view in concepts for sub in _walk(view.subconcepts) for c in sub.crops}
     wanted |= {i for ids in examples.values() for i in ids}
     kinds = {i: [kind for kind in KINDS if i in examples[kind]] for i in wanted}
     images = [image_view(data, ctx, i, method, colours, diag, kinds[i]) for i in sorted(wanted)]
@@ -159,5 +175,6 @@ def image_views(data: ClassData, ctx, method: str, colours, concepts: list[Conce
     by_image = {v.index: v for v in images}
     concept_details(data, ctx, concepts, by_image)
     hexes = {k: hex_colour(c) for k, c in colours.items()}
-    points = image_map(data, images, per_image_features(data, method), [c.index for c in concepts], hexes)
+    points = image_map(data, images, per_image_features(data, feature_method(data, method)),
+                       [c.index for c in concepts], hexes)
     return images, {kind: [by_image[i] for i in ids] for kind, ids in examples.items()}, points

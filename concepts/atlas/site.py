@@ -20,11 +20,12 @@ from ..schema.classdata import list_run_classes, load_class
 from ..schema.hdf5 import temporary_name
 from ..schema.locks import artefact_lock
 from .alignment import HeadLoader
-from .classpage import ClassContext, build_class_view
+from .classpage import ClassContext, build_class_view, read_run_labels
 from .layout import crop_style  # noqa: F401 (kept importable from here)
 from .pictures import PhotoStore
 from .render import Pages
 from .runindex import RunIndex
+from .visualisations import VisualisationWriter
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 STATIC = PACKAGE_DIR / "static"
@@ -77,7 +78,7 @@ def index_card(view) -> dict:
             "class_id": view.class_id, "class_index": view.class_index, "n_images": view.n_images,
             "n_concepts": view.n_concepts, "n_important": view.n_important, "concentration": view.concentration,
             "top_share": view.top_share, "method": view.methods[view.method].label,
-            "axis": view.methods[view.method].axis, "explained": d.explained_share}
+            "axis": view.methods[view.method].axis, "explained": d.explained_share, "kind": view.kind}
 
 
 def _write_site(run: Path, found: list[tuple[str, str]], work: Path, a, progress: bool) -> list[str]:
@@ -88,6 +89,7 @@ def _write_site(run: Path, found: list[tuple[str, str]], work: Path, a, progress
     heads = HeadLoader(enabled=a.alignment and a.n_aligned > 0)
     pages = Pages(work, a, "concept atlas")
     cards, missing, warned = [], [], set()
+    labels, visuals = read_run_labels(run), VisualisationWriter(work, a.image_format, a.quality)
     for pos, (class_id, _) in enumerate(tqdm(found, desc="atlas", unit="class", disable=not progress)):
         data = load_class(run, class_id)
         head, reason = heads.load(data.act_attrs)
@@ -98,7 +100,7 @@ def _write_site(run: Path, found: list[tuple[str, str]], work: Path, a, progress
             say(f"note: atlas: no concept-to-class alignment: {reason}", progress)
         store = PhotoStore(run, data, work, thumb_size=a.thumb_size, crop_size=a.crop_size,
                            image_format=a.image_format, quality=a.quality)
-        view = build_class_view(data, ClassContext(index, pos, a, store, head, reason))
+        view = build_class_view(data, ClassContext(index, pos, a, store, head, reason, labels=labels, fviz=visuals))
         if a.figures or a.sheets:
             from .figures import write_class_figures
 

@@ -3,9 +3,11 @@
 
 URLs in views are relative to the site root (a template puts its ``root`` in front of them).
 
-Slots for later stages: :class:`Visualisation` (one feature-visualisation image per concept and its
-transparency map, issue 14) is shown on the concept cards and the concept page whenever
-``ConceptView.visualisation`` is set (see the ``visualisation`` macro of ``templates/macros.html``).
+What the later stages add to a concept (each shown only when the run has it): :class:`Visualisation` (its MACO
+feature visualisation and transparency map, ``RUN/fviz``), its name (a
+:class:`~concepts.schema.labels.ConceptLabel`: ``RUN/labels.csv`` or ``concepts label``) and its sub-concepts
+(:class:`SubconceptView`, ``factorize --recursive``). ``ClassView.kind`` is ``prevalence`` for a run without a
+class score (``--head none``): its values are prevalence, not importance.
 """
 from __future__ import annotations
 
@@ -48,11 +50,14 @@ class MethodView:
 
 @dataclass
 class Visualisation:
-    """A concept's feature visualisation (issue 14): an image and its transparency map, URLs from the site root."""
+    """A feature visualisation (of a concept or of the class logit): the image and the image seen through its
+    transparency map (MACO's alpha), URLs from the site root; ``excites``: whether the image passes the fviz
+    stage's check (its own coefficient above the class's 99th percentile and its largest; None: not a concept)."""
 
     image: str
     transparency: str | None = None
     caption: str = ""
+    excites: bool | None = None
 
 
 @dataclass
@@ -68,6 +73,19 @@ class CropView:
     box: tuple[int, int, int, int] = (0, 0, 0, 0)  # x0, y0, x1, y1 in model-input pixels
     tint: Any = None  # presence map of the concept (a pictures.CanvasMap), drawn over the crop when tinted
     tint_style: str = ""
+
+
+@dataclass
+class SubconceptView:
+    """One sub-concept of a concept (a node of the class's concept tree) and its own sub-concepts."""
+
+    node: int  # node id in the concepts file's tree (r, r+1, ...)
+    index: int  # its position among its siblings
+    depth: int  # 1 for a concept's sub-concepts
+    n_rows: int  # the parent's strong rows it was fitted on
+    shares: dict[str, float] = field(default_factory=dict)  # method -> signed share of the parent's importance
+    crops: list[CropView] = field(default_factory=list)  # its strongest rows (one per photo)
+    children: list["SubconceptView"] = field(default_factory=list)
 
 
 @dataclass
@@ -115,7 +133,9 @@ class ConceptView:
     aligned: list[AlignedClass] = field(default_factory=list)
     own_rank: int | None = None  # rank of the own class among the head's classes by alignment
     own_cosine: float | None = None
-    visualisation: Visualisation | None = None  # issue 14's slot
+    visualisation: Visualisation | None = None  # its MACO image (RUN/fviz)
+    label: Any = None  # its ConceptLabel (label, source, score, words); None when the run names no concept
+    subconcepts: list[SubconceptView] = field(default_factory=list)  # factorize --recursive
     maps: list[tuple["ImageView", MapView]] = field(default_factory=list)  # its top images (concept page)
     distribution: dict[str, Histogram] = field(default_factory=dict)  # method -> per-image values
     prev_page: str | None = None
@@ -176,3 +196,8 @@ class ClassView:
     prev: Any = None  # ClassEntry of the previous / next class
     next: Any = None
     figures: list[str] = field(default_factory=list)  # figure files, from the site root
+    kind: str = "importance"  # importance | prevalence (no class score: --head none)
+    logit_visualisation: Visualisation | None = None  # MACO image of the class logit
+    fviz_note: str = ""  # why the run's feature visualisations are not shown ('' when they are, or there are none)
+    labelled: bool = False  # some concept has a label (the page offers the label filter)
+    tree_note: str = ""  # the sub-concept tree's settings, in words ('' without sub-concepts)

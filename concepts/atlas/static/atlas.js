@@ -121,6 +121,45 @@
     context.putImageData(image, 0, 0);
   });
 
+  // feature visualisations: the image, or the image seen through its transparency map
+  var alpha = $("fviz-alpha");
+  if (alpha) {
+    document.body.classList.toggle("fviz-alpha", alpha.checked);
+    alpha.addEventListener("change", function () { document.body.classList.toggle("fviz-alpha", alpha.checked); });
+  }
+
+  // class page: filter the concept cards by name, state in the URL hash (#label=...; a plain #c3 is left alone)
+  var labelFilter = $("label-filter"), deckOfCards = $("concept-cards");
+  if (labelFilter && deckOfCards) {
+    var labelCount = $("label-count");
+    var conceptCards = Array.prototype.slice.call(deckOfCards.querySelectorAll(".concept-card"));
+    var applyLabel = function () {
+      var q = (labelFilter.value || "").trim().toLowerCase(), shown = 0;
+      conceptCards.forEach(function (card) {
+        var hit = !q || (card.dataset.label || "").indexOf(q) >= 0;
+        card.hidden = !hit;
+        if (hit) { shown += 1; }
+      });
+      if (labelCount) { labelCount.textContent = shown + " shown"; }
+    };
+    var saveLabel = function () {
+      var q = labelFilter.value;
+      if (q) {
+        history.replaceState(null, "", "#" + new URLSearchParams({ label: q }).toString());
+      } else if (window.location.hash.indexOf("label=") >= 0) {
+        history.replaceState(null, "", window.location.pathname + window.location.search);
+      }
+    };
+    var restoreLabel = function () {
+      var hash = window.location.hash.replace(/^#/, "");
+      if (hash.indexOf("=") >= 0) { labelFilter.value = new URLSearchParams(hash).get("label") || ""; }
+      applyLabel();
+    };
+    labelFilter.addEventListener("input", function () { applyLabel(); saveLabel(); });
+    window.addEventListener("hashchange", restoreLabel);
+    restoreLabel();
+  }
+
   // tint: the concept's presence map over each crop
   var tint = $("tint");
   if (tint) {
