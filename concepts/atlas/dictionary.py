@@ -46,6 +46,7 @@ class AtomClass:
 @dataclass
 class AtomCrop:
     class_name: str
+    class_id: str
     concept_page: str
     crop: CropView
 
@@ -155,7 +156,7 @@ class DictionaryPages:
                 view.top.append(self._use(c, k, mass, total, ranks, concepts.get(c)))
             view.concepts = sorted((self._use(c.class_pos, k, mass, total, ranks, c) for c in concepts.values()),
                                    key=lambda u: (-u.share, u.class_name))
-            crops = [(cr.coefficient, c.class_pos, AtomCrop(self.classes[c.class_pos][0], c.page, cr))
+            crops = [(cr.coefficient, c.class_pos, AtomCrop(*self.classes[c.class_pos][:2], c.page, cr))
                      for c in concepts.values() for cr in c.crops]
             crops.sort(key=lambda t: (-t[0], t[1], t[2].crop.rank))
             view.crops = [t[2] for t in crops[:top_k]]
