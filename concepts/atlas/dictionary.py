@@ -98,14 +98,18 @@ class DictionaryPages:
     """Gathers, class by class, what the dictionary's pages show (:meth:`add` after each class view is built),
     then makes their views (:meth:`view`)."""
 
-    def __init__(self, folder: Path):
-        self.folder = RunFolder(folder)
-        self.attrs = dict(peek_attrs(self.folder.dictionary_file))
+    def __init__(self, attrs: dict, folder: Path | None = None):
+        self.attrs, self.folder = dict(attrs), RunFolder(folder) if folder is not None else None
         self.n_atoms = int(self.attrs["n_concepts"])
         self.classes: list[tuple[str, str, str]] = []  # (name, id, page)
         self.mass: list[np.ndarray] = []  # per class, (K,) float32
         self.concepts: dict[int, list[_Concept]] = {}
         self.methods: dict[str, str] = {}
+
+    @classmethod
+    def of_run(cls, folder: Path) -> "DictionaryPages":
+        """For the classes of the (layer's) run folder ``folder``, whose shared dictionary it holds."""
+        return cls(peek_attrs(RunFolder(folder).dictionary_file), folder)
 
     def atoms_of(self, class_id: str) -> tuple[np.ndarray, np.ndarray]:
         """``(atoms, mass)`` of a class's view: its concepts as atom indices, its mass on every atom."""
@@ -135,15 +139,14 @@ class DictionaryPages:
 
     def view(self, per_page: int, top_k: int) -> DictionaryView:
         mass = np.stack(self.mass) if self.mass else np.zeros((0, self.n_atoms), np.float32)
-        mass = np.where(np.isfinite(mass), np.maximum(mass, 0), 0).astype(np.float64)  # (C, K)
-        total = mass.sum(axis=0)
+        mass = np.where(np.isfinite(mass), np.maximum(mass, 0), 0).astype(np.float32)  # (C, K)
+        total = mass.sum(axis=0, dtype=np.float64)
         grand = float(total.sum())
         order = np.lexsort((np.arange(self.n_atoms), -total))  # most mass first, then by index
-        # each class's rank of each atom by mass: 1 + the number of atoms it uses more
-        ranks = np.empty(mass.shape, np.int64)
-        for c in range(len(mass)):
-            by_mass = np.argsort(-mass[c], kind="stable")
-            ranks[c, by_mass] = np.arange(1, self.n_atoms + 1)
+        # each class's rank of each atom by mass (1 = the atom it uses most; ties by atom index)
+        ranks = np.empty(mass.shape, np.int32)
+        np.put_along_axis(ranks, np.argsort(-mass, axis=1, kind="stable"),
+                          np.arange(1, self.n_atoms + 1, dtype=np.int32)[None, :], axis=1)
         atoms = []
         for position, k in enumerate(order):
             k = int(k)

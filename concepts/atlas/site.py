@@ -94,7 +94,7 @@ def _write_site(run: Path, found: list[tuple[str, str]], work: Path, a, progress
     index = RunIndex(run, found, a.n_similar)
     heads = HeadLoader(enabled=a.alignment and a.n_aligned > 0)
     pages = Pages(work, a, "concept atlas", nav)
-    shared = DictionaryPages(run) if nav.dictionary else None
+    shared = DictionaryPages.of_run(run) if nav.dictionary else None
     cards, missing, warned = [], [], set()
     for pos, (class_id, _) in enumerate(tqdm(found, desc="atlas", unit="class", disable=not progress)):
         data = load_class(run, class_id)

@@ -69,6 +69,7 @@ def test_the_dictionary_index_lists_every_atom_once_by_mass(dataset_atlas, real_
             assert int(row.attrs["data-users"]) == sum(v["mass"][atom] > 0 for v in views.values())
             concept_of = {a.attrs["data-class"] for a in row.find("td", cls="concept-of").find_all("a")}
             assert concept_of == {c for c, v in views.items() if atom in v["atoms"]}
+            assert int(row.attrs["data-concepts"]) == len(concept_of)
     assert sorted(listed) == list(range(n_atoms)) and n_atoms == 12
     assert sizes == [5, 5, 2]  # atoms_per_page=5
     assert list(mass[listed]) == sorted(mass, reverse=True)  # most used first
