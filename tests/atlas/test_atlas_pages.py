@@ -233,3 +233,45 @@ def test_a_layer_without_importance_is_left_out_unless_asked_for(real_run_layers
                        progress=False).parent
     assert (site / "layers" / stem_of(LAYER) / "index.html").is_file()  # asked for: ranked by coefficient mass
     assert set(_switch(site / "index.html")) == {"features", LAYER}
+
+
+def test_sheets_of_one_layer_go_where_its_atlas_pages_go(real_run_layers, tmp_path, capsys):
+    from concepts.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(real_run_layers, run, ignore=shutil.ignore_patterns("atlas"))
+    assert main(["atlas", str(run), "--sheets-only", "--layer", LAYER, "--top-k", "2", "-q"]) == 0
+    stems = sorted(p.stem for p in (run / "layers" / stem_of(LAYER) / "concepts").glob("*.h5"))
+    assert sorted(p.stem for p in (run / "atlas" / "layers" / stem_of(LAYER) / "sheets").glob("*.png")) == stems
+    assert not (run / "atlas" / "sheets").exists()
+    assert main(["atlas", str(run), "--sheets-only", "--layer", LAYER, "--layer", "features", "-q"]) == 2
+    assert "one layer at a time" in capsys.readouterr().err
+
+
+def test_the_switcher_targets_the_same_class_the_dictionary_or_the_index(tmp_path):
+    from concepts.atlas.layers import LayerSite, LayerSwitch
+
+    folders = {}
+    for name in ("a", "b"):
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+    (folders["b"] / "dictionary").mkdir()
+    (folders["b"] / "dictionary" / "shared.h5").write_bytes(b"")
+    sites = [LayerSite("a", folders["a"], [("x", "x"), ("y", "y")]),
+             LayerSite("b", folders["b"], [("x", "x")], prefix="layers/b/")]
+    assert sites[1].dictionary and not sites[0].dictionary
+    at_a, at_b = LayerSwitch(sites, 0), LayerSwitch(sites, 1)
+    links = {here: {link["name"]: link["href"] for link in at_a.links(here)} for here in
+             ("index.html", "classes/x.html", "classes/x/c3.html", "classes/x/i0.html", "classes/y.html",
+              "classes/y/c0.html")}
+    assert links == {"index.html": {"a": "index.html", "b": "layers/b/index.html"},
+                     "classes/x.html": {"a": "x.html", "b": "../layers/b/classes/x.html"},
+                     "classes/x/c3.html": {"a": "c3.html", "b": "../../layers/b/classes/x.html"},
+                     "classes/x/i0.html": {"a": "i0.html", "b": "../../layers/b/classes/x.html"},
+                     "classes/y.html": {"a": "y.html", "b": "../layers/b/index.html"},  # b lacks the class
+                     "classes/y/c0.html": {"a": "c0.html", "b": "../../layers/b/index.html"}}
+    back = {link["name"]: link["href"] for link in at_b.links("dictionary/a7.html")}
+    assert back == {"a": "../../../index.html", "b": "a7.html"}  # a has no dictionary: its index
+    assert {link["name"]: link["href"] for link in at_a.links("index.html")}["b"] == "layers/b/index.html"
+    assert LayerSwitch(sites[:1], 0).links("classes/x.html") == []  # one layer: no switcher
+    assert sites[1].target("dictionary/index-2.html") == "dictionary/index.html"
