@@ -107,16 +107,16 @@ def _write_site(run: Path, found: list[tuple[str, str]], work: Path, a, progress
         store = PhotoStore(run, data, work, thumb_size=a.thumb_size, crop_size=a.crop_size,
                            image_format=a.image_format, quality=a.quality)
         view = build_class_view(data, ClassContext(index, pos, a, store, head, reason))
+        if a.figures or a.sheets:
+            from .figures import write_class_figures
+
+            view.figures = write_class_figures(view, store, work, figures=a.figures, sheet=a.sheets)
         if shared is not None:
             atoms, mass = shared.atoms_of(class_id)
             for concept in view.concepts:  # each card names and links its atom
                 concept.atom = int(atoms[concept.index])
                 concept.atom_page = f"dictionary/a{concept.atom}.html"
             shared.add(view, atoms, mass)
-        if a.figures or a.sheets:
-            from .figures import write_class_figures
-
-            view.figures = write_class_figures(view, store, work, figures=a.figures, sheet=a.sheets)
         pages.class_pages(view)
         cards.append(index_card(view))
         missing += store.missing
