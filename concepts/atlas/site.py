@@ -22,7 +22,7 @@ from ..schema.locks import artefact_lock
 from .alignment import HeadLoader
 from .classpage import ClassContext, build_class_view
 from .layout import crop_style  # noqa: F401 (kept importable from here)
-from .dictionary import DictionaryPages  # noqa: I001 (beside the import lines other branches edit)
+from .dictionary import DictionaryPages
 from .layers import LayerSwitch, SiteNav, atlas_layers
 from .pictures import PhotoStore
 from .render import Pages
