@@ -27,8 +27,8 @@ class LayerSite:
     folder: Path
     found: list[tuple[str, str]]
     prefix: str = ""
-    dictionary: bool = False
-    stems: set[str] = field(default_factory=set)
+    dictionary: bool = field(init=False)  # whether it has a shared dictionary (a dataset-scope run)
+    stems: set[str] = field(init=False)
 
     def __post_init__(self):
         self.stems = {stem for _, stem in self.found}

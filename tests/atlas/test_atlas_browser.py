@@ -40,15 +40,24 @@ CHART_TEXT = """
 """
 
 
+#: the one Playwright and browser of the process: other test modules import the ``browser`` fixture from here, and
+#: each module that does has its own session fixture, which must not start a second Playwright (its sync API
+#: refuses to run inside the first one's event loop)
+_SESSION: dict = {}
+
+
 @pytest.fixture(scope="session")
 def browser():
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser
-        browser.close()
+    if "browser" not in _SESSION:
+        _SESSION["playwright"] = sync_api.sync_playwright().start()
+        _SESSION["browser"] = _SESSION["playwright"].chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    yield _SESSION["browser"]
+    if _SESSION:  # the first teardown (at the end of the session) closes it for all
+        _SESSION.pop("browser").close()
+        _SESSION.pop("playwright").stop()
 
 
 def _page(browser, width=1280, **options):
