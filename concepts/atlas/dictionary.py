@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +64,7 @@ class AtomView:
     top: list[AtomClass] = field(default_factory=list)  # the classes that use it most
     concepts: list[AtomClass] = field(default_factory=list)  # every class that has it among its concepts
     crops: list[AtomCrop] = field(default_factory=list)
+    visualisation: Any = None  # the atom's feature visualisation (a views.Visualisation), when a class page has it
     prev_page: str | None = None
     next_page: str | None = None
 
@@ -92,6 +94,7 @@ class _Concept:
     page: str
     values: dict[str, Value]
     crops: list[CropView]
+    visualisation: Any = None
 
 
 class DictionaryPages:
@@ -135,7 +138,8 @@ class DictionaryPages:
         for concept in view.concepts:
             atom = int(atoms[concept.index])
             self.concepts.setdefault(atom, []).append(
-                _Concept(pos, concept.index, concept.page, dict(concept.values), list(concept.crops)))
+                _Concept(pos, concept.index, concept.page, dict(concept.values), list(concept.crops),
+                         getattr(concept, "visualisation", None)))
 
     def view(self, per_page: int, top_k: int) -> DictionaryView:
         mass = np.stack(self.mass) if self.mass else np.zeros((0, self.n_atoms), np.float32)
@@ -163,6 +167,7 @@ class DictionaryPages:
                      for c in concepts.values() for cr in c.crops]
             crops.sort(key=lambda t: (-t[0], t[1], t[2].crop.rank))
             view.crops = [t[2] for t in crops[:top_k]]
+            view.visualisation = next((c.visualisation for c in self.concepts.get(k, []) if c.visualisation), None)
             atoms.append(view)
         for before, view, after in zip([None] + atoms[:-1], atoms, atoms[1:] + [None]):
             view.prev_page = before.page if before else None

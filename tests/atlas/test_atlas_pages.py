@@ -275,3 +275,50 @@ def test_the_switcher_targets_the_same_class_the_dictionary_or_the_index(tmp_pat
     assert {link["name"]: link["href"] for link in at_a.links("index.html")}["b"] == "layers/b/index.html"
     assert LayerSwitch(sites[:1], 0).links("classes/x.html") == []  # one layer: no switcher
     assert sites[1].target("dictionary/index-2.html") == "dictionary/index.html"
+
+
+def test_atom_pages_of_a_fabricated_dictionary(tmp_path):
+    """The dictionary's views and pages alone (what the site build gathers, fabricated): atoms no class has as a
+    concept, a dead atom, ties in mass, and a concept's feature visualisation shown on its atom's page."""
+    from types import SimpleNamespace
+
+    from concepts.atlas.dictionary import DictionaryPages
+    from concepts.atlas.render import Pages
+    from concepts.atlas.views import CropView, Value, Visualisation
+    from concepts.settings import AtlasSettings
+
+    pages = DictionaryPages({"n_concepts": 5, "method": "topk_sae"})
+    masses = {"a": np.array([3.0, 1.0, 0.0, 2.0, 0.0]), "b": np.array([1.0, 0.0, 0.0, 2.0, 5.0])}
+    atoms = {"a": np.array([0, 3]), "b": np.array([4, 3])}
+    for name in ("a", "b"):
+        concepts = []
+        for j, atom in enumerate(atoms[name]):
+            crops = [CropView(image=i, rank=i + 1, coefficient=float(10 * atom + i + (name == "b")),
+                              image_name=f"{name}{i}.jpg", url=f"img/{name}/r{i}.webp",
+                              page=f"classes/{name}/i{i}.html", width=112, height=112) for i in range(2)]
+            concepts.append(SimpleNamespace(
+                index=j, page=f"classes/{name}/c{j}.html", crops=crops,
+                values={"gradient": Value(0.1 * (j + 1), np.nan, np.nan, 0.5 * (j + 1), j + 1)},
+                visualisation=Visualisation(f"img/atoms/a{atom}.webp", None, "MACO image") if name == "a" else None))
+        pages.add(SimpleNamespace(class_name=f"class {name}", class_id=name, page=f"classes/{name}.html",
+                                  methods={"gradient": SimpleNamespace(label="gradient x input")}, concepts=concepts),
+                  atoms[name], masses[name])
+    view = pages.view(per_page=2, top_k=3)
+    assert [a.index for a in view.atoms] == [4, 0, 3, 1, 2]  # by mass (5, 4, 4, 1, 0; a tie by index)
+    by_index = {a.index: a for a in view.atoms}
+    assert [a.index for a in view.atoms] == sorted(by_index, key=lambda k: (-(masses["a"][k] + masses["b"][k]), k))
+    assert [u.class_id for u in by_index[3].top] == ["a", "b"] and by_index[3].top[0].share == pytest.approx(0.5)
+    assert by_index[0].top[0].share == pytest.approx(0.75) and by_index[0].top[0].rank == 1
+    assert by_index[1].concepts == [] and by_index[1].crops == [] and by_index[1].n_users == 1
+    assert by_index[2].n_users == 0 and by_index[2].top == []
+    assert [(c.class_id, c.crop.coefficient) for c in by_index[3].crops] == [("b", 32.0), ("a", 31.0), ("b", 31.0)]
+    assert by_index[3].visualisation.image == "img/atoms/a3.webp" and by_index[4].visualisation is None
+    assert [url for url, _ in view.listings] == ["dictionary/index.html", "dictionary/index-2.html",
+                                                 "dictionary/index-3.html"]
+    Pages(tmp_path, AtlasSettings(), "concept atlas").dictionary(view)
+    html = (tmp_path / "dictionary" / "a3.html").read_text()
+    assert 'src="../img/atoms/a3.webp"' in html and "MACO image" in html
+    assert "No class of this atlas uses this atom" in (tmp_path / "dictionary" / "a2.html").read_text()
+    assert "no crop is cached for it" in (tmp_path / "dictionary" / "a1.html").read_text()
+    assert sorted(p.name for p in (tmp_path / "dictionary").glob("*.html")) == \
+        ["a0.html", "a1.html", "a2.html", "a3.html", "a4.html", "index-2.html", "index-3.html", "index.html"]
