@@ -1,12 +1,29 @@
 """Fixtures of the atlas tests: a fabricated run (edge cases) and the lead's real run when it is complete."""
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
 import pytest
 
 from atlas_fakerun import make_fake_run
+
+CHROMIUM = Path(os.environ.get("CONCEPTS_CHROMIUM", "/usr/bin/chromium"))
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless chromium for the session's browser tests (skipped without /usr/bin/chromium or playwright)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")

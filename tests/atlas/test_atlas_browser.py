@@ -1,12 +1,11 @@
 """The atlas in a real browser: Debian's chromium driven by Playwright, pages opened from disk (file://).
 
 Needs /usr/bin/chromium and the playwright package (no browser download); skipped otherwise. One browser for the
-session and the session's atlases (tests/atlas/conftest.py), so the pages are built once. Screenshots go to
-test-artifacts/atlas/ (desktop and 390 px phone width).
+session (the `browser` fixture) and the session's atlases (tests/atlas/conftest.py), so the pages are built once.
+Screenshots go to test-artifacts/atlas/ (desktop and 390 px phone width).
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -18,9 +17,6 @@ from concepts.schema import safe_filename
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path(os.environ.get("CONCEPTS_CHROMIUM", "/usr/bin/chromium"))
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "atlas"
 
 LOAD_ALL_IMAGES = """
@@ -38,26 +34,6 @@ CHART_TEXT = """
   return Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
 }).map(el => [el.textContent.trim().slice(0, 30), parseFloat(getComputedStyle(el).fontSize)])
 """
-
-
-#: the one Playwright and browser of the process: other test modules import the ``browser`` fixture from here, and
-#: each module that does has its own session fixture, which must not start a second Playwright (its sync API
-#: refuses to run inside the first one's event loop)
-_SESSION: dict = {}
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if "browser" not in _SESSION:
-        _SESSION["playwright"] = sync_api.sync_playwright().start()
-        _SESSION["browser"] = _SESSION["playwright"].chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-    yield _SESSION["browser"]
-    if _SESSION:  # the first teardown (at the end of the session) closes it for all
-        _SESSION.pop("browser").close()
-        _SESSION.pop("playwright").stop()
 
 
 def _page(browser, width=1280, **options):

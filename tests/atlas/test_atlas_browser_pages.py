@@ -1,5 +1,5 @@
 """The shared dictionary's pages and the layer switcher in a real browser (Debian's chromium, file://), with the
-helpers and fixtures of test_atlas_browser.py: no broken image, no console error, no sideways scrolling at 390 px.
+helpers and fixtures of test_atlas_browser.py (the session's one browser is tests/atlas/conftest.py's): no broken image, no console error, no sideways scrolling at 390 px.
 Screenshots go to test-artifacts/atlas/ (desktop and 390 px)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 import pytest
 
 from concepts.schema import RunFolder, safe_filename
-from test_atlas_browser import _check_images, _shot, browser, page, phone  # noqa: F401 (fixtures)
+from test_atlas_browser import _check_images, _shot, page, phone  # noqa: F401 (fixtures; `browser`: conftest.py)
 
 pytestmark = pytest.mark.browser
 
