@@ -45,17 +45,21 @@ def environment() -> jinja2.Environment:
 class Pages:
     """Writes the pages of a site under ``site`` with one environment."""
 
-    def __init__(self, site: Path, settings, title: str):
+    def __init__(self, site: Path, settings, title: str, nav=None):
+        from .layers import SiteNav
+
         self.site, self.settings, self.title = site, settings, title
+        self.nav = nav if nav is not None else SiteNav()
         self.env = environment()
         self._templates = {name: self.env.get_template(f"{name}.html") for name in ("class", "concept", "image",
-                                                                                      "index")}
+                                                                                      "index", "dictionary", "atom")}
 
     def _write(self, url: str, name: str, **context) -> Path:
         path = self.site / url
         path.parent.mkdir(parents=True, exist_ok=True)
         root = "../" * url.count("/")
-        html = self._templates[name].render(root=root, here=url, settings=self.settings, **context)
+        html = self._templates[name].render(root=root, here=url, settings=self.settings, nav=self.nav,
+                                            layer_links=self.nav.links(url), **context)
         path.write_text(minify(html), encoding="utf-8")
         return path
 
@@ -76,3 +80,14 @@ class Pages:
         (self.site / "static" / "classes.js").write_text(
             "/* every class page of this atlas, for the random-class link */\nwindow.ATLAS_CLASSES = "
             + json.dumps(pages) + ";\n", encoding="utf-8")
+
+    def dictionary(self, view) -> None:
+        """The shared dictionary's index pages and one page per atom (a dataset-scope run)."""
+        n = len(view.listings)
+        for pos, (url, atoms) in enumerate(view.listings):
+            self._write(url, "dictionary", d=view, atoms=atoms, listing=pos + 1, n_listings=n,
+                        prev_listing=view.listings[pos - 1][0] if pos else None,
+                        next_listing=view.listings[pos + 1][0] if pos + 1 < n else None,
+                        title=f"shared dictionary{f' ({pos + 1}/{n})' if n > 1 else ''} - {self.title}")
+        for atom in view.atoms:
+            self._write(atom.page, "atom", d=view, a=atom, title=f"atom {atom.index} - {self.title}")

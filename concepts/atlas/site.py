@@ -16,12 +16,14 @@ from tqdm.auto import tqdm
 from ..errors import ConceptsError
 from ..runner import say
 from ..schema import replace_folder
-from ..schema.classdata import list_run_classes, load_class
+from ..schema.classdata import load_class
 from ..schema.hdf5 import temporary_name
 from ..schema.locks import artefact_lock
 from .alignment import HeadLoader
 from .classpage import ClassContext, build_class_view, read_run_labels
 from .layout import crop_style  # noqa: F401 (kept importable from here)
+from .dictionary import DictionaryPages
+from .layers import LayerSwitch, SiteNav, atlas_layers
 from .pictures import PhotoStore
 from .render import Pages
 from .runindex import RunIndex
@@ -51,17 +53,19 @@ def build_atlas(run: str | os.PathLike, *, config=None, out: str | os.PathLike |
     run = Path(run)
     if not run.is_dir():
         raise ConceptsError(f"run folder {run} does not exist")
-    found = list_run_classes(run, classes=classes)
-    if not found:
-        raise ConceptsError(f"{run} has no class with both activations and concepts; "
-                            "run `concepts extract` and `concepts factorize` first")
+    layers = atlas_layers(run, cfg.model.layer, classes)
     site = Path(out) if out is not None else run / "atlas"
     if site.exists() and any(site.iterdir()) and not (site / "static" / "atlas.js").exists():
         raise ConceptsError(f"{site} exists and is not an atlas; choose an empty or new folder for the atlas")
     with artefact_lock(site, say=lambda m: say(m, progress)):  # one writer of the site at a time
         work = temporary_name(site)
         try:
-            missing = _write_site(run, found, work, cfg.atlas, progress)
+            missing = []
+            for pos, layer in enumerate(layers):
+                nav = SiteNav(LayerSwitch(layers, pos), layer.dictionary, layer.name)
+                if len(layers) > 1:
+                    say(f"atlas: layer {layer.name} ({len(layer.found)} classes)", progress)
+                missing += _write_site(layer.folder, layer.found, work / layer.prefix, cfg.atlas, progress, nav)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
@@ -81,13 +85,17 @@ def index_card(view) -> dict:
             "axis": view.methods[view.method].axis, "explained": d.explained_share, "kind": view.kind}
 
 
-def _write_site(run: Path, found: list[tuple[str, str]], work: Path, a, progress: bool) -> list[str]:
-    """Write the whole site into ``work``; returns the photos that could not be shown."""
+def _write_site(run: Path, found: list[tuple[str, str]], work: Path, a, progress: bool,
+                nav: SiteNav | None = None) -> list[str]:
+    """Write the site of one layer (``run``: its run folder) into ``work``; returns the photos that could not be
+    shown."""
+    nav = nav if nav is not None else SiteNav()
     (work / "classes").mkdir(parents=True)
     shutil.copytree(STATIC, work / "static")
     index = RunIndex(run, found, a.n_similar)
     heads = HeadLoader(enabled=a.alignment and a.n_aligned > 0)
-    pages = Pages(work, a, "concept atlas")
+    pages = Pages(work, a, "concept atlas", nav)
+    shared = DictionaryPages.of_run(run) if nav.dictionary else None
     cards, missing, warned = [], [], set()
     labels, visuals = read_run_labels(run), VisualisationWriter(work, a.image_format, a.quality)
     for pos, (class_id, _) in enumerate(tqdm(found, desc="atlas", unit="class", disable=not progress)):
@@ -105,9 +113,17 @@ def _write_site(run: Path, found: list[tuple[str, str]], work: Path, a, progress
             from .figures import write_class_figures
 
             view.figures = write_class_figures(view, store, work, figures=a.figures, sheet=a.sheets)
+        if shared is not None:
+            atoms, mass = shared.atoms_of(class_id)
+            for concept in view.concepts:  # each card names and links its atom
+                concept.atom = int(atoms[concept.index])
+                concept.atom_page = f"dictionary/a{concept.atom}.html"
+            shared.add(view, atoms, mass)
         pages.class_pages(view)
         cards.append(index_card(view))
         missing += store.missing
     first = load_class(run, found[0][0], with_maps=False, with_coefficients=False).act_attrs
     pages.index(cards, run.resolve().name, str(first.get("model", "?")), str(first.get("layer", "?")))
+    if shared is not None:
+        pages.dictionary(shared.view(a.atoms_per_page, a.top_k))
     return missing

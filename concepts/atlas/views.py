@@ -140,6 +140,8 @@ class ConceptView:
     distribution: dict[str, Histogram] = field(default_factory=dict)  # method -> per-image values
     prev_page: str | None = None
     next_page: str | None = None
+    atom: int | None = None  # dataset scope: the concept's atom in the shared dictionary, and that atom's page
+    atom_page: str | None = None
 
 
 @dataclass

@@ -14,6 +14,10 @@ def register(sub) -> None:
                                    "importance by each method with its intervals, concepts with their top crops, "
                                    "similar concepts, alignment with the head's classes, the most sure / wrong / "
                                    "least sure images, the image map), a page per concept and per image; "
+                                   "a dataset-scope run: the shared dictionary's pages (every atom, its top crops "
+                                   "across the classes, the classes using it, its importance in each); a "
+                                   "several-layer run: every layer with importances (or --layer), with a layer "
+                                   "switcher in the page header (RUN/atlas/layers/<name>/ for the others); "
                                    "--figures: SVG, PDF and 300-dpi PNG figures per class; --sheets: PNG sheets. "
                                    "Opens from disk: no server and no network needed.")
     p.add_argument("run", help="the run folder (with activations/, concepts/ and importance/)")

@@ -32,6 +32,8 @@ class AtlasSettings(Section):
                              flag="--aligned", ge=0, le=50, hashed=False)
     max_points: int = setting(200, "images on the 2-D image map, each with its own page", ge=1, le=100000,
                               hashed=False)
+    atoms_per_page: int = setting(200, "atoms listed per page of the shared dictionary's index (dataset-scope "
+                                       "runs; every atom also has its own page)", ge=1, le=100000, hashed=False)
     thumb_size: int = setting(192, "largest side of the photo files, in pixels (the model-input square, cut "
                                    "from the original)", ge=16, le=2048, hashed=False)
     crop_size: int = setting(112, "displayed side of a crop in CSS pixels (files are up to twice that, for 2x "

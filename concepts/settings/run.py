@@ -157,7 +157,7 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "factorize": ("factorize", "data.classes", "model.layer", "model.device", "executor.threads"),
     "importance": ("importance", "data.classes", "model.layer", "model.device", "executor.threads"),
     "fviz": ("fviz", "data.classes", "model.layer", "model.device", "executor.threads"),
-    "atlas": ("atlas", "data.classes"),
+    "atlas": ("atlas", "data.classes", "model.layer"),
     "export": ("export", "data.classes", "model.layer"),
     "probe": ("probe", "data.classes", "model.device", "executor.threads"),
     "label": ("label", "data.classes", "model.device", "executor.threads"),

@@ -79,3 +79,42 @@ def real_export(request, tmp_path_factory) -> Path:
 
     run = complete_real_run(request)
     return export_run(run, out=tmp_path_factory.mktemp("real_export") / "exports", progress=False)
+
+
+@pytest.fixture(scope="session")
+def dataset_atlas(real_run_dataset) -> Path:
+    """The atlas of the dataset-scope real run (a 12-atom NMF dictionary shared by 2 classes, 6 atoms each), its
+    dictionary's index paged 5 atoms a page."""
+    from concepts.atlas import build_atlas
+
+    return build_atlas(real_run_dataset, top_k=4, atoms_per_page=5, progress=False).parent
+
+
+#: the layers of ``real_run_layers``: the default cut (the run's main layer) and an earlier, signed block output
+LAYERS = ("features", "blocks.5")
+
+
+@pytest.fixture(scope="session")
+def real_run_layers(val50, tmp_path_factory) -> Path:
+    """2 Imagenette classes x 3 images extracted at two layers in one pass (RUN/ and RUN/layers/blocks.5), both
+    factorised (NMF at the ReLU'd default cut, Semi-NMF at the signed blocks.5) and explained (gradient x input)."""
+    from concepts.extract import extract_run
+    from concepts.factorize import factorize_run
+    from concepts.importance import importance_run
+
+    run = tmp_path_factory.mktemp("real_run_layers") / "run"
+    extract_run(val50, run, classes=["n01440764", "n03000684"], max_images=3, workers=0, progress=False,
+                layer=list(LAYERS))
+    factorize_run(run, method="nmf", n_concepts=4, seed=0, progress=False)
+    factorize_run(run, layer=LAYERS[1], method="semi_nmf", n_concepts=4, seed=0, progress=False)
+    for layer in LAYERS:
+        importance_run(run, layer=layer, methods=["gradient"], progress=False)
+    return run
+
+
+@pytest.fixture(scope="session")
+def layers_atlas(real_run_layers) -> Path:
+    """The atlas of ``real_run_layers``: both layers (the main one at the root, blocks.5 in layers/blocks.5)."""
+    from concepts.atlas import build_atlas
+
+    return build_atlas(real_run_layers, top_k=3, progress=False).parent
