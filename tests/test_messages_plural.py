@@ -7,6 +7,7 @@ from pathlib import Path
 
 from concepts.labels.stage import LabelReport
 from concepts.pipeline.run import PipelineResult
+from concepts.runner import StageReport
 from concepts.probe.stage import ProbeReport
 from concepts.text import plural
 
@@ -32,3 +33,9 @@ def test_one_class_summaries_say_one_class():
     assert "done: 1 class processed" in texts[2] and "all 1 class and" in texts[3]
     many = PipelineResult(Path("R"), ["a", "b"], processed=["a", "b"], tasks=1).summary()
     assert "done: 2 classes processed" in many
+
+
+def test_stage_report_says_was_for_one_stale_class():
+    one = StageReport("factorize", written=["a"], stale=["a"]).summary()
+    two = StageReport("factorize", written=["a", "b"], stale=["a", "b"]).summary()
+    assert "1 written (1 was stale)" in one and "2 written (2 were stale)" in two
