@@ -47,7 +47,7 @@ class StageReport:
     layers: dict[str, "StageReport"] = field(default_factory=dict)  # several layers: the report of each other one
 
     def summary(self, where: str = "") -> str:
-        parts = [f"{len(self.written)} written" + (f" ({len(self.stale)} were stale)" if self.stale else ""),
+        parts = [f"{len(self.written)} written" + (f" ({len(self.stale)} {'was' if len(self.stale) == 1 else 'were'} stale)" if self.stale else ""),
                  f"{len(self.done)} already done"]
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped: " + "; ".join(f"{c} ({why})" for c, why in

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..text import plural
+
 COLUMN, TEXT = 3.4, 7.0  # printed widths, inches
 MIN_FONT = 7.0  # points
 FORMATS = ("svg", "pdf", "png")
@@ -67,7 +69,7 @@ def importance_figure(view):
         ax.set_xlabel(f"{mv.axis} (%), {mv.label}")
         explained = view.diagnostics.explained_share
         extra = f", concepts explain {100 * explained:.1f}% of the logit" if np.isfinite(explained) else ""
-        ax.set_title(_plain(f"{view.class_name}: {view.n_concepts} concepts, {view.n_images} images{extra}"))
+        ax.set_title(_plain(f"{view.class_name}: {plural(view.n_concepts, 'concept')}, {plural(view.n_images, 'image')}{extra}"))
     return fig
 
 

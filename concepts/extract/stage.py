@@ -25,6 +25,7 @@ from ..runtime import autocast_dtype, cpu_has_native_bf16, default_workers, thre
 from ..schema import ActivationsWriter, RunFolder, config_hash, identity_attributes, stage_path
 from ..schema.lineage import Wanted
 from ..settings import RunConfig, stage_config
+from ..text import plural
 from .extractor import Sampler, extract_class
 from .sampling import crop_stride
 
@@ -155,7 +156,7 @@ def extract_run(images: str | os.PathLike | None, out: str | os.PathLike | None,
         report = run_classes("extract", jobs, overwrite=overwrite, progress=progress, desc="extract")
     report.skipped.update(empty)
     if progress and not report.written and report.done:
-        say(f"extract: all {len(report.done)} classes already done in {cfg.out}; nothing to do", progress)
+        say(f"extract: all {plural(len(report.done), 'class')} already done in {cfg.out}; nothing to do", progress)
     return report
 
 

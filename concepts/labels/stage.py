@@ -14,6 +14,7 @@ from ..schema import RunFolder, file_sha256, identity
 from ..schema.classdata import list_run_classes, load_class
 from ..schema.labels import labels_folder, write_vocabulary_labels
 from ..settings import RunConfig, stage_config
+from ..text import plural
 from .crops import concept_crops
 from .naming import score_words, top_words
 from .vocabulary import DEFAULT_VOCABULARY, read_vocabulary
@@ -36,7 +37,8 @@ class LabelReport:
 
     def summary(self) -> str:
         named = self.n_concepts - self.unnamed
-        return (f"label: {named} of {self.n_concepts} concepts of {len(self.words)} classes named in {self.path}"
+        return (f"label: {named} of {plural(self.n_concepts, 'concept')} of {plural(len(self.words), 'class')} named in "
+                f"{self.path}"
                 + (f" ({self.unnamed} without a crop to show)" if self.unnamed else ""))
 
 

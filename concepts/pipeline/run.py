@@ -20,6 +20,7 @@ from ..errors import ConceptsError
 from ..schema import RunFolder, STAGES, config_hash, identity, read_json, write_json
 from ..schema.hdf5 import peek_attrs
 from ..settings import RunConfig, config_from_dict
+from ..text import plural
 from .executors import Executor, LocalExecutor, SlurmExecutor
 from .plan import class_finished
 from .tasks import (TaskSpec, class_done, fit_shared_dictionary, peak_rss_mb, process_classes, reduce_run, run_stages,
@@ -46,14 +47,14 @@ class PipelineResult:
 
     def summary(self) -> str:
         if self.nothing_to_do:
-            return f"nothing to do: all {len(self.classes)} classes and the reduce step are finished in {self.run}"
+            return f"nothing to do: all {plural(len(self.classes), 'class')} and the reduce step are finished in {self.run}"
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
         skipped = ""
         if self.skipped_classes:
             skipped = f"{len(self.skipped_classes)} skipped (" + "; ".join(
                 f"{c}: {why}" for c, why in list(self.skipped_classes.items())[:5]) + "), "
         return (
-            f"done: {len(self.processed)} classes processed, {len(self.skipped)} already finished, {skipped}"
+            f"done: {plural(len(self.processed), 'class')} processed, {len(self.skipped)} already finished, {skipped}"
             f"{self.tasks} task(s), {self.total_s:.1f}s ({stages}); peak memory {self.peak_rss_mb:.0f} MiB; "
             f"run folder {self.run}"
         )
@@ -145,7 +146,7 @@ def run_pipeline(config: RunConfig | dict[str, Any], *, overwrite: bool = False,
         _say(result.summary(), progress)
         return result
     if finished:
-        _say(f"{len(finished)} of {len(classes)} classes already finished; {len(todo)} to do", progress)
+        _say(f"{len(finished)} of {plural(len(classes), 'class')} already finished; {len(todo)} to do", progress)
     if todo:
         _run_tasks(cfg, run, todo, result, executor, overwrite, progress)
     cfg.save(run / "config.yaml")  # only once the stages accepted the settings: it describes the files on disk
@@ -155,7 +156,7 @@ def run_pipeline(config: RunConfig | dict[str, Any], *, overwrite: bool = False,
         reduced = reduce_run(cfg, str(run), done, progress=progress)
         result.seconds.update(reduced["seconds"])
         result.outputs, result.reduced = reduced["outputs"], True
-        _say(f"reduce: {len(done)} classes -> {', '.join(reduced['outputs'].values()) or 'nothing'} "
+        _say(f"reduce: {plural(len(done), 'class')} -> {', '.join(reduced['outputs'].values()) or 'nothing'} "
              f"({time.perf_counter() - t0:.1f}s)", progress)
     signature = reduce_signature(cfg, folder, classes) if len(done) == len(classes) else None
     write_json(state_path, {"reduce_signature": signature})
@@ -179,7 +180,7 @@ def _run_tasks(cfg: RunConfig, run: Path, todo: list[str], result: PipelineResul
         return [TaskSpec(cfg, str(run), batch, overwrite=overwrite, progress=progress and in_process, stages=stages)
                 for batch in task_batches(classes, cfg.executor.classes_per_task)]
 
-    _say(f"running {len(todo)} classes on {executor.describe()}", progress)
+    _say(f"running {plural(len(todo), 'class')} on {executor.describe()}", progress)
     if cfg.factorize.scope == "dataset":
         results = executor.map(process_classes, specs(todo, ("extract",)))
         classes = [c for c in result.classes if class_done(run, c, ("extract",))]
@@ -202,4 +203,4 @@ def _run_tasks(cfg: RunConfig, run: Path, todo: list[str], result: PipelineResul
     missing = [c for c in todo if not class_done(run, c)]
     if missing:
         reasons = "; ".join(f"{c} ({result.skipped_classes.get(c, 'no result')})" for c in missing[:5])
-        _say(f"warning: {len(missing)} classes produced no result: {reasons}", progress)
+        _say(f"warning: {plural(len(missing), 'class')} produced no result: {reasons}", progress)

@@ -19,6 +19,7 @@ from ..schema.lineage import settings_diff
 from ..schema.locks import artefact_lock
 from ..schema.probe import ProbeFile, new_probe_meta, probe_path, read_probe, write_probe
 from ..settings import RunConfig, stage_config
+from ..text import plural
 from .fitting import fit_probe, pooled_features
 
 MODEL_KEYS = ("model", "weights", "weights_sha256", "layer", "preprocessing")
@@ -38,7 +39,8 @@ class ProbeReport:
     def summary(self) -> str:
         acc = "n/a (no image could be held out)" if self.accuracy != self.accuracy else f"{100 * self.accuracy:.1f}%"
         what = {"done": "already done", "stale": "refitted (new activations)", "written": "written"}[self.status]
-        return (f"probe: {len(self.per_class)} classes, {self.n_train} images fitted, {self.n_test} held out; "
+        return (f"probe: {plural(len(self.per_class), 'class')}, {plural(self.n_train, 'image')} fitted, {self.n_test} "
+                f"held out; "
                 f"held-out accuracy {acc}; {what}: {self.path} (the later stages explain its logits)")
 
 

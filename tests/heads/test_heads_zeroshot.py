@@ -107,3 +107,31 @@ def test_a_zero_shot_run_records_its_prompts_and_importance_rebuilds_the_head(ti
         record = open_run(run).importance(class_id, maps=False)
         assert record.attrs["head"] == "zeroshot" and record.attrs["head_sha256"] == attrs["head_sha256"]
         assert record.attrs["class_index"] == index and record.attrs["linear_head"] is False
+
+
+def test_the_download_path_fetches_a_pretrained_tag_from_a_local_url(tiny_clip, tmp_path, monkeypatch):
+    """`open_clip:ARCH@TAG` without --checkpoint goes through open_clip's own download (urllib into its cache, as
+    for the real weights), here from a file:// URL registered as the tag's pretrained config."""
+    from open_clip import pretrained as registry
+
+    served, _ = load_split(f"open_clip:{TINY}", pretrained=False, device="cpu")
+    with torch.no_grad():  # weights that no initialisation gives: only a load of the served file can match them
+        for value in served.model.clip.state_dict().values():
+            if value.is_floating_point():
+                value.mul_(-0.5).add_(0.01)
+    weights = tmp_path / "served" / "tiny-weights.pt"
+    weights.parent.mkdir()
+    torch.save(served.model.clip.state_dict(), weights)
+    _, served_info = load_split(f"open_clip:{TINY}", checkpoint=str(weights), device="cpu")
+    monkeypatch.setitem(registry._PRETRAINED, TINY, {"local": registry._pcfg(url=weights.as_uri())})
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # open_clip's cache: ~/.cache/clip
+    split, info = load_split(f"open_clip:{TINY}@local", device="cpu")
+    assert info["weights"] == "open_clip:local" and info["checkpoint"] is None
+    assert info["weights_sha256"] == served_info["weights_sha256"]
+    assert (tmp_path / "home" / ".cache" / "clip" / weights.name).read_bytes() == weights.read_bytes()
+    default_tag, _ = load_split(f"open_clip:{TINY}", device="cpu")  # no tag: open_clip's first listed one
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = served.model.clip.encode_image(x).numpy()
+        np.testing.assert_allclose(split.model.clip.encode_image(x).numpy(), expected, atol=1e-5)
+        np.testing.assert_allclose(default_tag.model.clip.encode_image(x).numpy(), expected, atol=1e-5)

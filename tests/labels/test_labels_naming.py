@@ -152,7 +152,7 @@ def test_the_open_clip_encoder_names_from_a_local_checkpoint(synthetic_run, tmp_
     assert main(["label", str(run), "--encoder", "open_clip:concepts-test-label-clip", "--checkpoint",
                  str(tmp_path / "clip.pt"), "--vocab", str(tmp_path / "words.txt"), "--top-words", "3",
                  "--classes", "0_zebra", "--min-crop", "16", "-q"]) == 0
-    assert "label: 4 of 4 concepts of 1 classes named" in capsys.readouterr().err
+    assert "label: 4 of 4 concepts of 1 class named" in capsys.readouterr().err
     meta, words = read_vocabulary_labels(run)
     assert meta["encoder"]["weights"] == f"checkpoint:{(tmp_path / 'clip.pt').resolve()}"
     assert meta["vocab"]["n_words"] == 40 and set(meta["classes"]) == {"0_zebra"}

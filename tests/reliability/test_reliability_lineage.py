@@ -80,11 +80,11 @@ def test_images_added_or_removed_make_activations_stale(own_images, tmp_path, ca
     shutil.copy(extra, own_images / CLASSES[0] / "added.JPEG")
     capsys.readouterr()
     assert main(args) == 0
-    assert "1 written (1 were stale), 1 already done" in capsys.readouterr().err
+    assert "1 written (1 was stale), 1 already done" in capsys.readouterr().err
     assert open_run(run).activations(CLASSES[0]).n_images == before + 1
     statuses = open_run(run).status()  # downstream: that class's concepts are now stale, the other's are not
     assert statuses[CLASSES[0]].stages["factorize"] == "stale"
     assert statuses[CLASSES[1]].stages["factorize"] == "done"
     (own_images / CLASSES[0] / "added.JPEG").unlink()
     assert main(args) == 0
-    assert "1 written (1 were stale)" in capsys.readouterr().err
+    assert "1 written (1 was stale)" in capsys.readouterr().err
