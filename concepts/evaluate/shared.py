@@ -111,6 +111,7 @@ def class_rows(run: str | os.PathLike, *, classes: Sequence[str] | None = None, 
             "oracle_per_label_iou": oracle["per_label_iou"], "oracle_key_iou": oracle["key_iou"],
             "baseline": baseline, "baseline_concepts": r, "baseline_key_iou": base["key_iou"],
             "baseline_top_is_key": base.get("top_is_key"), "baseline_recovery_iou": base["recovery_iou"],
+            "baseline_per_label_iou": base["per_label_iou"],
         })
     return rows
 
@@ -130,6 +131,7 @@ def shared_labels(rows: Sequence[dict[str, Any]], labels: Sequence[str] | None =
         iou = {r["class_id"]: float(r["per_label_iou"].get(label, 0.0)) for r in present}
         ceiling = {r["class_id"]: float(r["oracle_per_label_iou"][label]) for r in present}
         share = {c: iou[c] / ceiling[c] if ceiling[c] > 0 else float("nan") for c in iou}
+        base = [float(r["baseline_per_label_iou"].get(label, 0.0)) for r in present if "baseline_per_label_iou" in r]
         distinct = sorted({a for a in atoms.values() if a is not None})
         missing = sorted(c for c, a in atoms.items() if a is None)
         out.append({
@@ -139,6 +141,7 @@ def shared_labels(rows: Sequence[dict[str, Any]], labels: Sequence[str] | None =
             "mean_iou": float(np.mean(list(iou.values()))) if iou else float("nan"),
             "mean_oracle_iou": float(np.mean(list(ceiling.values()))) if ceiling else float("nan"),
             "min_share": min(share.values()) if share else float("nan"),
+            "baseline_mean_iou": float(np.mean(base)) if base else float("nan"),
             "holds": bool(present) and len(distinct) == 1 and not missing and min(share.values()) >= min_share,
         })
     return out
