@@ -95,7 +95,9 @@ def class_rows(run: str | os.PathLike, *, classes: Sequence[str] | None = None, 
         W = np.asarray(view.components_, np.float32)
         rec = _recovery(U, W, data, truth, threshold, class_head)
         atoms = np.asarray(view.atoms)
-        label_atom = {int(label): int(atoms[j]) for j, label in rec["pairs"] if j < len(atoms)}
+        # a label matched at IoU 0 (the Hungarian match of a label no position of the view covers) is missing
+        label_atom = {int(label): int(atoms[j]) for j, label in rec["pairs"]
+                      if rec["per_label_iou"].get(int(label), 1.0) > 0}
 
         r = int(baseline_concepts or len(atoms))
         est = make_method(baseline, r, seed).fit(data.rows)
