@@ -16,7 +16,8 @@ factorize --scope dataset --concepts-per-class N``), and scores every class's vi
 
 Usage:
     OMP_WAIT_POLICY=PASSIVE python benchmarks/shared_synthetic.py [--data runs/synth] [--run runs/synth-shared]
-        [--methods nmf minibatch_nmf topk_sae] [--atoms 8 12 16 24] [--per-class 6 8] [--seed 0] [--threads 1]
+        [--methods nmf minibatch_nmf topk_sae] [--atoms 8 12 16 24] [--per-class 6 8] [--seed 0] [--sae-k 4]
+        [--threads 1]
 (``--data`` is made by ``concepts synth --out runs/synth`` when absent.)
 """
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main(argv=None) -> int:
     p.add_argument("--atoms", type=int, nargs="+", default=[8, 12, 16, 24])
     p.add_argument("--per-class", type=int, nargs="+", default=[6, 8])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sae-k", type=int, default=4, help="active atoms per row of the SAEs (the TopK k)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
 
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
     from concepts.evaluate import synthetic as syn
     from concepts.evaluate.shared import MIN_SHARE, shared_recovery
     from concepts.extract import extract_run
-    from concepts.factorize import factorize_run
+    from concepts.factorize import factorize_run, make_estimator
 
     if not (args.data / syn.DEFINITION_FILE).is_file() or not (args.data / "synth_cnn.pt").is_file():
         from concepts.evaluate.synthetic_model import make_synthetic
@@ -66,12 +68,14 @@ def main(argv=None) -> int:
     summary = []
     for per_class, atoms, method in [(p, a, m) for p in args.per_class for a in args.atoms for m in args.methods]:
         start = time.perf_counter()
+        extra = {"k": args.sae_k} if "k" in make_estimator(method, atoms).get_params() else {}
         factorize_run(args.run, scope="dataset", method=method, n_concepts=atoms,
                       concepts_per_class=per_class, seed=args.seed, threads=args.threads, overwrite=True,
-                      progress=False)
+                      progress=False, **extra)
         fit = time.perf_counter() - start
         result = shared_recovery(args.run, baseline="nmf", baseline_concepts=per_class, seed=args.seed)
-        print(f"\n## {method}: {atoms} atoms on {len(result['classes'])} classes, {per_class} per class "
+        label = f"{method} (k = {args.sae_k})" if extra else method
+        print(f"\n## {label}: {atoms} atoms on {len(result['classes'])} classes, {per_class} per class "
               f"(factorize {fit:.1f} s)")
         print("| shared concept | classes | atoms | holds | min IoU | mean IoU | mean IoU, per-class NMF | "
               "mean IoU of the masks | min share of the masks' |")
@@ -96,7 +100,7 @@ def main(argv=None) -> int:
         print(f"key IoU >= per-class NMF's in {k['at_least_baseline']}/{k['classes']} classes; shared concepts "
               f"holding (one atom, IoU >= {MIN_SHARE} x the masks'): "
               f"{sum(s['holds'] for s in result['shared'])}/{len(result['shared'])}", flush=True)
-        summary.append((method, atoms, per_class, result))
+        summary.append((label, atoms, per_class, result))
     print(f"\n## summary: shared concept: its atoms over the classes (holds: "
           f"one atom in every class, IoU >= {MIN_SHARE} x the masks'); key IoU: mean over the classes")
     names = [s["label"] for s in summary[0][3]["shared"]] if summary else []
