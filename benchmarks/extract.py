@@ -26,6 +26,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import SHARED  # noqa: E402  (found from a worktree too)
 
 from concepts.datasets import discover, load_image  # noqa: E402
 from concepts.extract import extract_run  # noqa: E402
@@ -56,7 +58,7 @@ def bare_forward(split, tensors: list[torch.Tensor], mode: str, batch: int, prec
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", default=str(ROOT.parent / "shared" / "data" / "imagenette" / "val50"))
+    parser.add_argument("--images", default=str(SHARED / "data" / "imagenette" / "val50"))
     parser.add_argument("--classes", default="n01440764,n02102040")
     parser.add_argument("--max-images", type=int, default=50)
     parser.add_argument("--model", default=None)

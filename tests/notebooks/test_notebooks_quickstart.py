@@ -19,6 +19,8 @@ def test_quickstart_notebook_executes():
     text = "\n".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "tiger cat" in text and "summed contribution" in text and "relative error" in text
     assert "Sobol total index share" in text
+    assert "shared dictionary: topk_sae, 128 atoms" in text and "of 6 classes" in text  # the dataset-scope section
+    assert text.count("largest shares: atom ") == 6
     assert any("image/png" in o.get("data", {}) for o in outputs), "the atlas sheet is not displayed inline"
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
     assert "importance" in html and "rank" in html
