@@ -25,7 +25,8 @@ class FactorizeSettings(Section):
                                                           "dictionary shared by the classes (SAEs), each class "
                                                           "viewing the atoms it uses")
     method: str = setting("nmf", "concept extraction method", choices=METHODS.names, normalize=METHODS.normalize)
-    n_concepts: int = setting(10, "concepts per class", flag="--concepts", ge=1)
+    n_concepts: int = setting(10, "concepts per class (dataset scope: atoms of the shared dictionary)", flag="--concepts",
+                              ge=1)
     seed: int = setting(0, "random seed of the factorization", ge=0)
     solver: Union[str, None] = setting(None, "NMF solver: hals (default) or mu", hashed=False)
     init: Union[str, None] = setting(None, "NMF init: nndsvda (default), nndsvd, nndsvdar or random", hashed=False)
