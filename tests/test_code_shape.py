@@ -1,5 +1,5 @@
-"""The package's shape rules (docs/ARCHITECTURE.md): no function over ~60 lines without a reason stated in its
-docstring ("... on purpose: ..."), and no module opens an HDF5 file except the schema's."""
+"""The package's shape rule (docs/ARCHITECTURE.md): no function over ~60 lines without a reason stated in its
+docstring ("... on purpose: ..."). (Only the schema opens HDF5 files: tests/schema/test_schema_contract.py.)"""
 from __future__ import annotations
 
 import ast
@@ -25,8 +25,3 @@ def test_long_functions_say_why():
             if node.end_lineno - node.lineno + 1 > LIMIT and "on purpose" not in (ast.get_docstring(node) or "")]
     assert not long, "functions over 60 lines without a stated reason: " + "; ".join(long)
 
-
-def test_only_the_schema_opens_hdf5_files():
-    users = sorted(str(path.relative_to(PACKAGE.parent)) for path in PACKAGE.rglob("*.py")
-                   if "h5py.File(" in path.read_text(encoding="utf-8"))
-    assert users == ["concepts/schema/hdf5.py"], users
