@@ -13,6 +13,7 @@ import jinja2
 from .._version import __version__
 from ..evidence import EXPLANATIONS, METHOD_LABELS
 from ..evidence.numbers import num, pct
+from .imagedata import images_script
 from .layout import crop_style
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -69,7 +70,11 @@ class Pages:
         for concept in view.concepts:
             self._write(concept.page, "concept", view=view, c=concept,
                         title=f"concept {concept.index} of {view.class_name} - {self.title}")
-        for image in view.images:
+        if view.images:
+            folder = self.site / "classes" / view.stem
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "images.js").write_text(images_script(view), encoding="utf-8")
+        for image in view.images:  # stubs, rendered in the browser from images.js
             self._write(image.page, "image", view=view, image=image,
                         title=f"{image.name} ({view.class_name}) - {self.title}")
 
