@@ -286,3 +286,34 @@ def test_atlas_from_a_static_server(page, fake_atlas):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_image_pages_are_rendered_from_their_class_data(page, real_atlas, fake_atlas):
+    """An image page is a stub drawn by static/imagepage.js from images.js: the decomposition adds up to the
+    logit, the links and maps are there and drawn, and a class name with markup stays text."""
+    from atlas_html import image_data
+
+    folder = sorted(p for p in (real_atlas / "classes").iterdir() if p.is_dir())[0]
+    data = image_data(folder)
+    for n in sorted(data["images"], key=int)[:3]:
+        image = data["images"][n]
+        page.goto((folder / f"i{n}.html").as_uri())
+        logit = float(page.locator("strong.logit").inner_text())
+        assert page.locator("strong.logit").inner_text() == image["logit"]
+        rows = page.locator("#decomposition div.r")
+        values = [float(v) for v in rows.locator("b").all_inner_texts()]
+        assert len(values) == len(image["charts"][0]["bars"]) and rows.last.inner_text().startswith("bias")
+        assert sum(values) == pytest.approx(logit, abs=0.02 * len(values) + 0.01)
+        assert page.locator("figure.map-one").count() == len(image["maps"]) == 5
+        drawn = page.eval_on_selector_all("canvas.map", "els => els.map(c => Array.from(c.getContext('2d')"
+                                          ".getImageData(0, 0, c.width, c.height).data).some((v, i) => i % 4 == 3 && v))")
+        assert len(drawn) == 6 and all(drawn)  # the overlay and five presence maps, each drawn
+        page.locator("#decomposition div.r a").first.click()
+        page.wait_for_load_state("load")
+        assert re.search(r"/c\d+\.html$", page.url) and page.locator("h1.concept-title").is_visible()
+    page.goto((folder / f"i{sorted(data['images'], key=int)[0]}.html").as_uri())
+    _shot(page, "image-page.png")
+    evil = fake_atlas / "classes" / safe_filename("n99<evil>")
+    page.goto(sorted(evil.glob("i*.html"))[0].as_uri())
+    assert EVIL_NAME in page.locator(".prediction").inner_text()
+    assert page.evaluate("typeof window.__pwned") == "undefined"

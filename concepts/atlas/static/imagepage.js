@@ -5,6 +5,24 @@
   var host = document.getElementById("image-page"), all = window.ATLAS_IMAGES;
   if (!host || !all || !all.images[host.dataset.image]) { return; }
   var im = all.images[host.dataset.image], root = host.dataset.root, name = host.dataset.name;
+  var colour = function (k) { return all.colours[String(k)]; };
+  // compact records (concepts/atlas/imagedata.py): expand the defaults
+  var legendOf = {};
+  im.legend = im.legend.map(function (item) {
+    var full = [item[0], item.length > 2 ? item[2] : colour(item[0]), item[1]];
+    legendOf[item[0]] = full;
+    return full;
+  });
+  im.maps = im.maps.map(function (mp) {  // -> [concept, colour, text, presence]
+    return mp.length > 2 ? [mp[0], mp[3], mp[2], mp[1]] : [mp[0], legendOf[mp[0]][1], legendOf[mp[0]][2], mp[1]];
+  });
+  im.kinds = im.kinds || [];
+  im.charts.forEach(function (chart) {
+    chart.bars = chart.bars.map(function (b) {  // -> [label, kind, concept, left, width, colour, text, href, ci]
+      return typeof b[0] === "number" ? ["concept " + b[0], "concept", b[0], b[1], b[2], colour(b[0]), b[3],
+                                         "c" + b[0] + ".html", b[4] || null] : b;
+    });
+  });
   var el = function (tag, attrs, children) {
     var node = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (key) {
