@@ -1,5 +1,5 @@
-"""The image pages' data: one script per class, ``classes/<stem>/images.js``, that ``static/imagepage.js`` renders
-each image page from (a page per image is then a small static stub: its title, header and heading).
+"""The image pages' data: one script per class, ``classes/<stem>/images.js``, from which ``static/imagepage.js``
+draws the class's one image page, ``classes/<stem>/image.html?i=<n>`` (the image its query names).
 
 An image page's markup is mostly repeated structure (its decomposition bars, its legend, its concept maps); the
 numbers, names and maps it shows are a fraction of its bytes. A ``<script src>`` data file (not JSON fetched at run
@@ -41,7 +41,8 @@ def _chart(chart, here: str, colours: dict[int, str]) -> dict:
 def image_record(image, colours: dict[int, str]) -> dict:
     """What an image page shows, compact: links are relative to the page, the photo to the site root."""
     legend = {item["concept"]: item for item in image.legend}
-    record = {"path": image.path, "photo": image.photo, "logit": num(image.logit), "predicted": image.predicted_name,
+    record = {"name": image.name, "path": image.path, "photo": image.photo, "logit": num(image.logit),
+              "predicted": image.predicted_name,
               "correct": bool(image.correct), "overlay": _canvas(image.overlay),
               "legend": [[item["concept"], item["text"]] + ([item["colour"]]
                                                            if colours.get(item["concept"]) != item["colour"] else [])
@@ -61,6 +62,7 @@ def images_script(view) -> str:
     """``classes/<stem>/images.js``: every image page's data of the class ``view``."""
     colours = {c.index: c.colour for c in view.concepts}
     data = {"class_name": view.class_name, "kind": view.kind, "colours": {str(k): v for k, v in colours.items()},
+            "order": [image.index for image in view.images],  # previous / next
             "images": {str(image.index): image_record(image, colours) for image in view.images}}
     return ("/* concepts atlas: the data of this class's image pages (rendered by static/imagepage.js) */\n"
             "window.ATLAS_IMAGES = " + json.dumps(data, separators=(",", ":"), ensure_ascii=False) + ";\n")

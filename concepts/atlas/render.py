@@ -70,13 +70,10 @@ class Pages:
         for concept in view.concepts:
             self._write(concept.page, "concept", view=view, c=concept,
                         title=f"concept {concept.index} of {view.class_name} - {self.title}")
-        if view.images:
-            folder = self.site / "classes" / view.stem
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "images.js").write_text(images_script(view), encoding="utf-8")
-        for image in view.images:  # stubs, rendered in the browser from images.js
-            self._write(image.page, "image", view=view, image=image,
-                        title=f"{image.name} ({view.class_name}) - {self.title}")
+        if view.images:  # one page for every image, drawn in the browser from images.js
+            page = view.images[0].page.partition("?")[0]
+            self._write(page, "image", view=view, title=f"images of {view.class_name} - {self.title}")
+            (self.site / page).with_name("images.js").write_text(images_script(view), encoding="utf-8")
 
     def index(self, cards: list[dict], run_name: str, model: str, layer: str) -> None:
         self._write("index.html", "index", cards=cards, run_name=run_name, model=model, layer=layer,

@@ -74,10 +74,16 @@ def test_every_reference_is_local_relative_and_exists(any_atlas):
                 assert site.resolve() in target.parents or target == page_path
                 if parts.fragment:
                     assert parse(target).find_all(id=parts.fragment), f"{ref}: no element with that id"
+                if parts.path and target.name == "image.html":  # the class's image page draws the image its query names
+                    assert re.fullmatch(r"i=\d+", parts.query)
+                    assert parts.query[2:] in image_data(target.parent)["images"]
+                else:
+                    assert not parts.query, ref
                 checked += 1
     for folder in sorted(p for p in (site / "classes").iterdir() if p.is_dir()):  # what the stubs render
         data = image_data(folder)
-        assert {f"i{n}.html" for n in data["images"]} == {p.name for p in folder.glob("i*.html")}
+        assert (folder / "image.html").is_file() and not list(folder.glob("i[0-9]*.html"))  # one image page
+        assert data["order"] == sorted(int(n) for n in data["images"])  # previous / next: in image order
         for n, image in data["images"].items():
             assert not image["photo"].startswith("/") and (site / image["photo"]).is_file()
             links = [b[7] for chart in image["charts"] for b in chart["bars"] if b[7]]
@@ -173,7 +179,8 @@ def test_crops_are_cut_from_the_originals_at_their_resolution(any_atlas):
                 image = int(t["row_image"][row])
                 name = Path(t["paths"][image]).name
                 link = figure.find("a")
-                assert link.attrs["href"] == f"{safe_filename(class_id)}/i{image}.html" and name in link.attrs["title"]
+                assert link.attrs["href"] == f"{safe_filename(class_id)}/image.html?i={image}"
+                assert name in link.attrs["title"]
                 assert name in figure.find("img").attrs["alt"] and name in figure.find("figcaption").text
                 assert f"{t['coefficients'][row, k]:.3g}" in figure.find("figcaption").find("b").text
                 _check_crop_pixels(site / "classes" / figure.find("img").attrs["src"], t, row, image)
@@ -205,7 +212,8 @@ def test_skipped_images_are_never_shown(fake_atlas, fake_run):
     _, truth = fake_run
     skipped = int(np.flatnonzero(truth["n02102040"]["skipped"])[0])
     html = (fake_atlas / "classes" / "n02102040.html").read_text()
-    assert f"i{skipped}.html" not in html and not (fake_atlas / "classes" / "n02102040" / f"i{skipped}.html").exists()
+    assert f"?i={skipped}\"" not in html
+    assert str(skipped) not in image_data(fake_atlas / "classes" / "n02102040")["images"]
     assert not (fake_atlas / "img" / "n02102040" / f"p{skipped}.webp").exists()
 
 
@@ -230,7 +238,7 @@ def test_markup_in_class_names_is_shown_as_text(fake_atlas):
         assert "<script>window" not in html and "<evil>" not in html
         scripts = [s.attrs.get("src", "inline") for s in parse(page_path).find_all("script")]
         root = "../" * (len(page_path.relative_to(fake_atlas).parts) - 1)
-        data = ["images.js", f"{root}static/imagepage.js"] if re.fullmatch(r"i\d+\.html", page_path.name) else []
+        data = ["images.js", f"{root}static/imagepage.js"] if page_path.name == "image.html" else []
         assert scripts == ["inline", *data, f"{root}static/classes.js", f"{root}static/atlas.js"]
     assert image_data(fake_atlas / "classes" / stem)["class_name"] == EVIL_NAME  # data, rendered as text:
     assert "innerHTML" not in (fake_atlas / "static" / "imagepage.js").read_text()  # textContent only
@@ -254,16 +262,20 @@ def test_images_most_sure_wrong_and_least_sure(any_atlas):
             assert "predicted" in page.find("figure", data_image=str(image)).text
         for group in groups.values():
             for image in group:
-                assert (site / "classes" / safe_filename(class_id) / f"i{image}.html").is_file()
+                assert str(image) in image_data(site / "classes" / safe_filename(class_id))["images"]
         dots = page.find("svg", cls="embedding").find_all("a", cls="dot")
-        assert len(dots) >= len(kept) and all((site / "classes" / d.attrs["href"]).is_file() for d in dots)
+        assert len(dots) >= len(kept)
+        for dot in dots:  # classes/<stem>/image.html?i=<n>, an image of the page's data
+            path, _, query = dot.attrs["href"].partition("?")
+            target = site / "classes" / path
+            assert target.name == "image.html" and query[2:] in image_data(target.parent)["images"]
 
 
 def test_image_pages_decompose_the_logit(real_atlas):
     """CRAFT's per-image figure: with the residual and the bias, the bars add up to the image's logit."""
     folder = sorted(p for p in (real_atlas / "classes").iterdir() if p.is_dir())[0]
     n, image = sorted(image_data(folder)["images"].items(), key=lambda item: int(item[0]))[0]
-    assert parse(folder / f"i{n}.html").find("div", id="image-page").attrs["data-image"] == n
+    assert parse(folder / "image.html").find("div", id="image-page")
     logit = float(image["logit"])
     rows = image["charts"][0]["bars"]  # [label, kind, concept, left, width, colour, text, href, ci]
     values = [float(r[6]) for r in rows]

@@ -1,10 +1,28 @@
-/* concepts atlas: an image page, rendered from its class's data file (classes/<stem>/images.js, a <script src>:
-   it works from file://). Runs before atlas.js, which draws the maps. Text goes in as textContent only. */
+/* concepts atlas: the image page of a class (classes/<stem>/image.html?i=<n>), drawn for the image its query
+   names from the class's data file (classes/<stem>/images.js, a <script src>: it works from file://). Runs before
+   atlas.js, which draws the maps. Text goes in as textContent only. */
 (function () {
   "use strict";
   var host = document.getElementById("image-page"), all = window.ATLAS_IMAGES;
-  if (!host || !all || !all.images[host.dataset.image]) { return; }
-  var im = all.images[host.dataset.image], root = host.dataset.root, name = host.dataset.name;
+  if (!host || !all || !all.order.length) { return; }
+  // the image is the query's (?i=<n>: each image is a document of its own, for the history and the back button)
+  var wanted = /^\?i=(\d+)$/.exec(window.location.search), at = wanted ? all.order.indexOf(parseInt(wanted[1], 10)) : -1;
+  if (at < 0) { at = 0; history.replaceState(null, "", "?i=" + all.order[0]); }  // no or an unknown image: the first
+  var n = all.order[at], im = all.images[String(n)], root = host.dataset.root, name = im.name;
+  host.dataset.image = n;
+  document.title = name + " (" + all.class_name + ")" + document.title.slice(document.title.lastIndexOf(" - "));
+  document.querySelector("h1.image-title").textContent = name;
+  var here = document.getElementById("image-name");
+  if (here) { here.textContent = name; }
+  [["prev", at - 1], ["next", at + 1]].forEach(function (pair) {
+    var link = document.querySelector("header .pager a." + pair[0]);
+    if (link && pair[1] >= 0 && pair[1] < all.order.length) {
+      link.setAttribute("href", "?i=" + all.order[pair[1]]);
+      link.hidden = false;
+    } else if (link) {
+      link.parentNode.removeChild(link);
+    }
+  });
   var colour = function (k) { return all.colours[String(k)]; };
   // compact records (concepts/atlas/imagedata.py): expand the defaults
   var legendOf = {};
