@@ -53,6 +53,8 @@ def kind_of(site: Path, path: Path) -> str:
     if rel.parts[0] == "classes":
         if len(rel.parts) == 2:
             return "class pages"
+        if path.name == "images.js":
+            return "image data"
         return "concept pages" if path.name.startswith("c") else "image pages"
     return "index, static"
 
@@ -85,6 +87,10 @@ def main() -> None:
     parser.add_argument("--concepts", type=int, default=10)
     parser.add_argument("--photo-side", type=int, default=0, help="resize the photos' shorter side first (0: no)")
     parser.add_argument("--figures", type=int, default=2, help="classes to time the figures for")
+    parser.add_argument("--quality", type=int, default=None, help="WebP quality of photos and crops (default: "
+                        "the atlas setting's)")
+    parser.add_argument("--thumb-size", type=int, default=None, help="largest side of the photo files (default: "
+                        "the atlas setting's)")
     parser.add_argument("--keep", default=None, help="keep the run in this folder")
     args = parser.parse_args()
 
@@ -101,7 +107,9 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
-        index = build_atlas(run, progress=False, alignment=False)
+        pictures = {key: value for key, value in (("quality", args.quality), ("thumb_size", args.thumb_size))
+                    if value is not None}
+        index = build_atlas(run, progress=False, alignment=False, **pictures)
         t_site = time.perf_counter() - t0
         n_fig = min(args.figures, args.classes)
         t0 = time.perf_counter()
@@ -116,7 +124,8 @@ def main() -> None:
     n = args.classes
     total, files = sum(size.values()), sum(count.values())
     print(f"classes {n}, images/class {args.images}, concepts/class {args.concepts}, "
-          f"photos {'%d px shorter side' % args.photo_side if args.photo_side else 'as shipped (224 x 224)'}")
+          f"photos {'%d px shorter side' % args.photo_side if args.photo_side else 'as shipped (224 x 224)'}"
+          + "".join(f", {key} {value}" for key, value in pictures.items()))
     print(f"fabricate run           {t_fake:7.2f} s")
     print(f"build_atlas (site)      {t_site:7.2f} s   {t_site / n:6.2f} s/class")
     print(f"figures (svg+pdf+png)   {t_figures:7.2f} s/class ({n_fig} classes)")
@@ -126,6 +135,9 @@ def main() -> None:
           f"at 1000 classes")
     for kind in sorted(size, key=size.get, reverse=True):
         print(f"  {kind:16s} {size[kind] / n / 1e3:7.1f} kB/class  {count[kind] / n:6.1f} files/class")
+    html = sum(v for k, v in size.items() if "pages" in k or k == "image data")
+    print(f"  (pages and their data: {html / n / 1e3:.0f} kB/class; pictures: "
+          f"{(size['photo files'] + size['crop files']) / n / 1e3:.0f} kB/class)")
     written = size["photo files"] + size["crop files"]
     base = originals(run)
     print(f"pictures written / original photos of the run: {written / 1e6:.2f} MB / {base / 1e6:.2f} MB = "

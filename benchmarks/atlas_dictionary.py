@@ -35,7 +35,8 @@ def fabricate(pages: DictionaryPages, n_classes: int, r: int, top_k: int, seed: 
         concepts = []
         for j in range(r):
             crops = [CropView(image=i, rank=i + 1, coefficient=float(rng.random()), image_name=f"img_{i}.JPEG",
-                              url=f"img/{stem}/r{i}.webp", page=f"classes/{stem}/i{i}.html", width=112, height=112)
+                              url=f"img/{stem}/r{i}.webp", page=f"classes/{stem}/image.html?i={i}", width=112,
+                              height=112)
                      for i in range(top_k)]
             values = {m: Value(float(rng.random()), np.nan, np.nan, float(rng.random()), j + 1)
                       for m in ("sobol", "gradient", "occlusion")}

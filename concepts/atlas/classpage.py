@@ -21,7 +21,8 @@ from .layout import crop_frame, tint_style
 from .pictures import PhotoStore
 from .runindex import RunIndex
 from .subconcepts import subconcept_tree, tree_note
-from .views import AlignedClass, ClassView, ConceptView, CropView, MethodView, NeighbourView, Value, image_name
+from .views import AlignedClass, ClassView, ConceptView, CropView, MethodView, NeighbourView, Value, image_name, \
+    image_page
 from .visualisations import VisualisationWriter, class_visualisations
 
 #: the pseudo-method of a class without importance: concepts ranked by their share of the coefficient mass
@@ -162,7 +163,7 @@ def crop_views(data: ClassData, ctx: ClassContext, crops, colour: tuple[int, int
         width, height = crop_frame(crop.box, ctx.settings.crop_size)
         view = CropView(image=crop.image, rank=crop.rank, coefficient=crop.coefficient,
                         image_name=image_name(data.image_paths[crop.image]), url="",
-                        page=f"classes/{data.stem}/i{crop.image}.html", width=width, height=height,
+                        page=image_page(data.stem, crop.image), width=width, height=height,
                         box=crop.box)
         if ctx.write:
             view.url = ctx.store.crop_url(crop.image, crop.box, crop.row)

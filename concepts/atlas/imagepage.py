@@ -11,7 +11,7 @@ from ..schema.classdata import ClassData
 from .analysis import embed_2d
 from .charts import BIAS_COLOUR, RESIDUAL_COLOUR, bar_chart, histogram
 from .images import hex_colour
-from .views import ConceptView, ImageView, MapView, image_name
+from .views import ConceptView, ImageView, MapView, image_name, image_page
 
 KINDS = ("most sure", "wrong", "least sure")
 
@@ -102,7 +102,7 @@ def image_view(data: ClassData, ctx, i: int, method: str, colours, diag, kinds: 
     predicted = int(data.predicted[i]) if data.predicted is not None else -1
     hexes = {k: hex_colour(c) for k, c in colours.items()}
     view = ImageView(index=i, name=image_name(data.image_paths[i]), path=data.image_paths[i], photo="",
-                     page=f"classes/{data.stem}/i{i}.html", logit=float(data.logit[i]), predicted=predicted,
+                     page=image_page(data.stem, i), logit=float(data.logit[i]), predicted=predicted,
                      predicted_name=ctx.index.logit_name(predicted), correct=predicted == data.class_index,
                      kinds=kinds, charts=image_charts(data, i, diag, hexes, method))
     values = per_image_features(data, feature_method(data, method))[i]

@@ -13,6 +13,7 @@ import jinja2
 from .._version import __version__
 from ..evidence import EXPLANATIONS, METHOD_LABELS
 from ..evidence.numbers import num, pct
+from .imagedata import images_script
 from .layout import crop_style
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -69,9 +70,10 @@ class Pages:
         for concept in view.concepts:
             self._write(concept.page, "concept", view=view, c=concept,
                         title=f"concept {concept.index} of {view.class_name} - {self.title}")
-        for image in view.images:
-            self._write(image.page, "image", view=view, image=image,
-                        title=f"{image.name} ({view.class_name}) - {self.title}")
+        if view.images:  # one page for every image, drawn in the browser from images.js
+            page = view.images[0].page.partition("?")[0]
+            self._write(page, "image", view=view, title=f"images of {view.class_name} - {self.title}")
+            (self.site / page).with_name("images.js").write_text(images_script(view), encoding="utf-8")
 
     def index(self, cards: list[dict], run_name: str, model: str, layer: str) -> None:
         self._write("index.html", "index", cards=cards, run_name=run_name, model=model, layer=layer,

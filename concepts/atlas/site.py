@@ -42,8 +42,9 @@ def build_atlas(run: str | os.PathLike, *, config=None, out: str | os.PathLike |
     explain of the logit, the fit and fidelity, importance by each method with its confidence intervals, concept
     cards with their top crops, similar concepts, alignment with the head's classes, in-class concept
     similarity, the most sure / wrong / least sure images, the 2-D image map), ``classes/<stem>/c<k>.html`` per
-    concept, ``classes/<stem>/i<n>.html`` per image, ``img/<stem>/`` (each photo and crop once), and with
-    ``figures`` the figures of :func:`concepts.atlas.figures.write_class_figures`.
+    concept, ``classes/<stem>/image.html?i=<n>`` per image (one page per class, drawn in the browser from
+    ``classes/<stem>/images.js``), ``img/<stem>/`` (each photo and crop once), and with ``figures`` the figures
+    of :func:`concepts.atlas.figures.write_class_figures`.
     ``settings``: keywords of the ``atlas`` section (:class:`~concepts.settings.AtlasSettings`) and ``classes``.
     """
     from ..settings import stage_config

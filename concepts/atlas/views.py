@@ -19,6 +19,12 @@ from ..evidence import Diagnostics
 from .charts import BarChart, Histogram
 
 
+def image_page(stem: str, image: int) -> str:
+    """The URL (from the site root) of an image's page: one page per class, ``classes/<stem>/image.html``, that
+    draws the image its query names (``?i=<n>``) from the class's ``images.js``."""
+    return f"classes/{stem}/image.html?i={image}"
+
+
 def image_name(raw: str) -> str:
     """A photo's file name (its full name, as shown under crops and on hover)."""
     return os.path.basename(raw) or raw

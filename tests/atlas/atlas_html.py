@@ -72,3 +72,24 @@ def parse(path: str | Path) -> Element:
     builder.feed(Path(path).read_text(encoding="utf-8"))
     builder.close()
     return builder.root
+
+
+def image_data(folder: str | Path) -> dict:
+    """A class's image-page data (``classes/<stem>/images.js``, what static/imagepage.js renders the pages from)."""
+    import json
+
+    text = (Path(folder) / "images.js").read_text(encoding="utf-8")
+    start = text.index("window.ATLAS_IMAGES = ") + len("window.ATLAS_IMAGES = ")
+    data = json.loads(text[start:].rstrip().rstrip(";"))
+    colours = data["colours"]
+    for image in data["images"].values():  # the compact records in full (the format: concepts/atlas/imagedata.py)
+        legend = {item[0]: item for item in image["legend"]}
+        image["legend"] = [[k, item[2] if len(item) > 2 else colours[str(k)], item[1]] for k, *_ in
+                           image["legend"] for item in [legend[k]]]  # [concept, colour, text]
+        image["maps"] = [[m[0], m[3], m[2], m[1]] if len(m) > 2 else [m[0], colours[str(m[0])], legend[m[0]][1], m[1]]
+                         for m in image["maps"]]  # [concept, colour, text, canvas]
+        image.setdefault("kinds", [])
+        for chart in image["charts"]:  # [label, kind, concept, left, width, colour, text, href, ci]
+            chart["bars"] = [[f"concept {b[0]}", "concept", b[0], b[1], b[2], colours[str(b[0])], b[3], f"c{b[0]}.html",
+                              b[4] if len(b) > 4 else None] if isinstance(b[0], int) else b for b in chart["bars"]]
+    return data

@@ -154,7 +154,7 @@ def test_every_crop_image_and_dot_opens_its_page(page, real_atlas):
         else:
             target.click()
         page.wait_for_load_state("load")
-        assert page.url == href and re.search(r"/i\d+\.html$", page.url)
+        assert page.url == href and re.search(r"/image\.html\?i=\d+$", page.url)
         assert page.locator("h1.image-title").inner_text()
     for kind, found in links.items():  # every one of them: a page whose title is that image
         for href, title in sorted(set(map(tuple, found))):
@@ -236,8 +236,7 @@ def test_phone_width_keeps_chart_text_readable(phone, real_atlas):
         assert not phone.eval_on_selector_all(".chart svg text", "els => els.length")
     phone.goto((real_atlas / "classes" / f"{stem}.html").as_uri())
     _shot(phone, "class-390px.png")
-    image = sorted((real_atlas / "classes" / stem).glob("i*.html"))[0]
-    phone.goto(image.as_uri())
+    phone.goto((real_atlas / "classes" / stem / "image.html").as_uri())  # its first image
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390 + 1
     texts = phone.evaluate(CHART_TEXT)
     assert texts and not [t for t in texts if t[1] < 11]
@@ -281,8 +280,52 @@ def test_atlas_from_a_static_server(page, fake_atlas):
         _check_images(page)
         page.locator("figure.crop a").first.click()
         page.wait_for_load_state("load")
-        assert re.search(r"/classes/n02102040/i\d+\.html$", page.url)
+        assert re.search(r"/classes/n02102040/image\.html\?i=\d+$", page.url)
+        assert page.locator("#decomposition div.r").count() and page.locator("figure.map-one").count()
         _check_images(page)
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_image_pages_are_rendered_from_their_class_data(page, real_atlas, fake_atlas):
+    """The class's image page is drawn by static/imagepage.js from images.js: the decomposition adds up to the
+    logit, the links and maps are there and drawn, and a class name with markup stays text."""
+    from atlas_html import image_data
+
+    folder = sorted(p for p in (real_atlas / "classes").iterdir() if p.is_dir())[0]
+    data = image_data(folder)
+    for n in sorted(data["images"], key=int)[:3]:
+        image = data["images"][n]
+        page.goto((folder / "image.html").as_uri() + f"?i={n}")
+        assert page.locator("h1.image-title").inner_text() == image["name"] and image["name"] in page.title()
+        logit = float(page.locator("strong.logit").inner_text())
+        assert page.locator("strong.logit").inner_text() == image["logit"]
+        rows = page.locator("#decomposition div.r")
+        values = [float(v) for v in rows.locator("b").all_inner_texts()]
+        assert len(values) == len(image["charts"][0]["bars"]) and rows.last.inner_text().startswith("bias")
+        assert sum(values) == pytest.approx(logit, abs=0.02 * len(values) + 0.01)
+        assert page.locator("figure.map-one").count() == len(image["maps"]) == 5
+        drawn = page.eval_on_selector_all("canvas.map", "els => els.map(c => Array.from(c.getContext('2d')"
+                                          ".getImageData(0, 0, c.width, c.height).data)"
+                                          ".some((v, i) => i % 4 == 3 && v))")
+        assert len(drawn) == 6 and all(drawn)  # the overlay and five presence maps, each drawn
+        page.locator("#decomposition div.r a").first.click()
+        page.wait_for_load_state("load")
+        assert re.search(r"/c\d+\.html$", page.url) and page.locator("h1.concept-title").is_visible()
+    page.goto((folder / "image.html").as_uri())  # no image named: the first, and the URL says so
+    first, second = data["order"][:2]
+    assert page.url.endswith(f"?i={first}") and page.locator("header a.prev").count() == 0
+    page.click("header a.next")  # previous / next walk the images in order; the back button comes back
+    page.wait_for_load_state("load")
+    assert page.url.endswith(f"?i={second}")
+    assert page.locator("h1.image-title").inner_text() == data["images"][str(second)]["name"]
+    assert page.locator("header a.prev").get_attribute("href") == f"?i={first}"
+    page.go_back()
+    page.wait_for_load_state("load")
+    assert page.locator("h1.image-title").inner_text() == data["images"][str(first)]["name"]
+    _shot(page, "image-page.png")
+    evil = fake_atlas / "classes" / safe_filename("n99<evil>")
+    page.goto((evil / "image.html").as_uri())
+    assert EVIL_NAME in page.locator(".prediction").inner_text()
+    assert page.evaluate("typeof window.__pwned") == "undefined"

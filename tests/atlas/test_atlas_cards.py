@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from atlas_html import image_data
 from concepts.evidence.numbers import pct
 from test_atlas_browser import _check_images, _page, _shot
 
@@ -310,10 +311,10 @@ def test_every_subconcept_crop_opens_an_image_page(cards_run, tmp_path):
                        progress=False).parent
     html = (site / "classes" / f"{TENCH}.html").read_text(encoding="utf-8")
     subs = html[html.index('class="subconcepts"'):]
-    links = set(re.findall(r'href="([^"]+/i\d+\.html)"', subs))
+    links = set(re.findall(r'href="([^"]+/image\.html)\?i=(\d+)"', subs))
     assert links
-    for link in links:
-        assert (site / "classes" / link).is_file(), link
+    for link, image in links:
+        assert (site / "classes" / link).is_file() and image in image_data((site / "classes" / link).parent)["images"]
 
 
 def test_subconcept_crops_are_the_strongest_rows_of_the_node(cards_run):

@@ -295,7 +295,7 @@ def test_atom_pages_of_a_fabricated_dictionary(tmp_path):
         for j, atom in enumerate(atoms[name]):
             crops = [CropView(image=i, rank=i + 1, coefficient=float(10 * atom + i + (name == "b")),
                               image_name=f"{name}{i}.jpg", url=f"img/{name}/r{i}.webp",
-                              page=f"classes/{name}/i{i}.html", width=112, height=112) for i in range(2)]
+                              page=f"classes/{name}/image.html?i={i}", width=112, height=112) for i in range(2)]
             concepts.append(SimpleNamespace(
                 index=j, page=f"classes/{name}/c{j}.html", crops=crops,
                 values={"gradient": Value(0.1 * (j + 1), np.nan, np.nan, 0.5 * (j + 1), j + 1)},

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from atlas_fakerun import EVIL_NAME, default_method, shown_order, shown_values
-from atlas_html import parse
+from atlas_html import image_data, parse
 from concepts.atlas import build_atlas, write_figures, write_sheets
 from concepts.atlas.analysis import n_important, top_rows
 from concepts.errors import ConceptsError
@@ -74,7 +74,22 @@ def test_every_reference_is_local_relative_and_exists(any_atlas):
                 assert site.resolve() in target.parents or target == page_path
                 if parts.fragment:
                     assert parse(target).find_all(id=parts.fragment), f"{ref}: no element with that id"
+                if parts.path and target.name == "image.html":  # the class's image page draws the image its query names
+                    assert re.fullmatch(r"i=\d+", parts.query)
+                    assert parts.query[2:] in image_data(target.parent)["images"]
+                else:
+                    assert not parts.query, ref
                 checked += 1
+    for folder in sorted(p for p in (site / "classes").iterdir() if p.is_dir()):  # what the stubs render
+        data = image_data(folder)
+        assert (folder / "image.html").is_file() and not list(folder.glob("i[0-9]*.html"))  # one image page
+        assert data["order"] == sorted(int(n) for n in data["images"])  # previous / next: in image order
+        for n, image in data["images"].items():
+            assert not image["photo"].startswith("/") and (site / image["photo"]).is_file()
+            links = [b[7] for chart in image["charts"] for b in chart["bars"] if b[7]]
+            links += [f"c{k}.html" for k, *_ in image["legend"] + image["maps"]]
+            assert links and all((folder / link).is_file() for link in links), (folder, n)
+            checked += 1 + len(links)
     assert checked > 200
     css = (site / "static" / "atlas.css").read_text()
     assert "url(" not in css and "@import" not in css
@@ -128,13 +143,12 @@ def test_concept_cards_follow_the_default_method_and_carry_every_ranking(any_atl
 
 
 def test_negative_contributions_are_drawn_left_of_the_axis(real_atlas):
-    for path in sorted((real_atlas / "classes").glob("*/i*.html"))[:6]:
-        chart = parse(path).find("div", cls="bars")
-        zero = float(re.search(r"--z:([\d.]+)%", chart.attrs["style"]).group(1))
-        for row in chart.find_all("div", cls="r"):
-            style = row.find("i").attrs["style"]
-            left, width = (float(v) for v in re.search(r"left:([\d.]+)%;width:([\d.]+)%", style).groups())
-            text = row.find("b").text
+    folder = sorted(p for p in (real_atlas / "classes").iterdir() if p.is_dir())[0]
+    images = image_data(folder)["images"]  # the image pages' bars, as static/imagepage.js draws them
+    for n in sorted(images, key=int)[:6]:
+        chart = images[n]["charts"][0]
+        zero = chart["zero"]
+        for _, _, _, left, width, _, text, _, _ in chart["bars"]:
             if text.startswith("-"):
                 assert left + width == pytest.approx(zero, abs=0.02)
             elif width > 0:
@@ -165,7 +179,8 @@ def test_crops_are_cut_from_the_originals_at_their_resolution(any_atlas):
                 image = int(t["row_image"][row])
                 name = Path(t["paths"][image]).name
                 link = figure.find("a")
-                assert link.attrs["href"] == f"{safe_filename(class_id)}/i{image}.html" and name in link.attrs["title"]
+                assert link.attrs["href"] == f"{safe_filename(class_id)}/image.html?i={image}"
+                assert name in link.attrs["title"]
                 assert name in figure.find("img").attrs["alt"] and name in figure.find("figcaption").text
                 assert f"{t['coefficients'][row, k]:.3g}" in figure.find("figcaption").find("b").text
                 _check_crop_pixels(site / "classes" / figure.find("img").attrs["src"], t, row, image)
@@ -197,7 +212,8 @@ def test_skipped_images_are_never_shown(fake_atlas, fake_run):
     _, truth = fake_run
     skipped = int(np.flatnonzero(truth["n02102040"]["skipped"])[0])
     html = (fake_atlas / "classes" / "n02102040.html").read_text()
-    assert f"i{skipped}.html" not in html and not (fake_atlas / "classes" / "n02102040" / f"i{skipped}.html").exists()
+    assert f"?i={skipped}\"" not in html
+    assert str(skipped) not in image_data(fake_atlas / "classes" / "n02102040")["images"]
     assert not (fake_atlas / "img" / "n02102040" / f"p{skipped}.webp").exists()
 
 
@@ -222,7 +238,10 @@ def test_markup_in_class_names_is_shown_as_text(fake_atlas):
         assert "<script>window" not in html and "<evil>" not in html
         scripts = [s.attrs.get("src", "inline") for s in parse(page_path).find_all("script")]
         root = "../" * (len(page_path.relative_to(fake_atlas).parts) - 1)
-        assert scripts == ["inline", f"{root}static/classes.js", f"{root}static/atlas.js"]
+        data = ["images.js", f"{root}static/imagepage.js"] if page_path.name == "image.html" else []
+        assert scripts == ["inline", *data, f"{root}static/classes.js", f"{root}static/atlas.js"]
+    assert image_data(fake_atlas / "classes" / stem)["class_name"] == EVIL_NAME  # data, rendered as text:
+    assert "innerHTML" not in (fake_atlas / "static" / "imagepage.js").read_text()  # textContent only
     assert parse(fake_atlas / "classes" / f"{stem}.html").find("h1", cls="class-title").text == EVIL_NAME
     card = [c for c in parse(fake_atlas / "index.html").find_all("li", cls="class-card")
             if c.attrs["data-id"] == "n99<evil>"][0]
@@ -243,23 +262,27 @@ def test_images_most_sure_wrong_and_least_sure(any_atlas):
             assert "predicted" in page.find("figure", data_image=str(image)).text
         for group in groups.values():
             for image in group:
-                assert (site / "classes" / safe_filename(class_id) / f"i{image}.html").is_file()
+                assert str(image) in image_data(site / "classes" / safe_filename(class_id))["images"]
         dots = page.find("svg", cls="embedding").find_all("a", cls="dot")
-        assert len(dots) >= len(kept) and all((site / "classes" / d.attrs["href"]).is_file() for d in dots)
+        assert len(dots) >= len(kept)
+        for dot in dots:  # classes/<stem>/image.html?i=<n>, an image of the page's data
+            path, _, query = dot.attrs["href"].partition("?")
+            target = site / "classes" / path
+            assert target.name == "image.html" and query[2:] in image_data(target.parent)["images"]
 
 
 def test_image_pages_decompose_the_logit(real_atlas):
     """CRAFT's per-image figure: with the residual and the bias, the bars add up to the image's logit."""
-    path = sorted((real_atlas / "classes").glob("*/i*.html"))[0]
-    page = parse(path)
-    logit = float(page.find("strong", cls="logit").text)
-    chart = page.find("div", cls="bars")
-    values = [float(r.find("b").text) for r in chart.find_all("div", cls="r")]
-    labels = [r.find("span", cls="l").text for r in chart.find_all("div", cls="r")]
-    assert labels[-2:] == ["residual", "bias"]
+    folder = sorted(p for p in (real_atlas / "classes").iterdir() if p.is_dir())[0]
+    n, image = sorted(image_data(folder)["images"].items(), key=lambda item: int(item[0]))[0]
+    assert parse(folder / "image.html").find("div", id="image-page")
+    logit = float(image["logit"])
+    rows = image["charts"][0]["bars"]  # [label, kind, concept, left, width, colour, text, href, ci]
+    values = [float(r[6]) for r in rows]
+    assert [r[0] for r in rows][-2:] == ["residual", "bias"]
     assert sum(values) == pytest.approx(logit, abs=0.02 * len(values) + 0.01)
-    assert page.find("strong", cls="predicted").text
-    assert len(page.find_all("figure", cls="map-one")) == 5 and page.find_all("canvas", cls="map")
+    assert image["predicted"]
+    assert len(image["maps"]) == 5 and all(m[3] for m in image["maps"]) and image["overlay"]
 
 
 def test_pictures_are_shared_small_and_written_once(any_atlas):
@@ -268,6 +291,9 @@ def test_pictures_are_shared_small_and_written_once(any_atlas):
         html = "".join(p.read_text() for p in (site / "classes").glob(f"{class_dir.name}*.html"))
         html += "".join(p.read_text() for p in (site / "classes" / class_dir.name).glob("*.html"))
         refs = set(re.findall(rf'src="(?:\.\./)+(img/{re.escape(class_dir.name)}/[^"]+)"', html))
+        data = site / "classes" / class_dir.name / "images.js"
+        if data.exists():  # the image pages' photos (rendered from images.js)
+            refs |= {image["photo"] for image in image_data(data.parent)["images"].values()}
         assert refs == {p.relative_to(site).as_posix() for p in class_dir.iterdir()}  # every file used, none twice
         for path in class_dir.glob("p*.webp"):
             with Image.open(path) as picture:
