@@ -118,3 +118,25 @@ def layers_atlas(real_run_layers) -> Path:
     from concepts.atlas import build_atlas
 
     return build_atlas(real_run_layers, top_k=3, progress=False).parent
+
+
+@pytest.fixture
+def page(browser):
+    """A desktop page of the session's browser that collects console errors and failed requests (asserted empty)."""
+    from test_atlas_browser import _page
+
+    context, page = _page(browser)
+    yield page
+    assert not page.problems, page.problems
+    context.close()
+
+
+@pytest.fixture
+def phone(browser):
+    """The same at 390 px, 2x, touch."""
+    from test_atlas_browser import _page
+
+    context, page = _page(browser, width=390, device_scale_factor=2, is_mobile=True, has_touch=True)
+    yield page
+    assert not page.problems, page.problems
+    context.close()

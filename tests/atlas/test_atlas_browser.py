@@ -49,21 +49,6 @@ def _page(browser, width=1280, **options):
     return context, page
 
 
-@pytest.fixture
-def page(browser):
-    context, page = _page(browser)
-    yield page
-    assert not page.problems, page.problems
-    context.close()
-
-
-@pytest.fixture
-def phone(browser):
-    context, page = _page(browser, width=390, device_scale_factor=2, is_mobile=True, has_touch=True)
-    yield page
-    assert not page.problems, page.problems
-    context.close()
-
 
 def _check_images(page) -> int:
     images = page.evaluate(LOAD_ALL_IMAGES)

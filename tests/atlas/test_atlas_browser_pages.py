@@ -8,7 +8,7 @@ import re
 import pytest
 
 from concepts.schema import RunFolder, safe_filename
-from test_atlas_browser import _check_images, _shot, page, phone  # noqa: F401 (fixtures; `browser`: conftest.py)
+from test_atlas_browser import _check_images, _shot  # the page, phone and browser fixtures: conftest.py
 
 pytestmark = pytest.mark.browser
 

@@ -72,21 +72,6 @@ def none_atlas(tmp_path_factory, val50) -> Path:
     return _atlas(run)
 
 
-@pytest.fixture
-def page(browser):
-    context, page = _page(browser)
-    yield page
-    assert not page.problems, page.problems
-    context.close()
-
-
-@pytest.fixture
-def phone(browser):
-    context, page = _page(browser, width=390, device_scale_factor=2, is_mobile=True, has_touch=True)
-    yield page
-    assert not page.problems, page.problems
-    context.close()
-
 
 def _decoded(site: Path, where, selector: str) -> list[np.ndarray]:
     """The pictures of the images ``selector`` under ``where`` (a page or a locator), read from the site."""
