@@ -114,24 +114,12 @@ def ours(setup: ClassSetup, concepts: list[int], *, batch: int, **settings):
     return maco, result.images, time.perf_counter() - t0
 
 
-@contextlib.contextmanager
-def frozen(module):
-    params = [p for p in module.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
 def horama_images(setup: ClassSetup, concepts: list[int], *, steps: int, crops: int, image_size: int,
                   crop_min: float, crop_max: float, noise: float):
     """horama.maco for each concept (one call each), with our spectrum, objective and value range."""
     import torch
     import horama
-    from concepts.fviz.maco import Maco
+    from concepts.fviz.maco import Maco, input_gradients_only
 
     scorer = Maco(power=2.0, floor=0.1).objective(setup.split, [], None, setup.prep)
     mean, std = np.asarray(setup.prep.mean), np.asarray(setup.prep.std)
@@ -144,7 +132,7 @@ def horama_images(setup: ClassSetup, concepts: list[int], *, steps: int, crops: 
     here = os.getcwd()
     os.chdir(folder)  # horama reads ./spectrum_decorrelated.npy (and would download it otherwise)
     try:
-        with frozen(setup.split), contextlib.redirect_stderr(open(os.devnull, "w")):
+        with input_gradients_only(setup.split), contextlib.redirect_stderr(open(os.devnull, "w")):
             for k in concepts:
                 v = torch.as_tensor(setup.components[k])
 
