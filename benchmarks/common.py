@@ -22,12 +22,12 @@ def load() -> str:
     return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} on {os.cpu_count()} cores"
 
 
-def span(values) -> str:
-    """'a-b' (min-max) of repeated measurements, or the single value."""
+def span(values, fmt: str = ".3g") -> str:
+    """'a-b' (min-max) of repeated measurements, or the single value (also when they agree within 0.5%)."""
     values = [float(v) for v in values]
     if len(values) == 1 or max(values) - min(values) < 5e-3 * max(abs(min(values)), 1e-9):
-        return f"{values[0]:.3g}" if len(values) == 1 else f"{min(values):.3g}"
-    return f"{min(values):.3g}-{max(values):.3g}"
+        return f"{values[0]:{fmt}}" if len(values) == 1 else f"{min(values):{fmt}}"
+    return f"{min(values):{fmt}}-{max(values):{fmt}}"
 
 
 class Clock:

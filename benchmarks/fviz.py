@@ -36,6 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import span as common_span  # noqa: E402 (benchmarks/common.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 VAL50 = next((p / "shared" / "data" / "imagenette" / "val50" for p in ROOT.parents
               if (p / "shared" / "data" / "imagenette" / "val50").is_dir()), ROOT.parent / "shared" / "data")
@@ -46,8 +49,7 @@ def load() -> str:
 
 
 def span(values) -> str:
-    values = list(values)
-    return f"{min(values):.2f}-{max(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
+    return common_span(values, ".2f")
 
 
 def prepare(work: Path, classes: list[str], n_images: int, n_concepts: int) -> Path:

@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _rows import DEFAULT_CACHE, load_rows  # noqa: E402
+from common import span  # noqa: E402 (benchmarks/common.py)
 
 
 def bank_error(A: torch.Tensor, W: np.ndarray) -> float:
@@ -79,8 +80,7 @@ def step_grid(limit: int):
 
 
 def _range(values) -> str:
-    values = list(values)
-    return f"{min(values):.4g}-{max(values):.4g}" if len(values) > 1 else f"{values[0]:.4g}"
+    return span(values, ".4g")
 
 
 def main(argv=None) -> int:

@@ -37,6 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _rows import DEFAULT_CACHE, load_rows  # noqa: E402
+from common import span  # noqa: E402 (benchmarks/common.py)
 
 
 def import_overcomplete():
@@ -125,8 +126,7 @@ def run_theirs(method: str, X: np.ndarray, Xe: torch.Tensor, args, seed: int) ->
 
 
 def _range(values) -> str:
-    values = list(values)
-    return f"{min(values):.4g}-{max(values):.4g}" if len(values) > 1 else f"{values[0]:.4g}"
+    return span(values, ".4g")
 
 
 def main(argv=None) -> int:
