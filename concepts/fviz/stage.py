@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ClassSkipped, ConceptsError
+from ..importance.stage import HeadCache
 from ..runner import ClassJob, StageReport, run_classes
 from ..runtime import thread_limit
 from ..schema import FvizRecord, RunFolder, config_hash, file_sha256, identity_attributes, write_fviz
@@ -52,7 +53,8 @@ def fviz_run(run: str | os.PathLike, *, config: RunConfig | None = None, models=
     todo = folder.input_classes("factorize", cfg.data.classes)
     spectrum_sha = spectrum_sha256(cfg)
     models = models or ModelCache(None if cfg.model.device == "auto" else cfg.model.device)
-    jobs = [_job(folder, cfg, class_id, models, progress, spectrum_sha) for class_id in todo]
+    heads = HeadCache()  # the head the importances explain (probe, zero-shot ...), attached once
+    jobs = [_job(folder, cfg, class_id, models, progress, spectrum_sha, heads) for class_id in todo]
     with thread_limit(cfg.executor.threads):
         return run_classes("fviz", jobs, overwrite=overwrite, progress=progress, desc="fviz")
 
@@ -76,7 +78,8 @@ def wanted_config(cfg: RunConfig, spectrum_sha: str | None = ...) -> dict[str, A
     return config
 
 
-def _job(folder: RunFolder, cfg: RunConfig, class_id: str, models, progress: bool, spectrum_sha) -> ClassJob:
+def _job(folder: RunFolder, cfg: RunConfig, class_id: str, models, progress: bool, spectrum_sha,
+         heads: HeadCache | None = None) -> ClassJob:
     path = folder.file("fviz", class_id)
 
     def wanted() -> Wanted:
@@ -88,13 +91,13 @@ def _job(folder: RunFolder, cfg: RunConfig, class_id: str, models, progress: boo
                                                     "factorize": input_record(concepts)})
 
     def work(wanted: Wanted) -> None:
-        write_fviz(path, fviz_class(folder, class_id, cfg, wanted, models, progress))
+        write_fviz(path, fviz_class(folder, class_id, cfg, wanted, models, progress, heads))
 
     return ClassJob(class_id, path, wanted, work)
 
 
-def fviz_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: Wanted, models, progress: bool
-               ) -> FvizRecord:
+def fviz_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: Wanted, models, progress: bool,
+               heads: HeadCache | None = None) -> FvizRecord:
     """The :class:`~concepts.schema.FvizRecord` of one class."""
     import time
 
@@ -106,15 +109,12 @@ def fviz_class(folder: RunFolder, class_id: str, cfg: RunConfig, wanted: Wanted,
     with folder.activations(class_id) as cache:
         attrs = dict(cache.attrs)
         recorded = [cache.images["path"][i] for i in cache.kept]
-    paths = [str(resolve_image_path(folder.path, raw) or raw) for raw in recorded]
-    if not recorded:
-        raise ClassSkipped("no readable images")
-    from ..importance.stage import HeadCache
-
-    head_used = HeadCache().get(folder, attrs, models)  # the head the importances explain (probe, zero-shot ...)
-    split = head_used.split if head_used.split is not None else models.for_artefact(attrs)
-    with folder.activations(class_id) as cache:
+        if not recorded:
+            raise ClassSkipped("no readable images")
+        head_used = (heads or HeadCache()).get(folder, attrs, models)
         class_index = cache.class_index if head_used.classes is None else head_used.class_index(class_id)
+    paths = [str(resolve_image_path(folder.path, raw) or raw) for raw in recorded]
+    split = head_used.split if head_used.split is not None else models.for_artefact(attrs)
     logit = bool(settings.logit) and head_used.scores  # no class score (--head none): no logit image
     preprocessing = getattr(split, "preprocessing", None) or Preprocessing(**attrs["preprocessing"])
     record = folder.concepts(class_id, coefficients=True)
