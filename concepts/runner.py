@@ -45,6 +45,7 @@ class StageReport:
     done: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     layers: dict[str, "StageReport"] = field(default_factory=dict)  # several layers: the report of each other one
+    warnings: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> class -> detail (e.g. unconverged)
 
     def summary(self, where: str = "") -> str:
         parts = [f"{len(self.written)} written" + (f" ({len(self.stale)} {'was' if len(self.stale) == 1 else 'were'} stale)" if self.stale else ""),

@@ -72,12 +72,15 @@ def wanted_config(cfg: RunConfig) -> dict[str, Any]:
 
 
 def factorize_run(run: str | os.PathLike, *, config: RunConfig | None = None, overwrite: bool = False,
-                  progress: bool = True, **settings: Any) -> StageReport:
+                  progress: bool = True, warn: bool = True, **settings: Any) -> StageReport:
     """Stage 2 for every class of ``run`` (or ``classes``): writes ``RUN/concepts/<class>.h5``.
 
     ``settings`` are keywords of the ``factorize`` section (``method``, ``n_concepts``, ``seed``, ``max_iter``,
     ``params`` ...), ``classes``, ``device`` and ``threads``; any other keyword is a parameter of the method
-    (e.g. ``solver='mu'`` for NMF). Returns the :class:`~concepts.runner.StageReport` (a sequence of the files).
+    (e.g. ``solver='mu'`` for NMF). Returns the :class:`~concepts.runner.StageReport` (a sequence of the files);
+    its ``warnings`` list the classes with fewer usable images than concepts and those whose solver stopped at its
+    iteration limit. ``warn=False``: collect them there without printing them (``concepts run`` prints one summary
+    line per kind for the whole run).
     """
     from ..settings.run import keyword_map
 
@@ -92,13 +95,14 @@ def factorize_run(run: str | os.PathLike, *, config: RunConfig | None = None, ov
     reports = {}
     for layer in cfg.model.layers:
         folder = RunFolder(run, layer=layer)
-        reports[layer or "main"] = _factorize_folder(folder, cfg, overwrite, progress)
+        reports[layer or "main"] = _factorize_folder(folder, cfg, overwrite, progress, warn)
     report = next(iter(reports.values()))
     report.layers = dict(list(reports.items())[1:])
     return report
 
 
-def _factorize_folder(folder: RunFolder, cfg: RunConfig, overwrite: bool, progress: bool) -> StageReport:
+def _factorize_folder(folder: RunFolder, cfg: RunConfig, overwrite: bool, progress: bool,
+                      warn: bool = True) -> StageReport:
     """Stage 2 for the classes of one layer's folder (one dictionary for them all at dataset scope)."""
     if cfg.factorize.scope == "dataset":
         from .shared import shared_run
@@ -107,14 +111,17 @@ def _factorize_folder(folder: RunFolder, cfg: RunConfig, overwrite: bool, progre
     wanted_classes = folder.input_classes("extract", cfg.data.classes)
     if not wanted_classes:
         raise ConceptsError(f"no activations in {folder.path / 'activations'} (run `concepts extract` first)")
-    unconverged: list[str] = []
+    warnings: dict[str, dict[str, str]] = {}
     sub = folder.at_layer(cfg.factorize.sub_layer) if cfg.factorize.recursive and cfg.factorize.sub_layer else None
     sub = None if sub is not None and sub.path == folder.path else sub  # the concepts' own layer
-    jobs = [_job(folder, cfg, class_id, progress, unconverged, sub) for class_id in wanted_classes]
+    notes = ClassWarnings(warnings, progress if warn else None)
+    jobs = [_job(folder, cfg, class_id, progress, notes, sub) for class_id in wanted_classes]
     with thread_limit(cfg.executor.threads):
         report = run_classes("factorize", jobs, overwrite=overwrite, progress=progress,
                              desc=f"factorize ({cfg.factorize.method}, r={cfg.factorize.n_concepts})")
-    if len(unconverged) > 1:
+    report.warnings = warnings
+    unconverged = list(warnings.get("unconverged", {}))
+    if warn and len(unconverged) > 1:
         say(f"warning: factorize: {len(unconverged)} of {plural(len(report.written), 'class')} written stopped at "
             f"the iteration limit before converging ({', '.join(unconverged[:5])}"
             f"{' ...' if len(unconverged) > 5 else ''}); raise --max-iter", progress)
@@ -129,29 +136,56 @@ def factorize_class(run: str | os.PathLike, class_id: str, **settings: Any) -> P
     return stage_path(run, "factorize", class_id)
 
 
-def check_class(cache, cfg: RunConfig, class_id: str, progress: bool) -> None:
-    """Warn before fitting when the class has fewer usable images than concepts asked for."""
+class ClassWarnings:
+    """Where a stage's per-class warnings go: ``kind -> class -> detail`` (the report's ``warnings``), each also
+    printed as it happens unless ``progress`` is None (collected only)."""
+
+    def __init__(self, store: dict[str, dict[str, str]], progress: bool | None):
+        self.store, self.progress = store, progress
+
+    def add(self, kind: str, class_id: str, detail: str) -> None:
+        self.store.setdefault(kind, {})[class_id] = detail
+        if self.progress is not None:
+            say(f"warning: factorize: class {class_id!r}{WARNING_TEXT[kind][1].format(detail=detail)}", self.progress)
+
+
+# kind -> (what the classes have in common, the per-class line after the class's name, with its detail)
+WARNING_TEXT = {
+    "few_images": ("have fewer usable images than concepts: their concepts will mostly describe single images (ask "
+                   "for fewer concepts, --concepts, or add images)",
+                   " has {detail}: its concepts will mostly describe single images (ask for fewer concepts, "
+                   "--concepts, or add images)"),
+    "unconverged": ("stopped at the iteration limit before converging (raise --max-iter)", ": {detail}; raise --max-iter"),
+}
+
+
+def warning_summary(kind: str, details: dict[str, str]) -> str:
+    """One line for every class of one kind of warning (as ``concepts run`` prints them)."""
+    examples = "; ".join(f"{c}: {d}" for c, d in list(details.items())[:3]) + (" ..." if len(details) > 3 else "")
+    return f"warning: factorize: {plural(len(details), 'class')} {WARNING_TEXT[kind][0]} ({examples})"
+
+
+def check_class(cache, cfg: RunConfig, class_id: str, notes: ClassWarnings) -> None:
+    """Note, before fitting, a class with fewer usable images than concepts asked for."""
     kept, r = len(cache.kept), int(cfg.factorize.n_concepts)
     if 0 < kept < r:
-        say(f"warning: factorize: class {class_id!r} has {plural(kept, 'usable image')} for {r} concepts: its "
-            f"concepts will mostly describe single images (ask for fewer concepts, --concepts, or add images)",
-            progress)
+        notes.add("few_images", class_id, f"{plural(kept, 'usable image')} for {r} concepts")
 
 
-def check_fit(estimator, cfg: RunConfig, class_id: str, progress: bool, unconverged: list[str]) -> None:
-    """Warn when the solver stopped at its iteration limit (its error may still have been falling)."""
+def check_fit(estimator, cfg: RunConfig, class_id: str, notes: ClassWarnings) -> None:
+    """Note a solver that stopped at its iteration limit (its error may still have been falling)."""
     if getattr(estimator, "converged_", True) is False:
-        unconverged.append(class_id)
         limit = getattr(estimator, "max_iter", None)
-        say(f"warning: factorize: class {class_id!r}: {cfg.factorize.method} stopped after "
-            f"{plural(getattr(estimator, 'n_iter_', 0), 'iteration')}"
-            f"{f' (max_iter {limit})' if limit else ''} before converging (relative error "
-            f"{float(getattr(estimator, 'reconstruction_err_', float('nan'))):.4f}); raise --max-iter", progress)
+        notes.add("unconverged", class_id,
+                  f"{cfg.factorize.method} stopped after {plural(getattr(estimator, 'n_iter_', 0), 'iteration')}"
+                  f"{f' (max_iter {limit})' if limit else ''} before converging (relative error "
+                  f"{float(getattr(estimator, 'reconstruction_err_', float('nan'))):.4f})")
 
 
 def _job(folder: RunFolder, cfg: RunConfig, class_id: str, progress: bool = True,
-         unconverged: list[str] | None = None, sub: RunFolder | None = None) -> ClassJob:
+         notes: ClassWarnings | None = None, sub: RunFolder | None = None) -> ClassJob:
     path = folder.file("factorize", class_id)
+    notes = notes if notes is not None else ClassWarnings({}, progress)
 
     def wanted() -> Wanted:
         with folder.activations(class_id) as cache:
@@ -171,11 +205,11 @@ def _job(folder: RunFolder, cfg: RunConfig, class_id: str, progress: bool = True
                 work_threads(float(min(cache.n_rows, cfg.factorize.max_rows)) * cache.n_channels * cfg.factorize.n_concepts
                              if str(estimator.device_) == "cpu" else math.inf):  # fit and diagnostics (runtime)
             source = dict(cache.attrs)
-            check_class(cache, cfg, class_id, progress)
+            check_class(cache, cfg, class_id, notes)
             with ConceptsWriter(path, n_rows=cache.n_rows, n_concepts=cfg.factorize.n_concepts) as writer:
                 if reused is None:
                     estimator, attrs = _fit(cfg, cache, writer, wanted, source, estimator)
-                    check_fit(estimator, cfg, class_id, progress, unconverged if unconverged is not None else [])
+                    check_fit(estimator, cfg, class_id, notes)
                 else:
                     estimator, attrs = _reuse(reused, writer, wanted)
                 if cfg.factorize.recursive:

@@ -50,7 +50,7 @@ def importance_run(run: str | os.PathLike, *, config: RunConfig | None = None, m
 
 def _importance_folder(folder: RunFolder, cfg: RunConfig, models, overwrite: bool, progress: bool) -> StageReport:
     """Stage 3 for the classes of one layer's folder."""
-    folder.scan("extract").check()  # a damaged input is an error naming it, whatever the class order
+    folder.scan("extract", cfg.data.classes).check()  # a damaged input is an error naming it, whatever the class order
     todo = folder.input_classes("factorize", cfg.data.classes)
     heads = HeadCache()
     jobs = [_job(folder, cfg, class_id, models, heads, progress) for class_id in todo]

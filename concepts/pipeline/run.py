@@ -36,6 +36,7 @@ class PipelineResult:
     processed: list[str] = field(default_factory=list)  # classes given to tasks this time
     skipped: list[str] = field(default_factory=list)  # classes already finished
     skipped_classes: dict[str, str] = field(default_factory=dict)  # classes a stage had to skip, and why
+    warnings: dict[str, dict[str, str]] = field(default_factory=dict)  # "stage:kind" -> class -> detail
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, summed over tasks
     total_s: float = 0.0
     load_s: float = 0.0
@@ -200,6 +201,13 @@ def _run_tasks(cfg: RunConfig, run: Path, todo: list[str], result: PipelineResul
         result.load_s += task.load_s
         result.peak_rss_mb = max(result.peak_rss_mb, task.peak_rss_mb)
         result.skipped_classes.update(task.skipped)
+        for kind, details in task.warnings.items():
+            result.warnings.setdefault(kind, {}).update(details)
+    if result.warnings:  # one line per kind of warning, however many classes
+        from ..factorize.stage import warning_summary
+
+        for kind, details in result.warnings.items():
+            _say(warning_summary(kind.split(":", 1)[1], details), progress)
     missing = [c for c in todo if not class_done(run, c)]
     if missing:
         reasons = "; ".join(f"{c} ({result.skipped_classes.get(c, 'no result')})" for c in missing[:5])

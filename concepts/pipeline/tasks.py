@@ -40,6 +40,7 @@ class TaskResult:
     host: str = ""
     pid: int = 0
     skipped: dict[str, str] = field(default_factory=dict)  # class -> why a stage skipped it
+    warnings: dict[str, dict[str, str]] = field(default_factory=dict)  # "stage:kind" -> class -> detail
 
 
 def peak_rss_mb() -> float:
@@ -116,7 +117,7 @@ def process_classes(spec: TaskSpec) -> TaskResult:
 
             reports.append(write_views(RunFolder(run), cfg, todo, **common))
         else:
-            reports.append(factorize_run(run, config=cfg, classes=todo, **common))
+            reports.append(factorize_run(run, config=cfg, classes=todo, warn=False, **common))
         result.seconds["factorize"] = time.perf_counter() - t0
     todo = [c for c in todo if stage_path(run, "factorize", c).exists()]
     if "importance" in spec.stages and todo:
@@ -131,6 +132,8 @@ def process_classes(spec: TaskSpec) -> TaskResult:
         result.seconds["fviz"] = time.perf_counter() - t0
     for report in reports:
         result.skipped.update({c: f"{report.stage}: {why}" for c, why in report.skipped.items()})
+        for kind, details in report.warnings.items():
+            result.warnings.setdefault(f"{report.stage}:{kind}", {}).update(details)
     result.peak_rss_mb = peak_rss_mb()
     return result
 

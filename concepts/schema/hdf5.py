@@ -151,6 +151,17 @@ def peek_attrs(path: str | os.PathLike) -> dict[str, Any]:
         return read_attrs(handle)
 
 
+def peek_attr(path: str | os.PathLike, name: str, default: Any = None) -> Any:
+    """One root attribute of an HDF5 artefact, decoded as :func:`read_attrs` does (OSError when unreadable);
+    much cheaper than :func:`peek_attrs` on a file with many attributes."""
+    with h5py.File(path, "r") as handle:
+        if name not in handle.attrs:
+            return default
+        value = handle.attrs[name]
+    value = value.decode() if isinstance(value, bytes) else value
+    return value.item() if isinstance(value, np.generic) else value
+
+
 # ----------------------------------------------------------------------------- writing
 def _pid_alive(pid: int) -> bool:
     try:

@@ -10,7 +10,7 @@ from ..errors import ArtefactError, ConceptsError
 from .activations import ActivationCache
 from .concepts import ConceptsRecord, read_concepts
 from .fviz import FvizRecord, read_fviz
-from .hdf5 import peek_attrs
+from .hdf5 import peek_attr, peek_attrs
 from .importance import ImportanceRecord, read_importance
 from .dictionary import DictionaryRecord, read_dictionary
 from .layout import (CONFIG_FILE, DICTIONARY_FILE, LAYERS_FOLDER, STAGE_FOLDERS, STAGES, layer_folder, safe_filename,
@@ -99,28 +99,34 @@ class RunFolder:
     def file(self, stage: str, class_id: str) -> Path:
         return stage_path(self.path, stage, class_id)
 
-    def scan(self, stage: str) -> StageScan:
-        """Every file of ``stage``: readable ones by class id (from their attributes), damaged ones apart."""
+    def scan(self, stage: str, classes=None) -> StageScan:
+        """Every file of ``stage``: readable ones by class id (from their attributes), damaged ones apart.
+
+        ``classes``: only the files of these class ids (a task of a large run looks at its own classes, not at
+        every file of the run: the cost stays per class)."""
         scan = StageScan(stage)
-        for path in stage_files(self.path, stage):
+        paths = stage_files(self.path, stage) if not classes else \
+            [path for path in (self.file(stage, c) for c in dict.fromkeys(classes)) if path.is_file()]
+        for path in paths:
             try:
-                attrs = peek_attrs(path)
+                class_id = peek_attr(path, "class_id", path.stem)
             except OSError as exc:
                 scan.damaged[path] = f"unreadable: {str(exc).split(';')[0]}"
                 continue
-            scan.found[str(attrs.get("class_id", path.stem))] = path
+            scan.found[str(class_id)] = path
         scan.found = dict(sorted(scan.found.items()))
         return scan
 
-    def classes(self, stage: str = "extract") -> list[str]:
-        """Class ids with a file of ``stage`` (an ArtefactError if any file of the stage is damaged)."""
-        return list(self.scan(stage).check().found)
+    def classes(self, stage: str = "extract", requested=None) -> list[str]:
+        """Class ids with a file of ``stage`` (an ArtefactError if any file of the stage is damaged); ``requested``:
+        only those of these class ids."""
+        return list(self.scan(stage, requested).check().found)
 
     def input_classes(self, stage: str, requested=None) -> list[str]:
         """The classes a stage that reads ``stage``'s files works on: ``requested`` (all of them if empty), each of
         which must have one; otherwise one ConceptsError naming the missing classes and the command to run."""
         what, files = {"extract": ("activations", "activations"), "factorize": ("concepts", "concept files")}[stage]
-        available = self.classes(stage)
+        available = self.classes(stage, requested)
         wanted = list(requested) if requested else available
         missing = [c for c in wanted if c not in available]
         if missing:

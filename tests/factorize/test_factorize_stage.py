@@ -142,6 +142,23 @@ def test_warnings_for_few_images_and_an_unconverged_fit(tmp_path, capsys):
     assert "warning" not in capsys.readouterr().err  # enough images, converged: nothing to say
 
 
+def test_collected_warnings_are_one_summary_line_per_kind(tmp_path, capsys):
+    """`concepts run` collects the per-class warnings of its tasks (warn=False) and prints one line per kind."""
+    from concepts.factorize.stage import warning_summary
+
+    maps, _ = planted_maps(n_images=3)
+    for name in ("a", "b", "c", "d"):
+        write_activations(tmp_path, name, maps)
+    report = factorize_run(tmp_path, n_concepts=4, max_iter=1, seed=0, progress=False, warn=False)
+    assert capsys.readouterr().err == ""  # collected, not printed
+    assert set(report.warnings) == {"few_images", "unconverged"}
+    assert report.warnings["few_images"] == {c: "3 usable images for 4 concepts" for c in "abcd"}
+    assert sorted(report.warnings["unconverged"]) == list("abcd")
+    line = warning_summary("few_images", report.warnings["few_images"])
+    assert "\n" not in line and line.startswith("warning: factorize: 4 classes have fewer usable images than concepts")
+    assert line.count("3 usable images for 4 concepts") == 3 and line.endswith(" ...)")  # three examples, then ...
+
+
 def test_nan_in_cache_names_the_class_file_and_leaves_nothing(tmp_path):
     maps, _ = planted_maps(seed=4)
     maps[2, 5, 7] = np.nan

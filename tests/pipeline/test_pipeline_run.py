@@ -227,3 +227,16 @@ def test_enabling_fviz_adds_only_its_stage_and_the_exports_list_its_images(finis
             assert entry["sha256"] == file_sha256(copy / "exports" / "fviz" / class_id / name)
     again = run_pipeline(tiny(copy, **fviz), progress=False)
     assert again.nothing_to_do
+
+
+def test_per_class_warnings_become_one_line_for_the_run(tmp_path, capsys):
+    """Two tasks whose classes have fewer images than concepts: one summary line names both, none per class."""
+    _need_stages()
+    cfg = tiny(tmp_path / "few", **{"data.max_images": 2, "executor.classes_per_task": 1})
+    result = run_pipeline(cfg, progress=True)
+    err = capsys.readouterr().err
+    assert result.tasks == 2
+    assert result.warnings["factorize:few_images"] == {c: "2 usable images for 3 concepts" for c in CLASSES}
+    lines = [line for line in err.splitlines() if "fewer usable images than concepts" in line]
+    assert len(lines) == 1 and all(c in lines[0] for c in CLASSES), err
+    assert "has 2 usable images" not in err  # the per-class lines of the tasks are not printed
