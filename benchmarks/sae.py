@@ -17,7 +17,10 @@ Printed per repeat and as ranges over ``--repeats``: rows/s of training (our who
 final evaluation included — against their training loop only), normalised MSE ``sum ||x - x^||^2 / sum ||x -
 mean||^2`` and mean L0 on the held-out rows at inference (TopK: k per row; BatchTopK: the saved threshold — theirs
 the running threshold of eval mode), dead latents (never active on the held-out rows), and the ratios
-ours / theirs.  The machine may be shared: run with ``OMP_WAIT_POLICY=PASSIVE`` and read the ranges.
+ours / theirs.  BatchTopK is also scored at exactly equal L0: for each trained model, the ``k n`` largest ReLU'd
+pre-activations over all n held-out rows are kept (``evaluate_equal_l0``: the same as each model's threshold tuned
+on the held-out rows to mean L0 = k), so the NMSE ratio compares the learned encoders and dictionaries, not the two
+ways of setting the inference threshold.  The machine may be shared: run with ``OMP_WAIT_POLICY=PASSIVE`` and read the ranges.
 
 Usage:
     OMP_WAIT_POLICY=PASSIVE python benchmarks/sae.py [--rows 100000] [--width 4096] [--k 32] [--steps 150]
@@ -71,6 +74,30 @@ def evaluate(encode, decode, X: torch.Tensor, chunk: int = 2048) -> dict:
     return {"nmse": err / cent, "l0": nnz / X.shape[0], "dead": int((~fired).sum())}
 
 
+@torch.no_grad()
+def evaluate_equal_l0(dense, decode, X: torch.Tensor, k: int, chunk: int = 2048) -> dict:
+    """Scores at mean L0 exactly ``k``: the ``k n`` largest non-negative pre-activations over all n held-out rows.
+
+    ``dense(x)`` is the model's ReLU'd pre-activation before any selection.  Keeping the ``k n`` largest entries
+    of the n x K block is the same as one threshold per model tuned on these rows to mean L0 = k: a BatchTopK
+    selection over the whole held-out set, which takes the calibration of the inference threshold out of the
+    comparison and leaves the learned dictionary and encoder.
+    """
+    Z = torch.cat([dense(X[s:s + chunk]).clamp_min(0) for s in range(0, X.shape[0], chunk)])
+    n_keep = min(k * X.shape[0], int((Z > 0).sum()))
+    theta = float(torch.topk(Z.reshape(-1), n_keep, sorted=False).values.min())
+    Z = torch.where(Z >= theta, Z, torch.zeros((), dtype=Z.dtype)) if theta > 0 else Z
+    err = cent = 0.0
+    mean = X.double().mean(0).float()
+    for s in range(0, X.shape[0], chunk):
+        x = X[s:s + chunk]
+        err += float((x - decode(Z[s:s + chunk])).double().square().sum())
+        cent += float((x - mean).double().square().sum())
+    active = Z > 0
+    return {"nmse": err / cent, "l0": int(active.sum()) / X.shape[0], "dead": int((~active.any(0)).sum()),
+            "theta": theta}
+
+
 def run_ours(method: str, X: np.ndarray, Xe: torch.Tensor, args, seed: int) -> dict:
     from concepts.factorize.sae import BatchTopKSAE, TopKSAE
 
@@ -86,6 +113,8 @@ def run_ours(method: str, X: np.ndarray, Xe: torch.Tensor, args, seed: int) -> d
     seconds = time.perf_counter() - start
     dev = Xe.to(args.device)
     res = evaluate(lambda x: model.transform(x), lambda z: model.inverse_transform(z), dev)
+    if method == "batchtopk":
+        res["equal_l0"] = evaluate_equal_l0(model._pre, model.inverse_transform, dev, args.k)
     res.update(seconds=seconds, rows_per_s=args.steps * args.batch / seconds)
     return res
 
@@ -121,6 +150,8 @@ def run_theirs(method: str, X: np.ndarray, Xe: torch.Tensor, args, seed: int) ->
     sae.eval()
     dev = Xe.to(args.device)
     res = evaluate(lambda x: sae.encode(x)[1], lambda z: sae.decode(z), dev)
+    if method == "batchtopk":  # their encoder's ReLU'd codes, before the batch threshold
+        res["equal_l0"] = evaluate_equal_l0(lambda x: sae.encoder(x)[1], sae.decode, dev, args.k)
     res.update(seconds=seconds, rows_per_s=args.steps * args.batch / seconds)
     return res
 
@@ -163,6 +194,12 @@ def main(argv=None) -> int:
             print(f"{method} #{rep}: ours {ours['rows_per_s']:.0f} rows/s nmse {ours['nmse']:.4f} L0 {ours['l0']:.1f} "
                   f"dead {ours['dead']} | overcomplete {theirs['rows_per_s']:.0f} rows/s nmse {theirs['nmse']:.4f} "
                   f"L0 {theirs['l0']:.1f} dead {theirs['dead']} | speed x{ratio:.2f}", flush=True)
+            if "equal_l0" in ours:
+                eo, et = ours["equal_l0"], theirs["equal_l0"]
+                print(f"{method} #{rep} at equal L0 (top {args.k} x {Xe.shape[0]} over the held-out rows): "
+                      f"ours nmse {eo['nmse']:.4f} L0 {eo['l0']:.2f} dead {eo['dead']} | overcomplete nmse "
+                      f"{et['nmse']:.4f} L0 {et['l0']:.2f} dead {et['dead']} | nmse ours/theirs "
+                      f"{eo['nmse'] / et['nmse']:.3f}", flush=True)
         results[method] = runs
         o = [r["ours"] for r in runs]
         t = [r["theirs"] for r in runs]
@@ -171,6 +208,12 @@ def main(argv=None) -> int:
               f"nmse ours {_range(r['nmse'] for r in o)} vs {_range(r['nmse'] for r in t)}; "
               f"L0 ours {_range(r['l0'] for r in o)} vs {_range(r['l0'] for r in t)}; "
               f"dead ours {_range(r['dead'] for r in o)} vs {_range(r['dead'] for r in t)}", flush=True)
+        if "equal_l0" in o[0]:
+            print(f"{method} at equal L0 over {len(runs)} repeats: nmse ours "
+                  f"{_range(r['equal_l0']['nmse'] for r in o)} vs {_range(r['equal_l0']['nmse'] for r in t)} "
+                  f"(ratio {_range(a['equal_l0']['nmse'] / b['equal_l0']['nmse'] for a, b in zip(o, t))}); "
+                  f"L0 ours {_range(r['equal_l0']['l0'] for r in o)} vs {_range(r['equal_l0']['l0'] for r in t)}",
+                  flush=True)
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
                                         indent=1))

@@ -10,6 +10,7 @@ factorize --scope dataset --concepts-per-class N``), and scores every class's vi
 * per shared label: the dictionary atom each class's view matches it to (Hungarian on IoU), the number of distinct
   atoms (1 = one atom used by all the classes), the lowest IoU over the classes and its share of the ceiling (the
   IoU of the true masks at the 8x8 grid); ``holds`` when it is one atom in every class at >= 0.5 of the ceiling;
+* the normalised MSE of the dictionary on every row (is the method converged? NMF's is the reference);
 * per class: key IoU of the view against per-class NMF with N concepts fitted on the class alone (the method
   comparison of docs/evaluation.md, r = N), and whether the most important concept (exact gradient x input of the
   linear head) is the key.
@@ -32,6 +33,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _fmt(x: float) -> str:
     return "nan" if x != x else f"{x:.3f}"
+
+
+def dictionary_nmse(run: Path) -> float:
+    """Normalised MSE ``sum ||x - x^||^2 / sum ||x - mean||^2`` of the run's shared dictionary on every row."""
+    import numpy as np
+
+    from concepts.factorize.shared import shared_estimator
+    from concepts.schema import RunFolder
+
+    folder = RunFolder(run)
+    est = shared_estimator(folder)
+    rows = []
+    for class_id in folder.input_classes("extract", None):
+        with folder.activations(class_id) as cache:
+            rows.extend(cache.iter_rows(chunk_rows=4096, dtype=np.float32))
+    X = np.concatenate(rows).astype(np.float64)
+    X_hat = np.asarray(est.inverse_transform(est.transform(X.astype(np.float32))), np.float64)
+    err, total = float(((X - X_hat) ** 2).sum()), float(((X - X.mean(0)) ** 2).sum())
+    return err / total
 
 
 def main(argv=None) -> int:
@@ -73,10 +93,11 @@ def main(argv=None) -> int:
                       concepts_per_class=per_class, seed=args.seed, threads=args.threads, overwrite=True,
                       progress=False, **extra)
         fit = time.perf_counter() - start
+        nmse = dictionary_nmse(args.run)
         result = shared_recovery(args.run, baseline="nmf", baseline_concepts=per_class, seed=args.seed)
         label = f"{method} (k = {args.sae_k})" if extra else method
         print(f"\n## {label}: {atoms} atoms on {len(result['classes'])} classes, {per_class} per class "
-              f"(factorize {fit:.1f} s)")
+              f"(factorize {fit:.1f} s; normalised MSE of the dictionary on all rows {nmse:.4f})")
         print("| shared concept | classes | atoms | holds | min IoU | mean IoU | mean IoU, per-class NMF | "
               "mean IoU of the masks | min share of the masks' |")
         print("|---|---|---|---|---|---|---|---|---|")
@@ -100,21 +121,21 @@ def main(argv=None) -> int:
         print(f"key IoU >= per-class NMF's in {k['at_least_baseline']}/{k['classes']} classes; shared concepts "
               f"holding (one atom, IoU >= {MIN_SHARE} x the masks'): "
               f"{sum(s['holds'] for s in result['shared'])}/{len(result['shared'])}", flush=True)
-        summary.append((label, atoms, per_class, result))
+        summary.append((label, atoms, per_class, result, nmse))
     print(f"\n## summary: shared concept: its atoms over the classes (holds: "
           f"one atom in every class, IoU >= {MIN_SHARE} x the masks'); key IoU: mean over the classes")
     names = [s["label"] for s in summary[0][3]["shared"]] if summary else []
-    print("| method | atoms | per class | " + " | ".join(names) + " | key IoU: view / per-class NMF | "
+    print("| method | atoms | per class | NMSE | " + " | ".join(names) + " | key IoU: view / per-class NMF | "
           "classes with view >= NMF |")
-    print("|---|---|---|" + "---|" * len(names) + "---|---|")
-    for method, atoms, per_class, result in summary:
+    print("|---|---|---|---|" + "---|" * len(names) + "---|---|")
+    for method, atoms, per_class, result, nmse in summary:
         cells = []
         for s in result["shared"]:
             found = ", ".join(f"#{a}" for a in s["atoms"]) or "none"
             missing = f", missing in {len(s['missing'])}" if s["missing"] else ""
             cells.append(f"{'**holds**' if s['holds'] else 'no'} ({found}{missing}; min IoU {_fmt(s['min_iou'])})")
         k = result["key"]
-        print(f"| {method} | {atoms} | {per_class} | " + " | ".join(cells) + f" | {_fmt(k['key_iou'])} / "
+        print(f"| {method} | {atoms} | {per_class} | {nmse:.4f} | " + " | ".join(cells) + f" | {_fmt(k['key_iou'])} / "
               f"{_fmt(k['baseline_key_iou'])} | {k['at_least_baseline']}/{k['classes']} |")
     return 1 if failed else 0
 

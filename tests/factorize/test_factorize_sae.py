@@ -231,6 +231,18 @@ def test_learning_rate_warms_up_and_decays():
     assert TopKSAE(8, lr=1e-3, lr_decay="constant", warmup_steps=0)._lr_at(99, 100) == pytest.approx(1e-3)
 
 
+def test_a_small_data_set_trains_at_least_min_steps_by_default_and_converges_further():
+    """By default a data set too small for ``max_epochs`` x batches to reach ``min_steps`` (2000) trains 2000 steps:
+    the 200-step schedule of earlier versions left the SAE far from converged on small sets (docs/evaluation.md)."""
+    A, W = planted_sparse(n=1024, d=16, r=8, active=2, seed=3)
+    assert TopKSAE().min_steps == 2000
+    default = TopKSAE(8, k=2, batch_size=256, random_state=0).fit(A)
+    short = TopKSAE(8, k=2, batch_size=256, min_steps=200, random_state=0).fit(A)
+    assert default.n_iter_ == 2000 and short.n_iter_ == 200  # 10 epochs of 4 batches = 40 steps, raised to min_steps
+    assert default.history_[-1]["nmse"] < 0.5 * short.history_[-1]["nmse"]
+    assert match_atoms(default.components_, W, signed=True)[0] > match_atoms(short.components_, W, signed=True)[0]
+
+
 def test_fit_from_a_row_stream_over_hdf5_caches(tmp_path, sparse_data):
     A, W = sparse_data
     paths = [write_patches_activations(tmp_path / "run", f"c{i}", A[i * 3000:(i + 1) * 3000].reshape(300, 10, -1))

@@ -133,7 +133,7 @@ class SparseAutoencoder(DictionaryEstimator):
         "verbose": ["verbose"],
     }
 
-    def __init__(self, n_components=1024, *, lr=1e-3, batch_size=1024, n_steps=None, max_epochs=10, min_steps=200,
+    def __init__(self, n_components=1024, *, lr=1e-3, batch_size=1024, n_steps=None, max_epochs=10, min_steps=2000,
                  warmup_steps=None, lr_decay="linear", decay_start=0.8, dead_latents="auxk", aux_k=None,
                  aux_coef=1 / 32, dead_rows=262144, decoder_bias_init="median", init_rows=16384, eval_rows=65536,
                  chunk_rows=4096, log_every=50, random_state=None, device=None, verbose=False):
@@ -415,7 +415,9 @@ class SparseAutoencoder(DictionaryEstimator):
         """Train on rows ``X``: an (n x D) array or tensor, or a :class:`RowStream`. Returns self.
 
         Trains ``n_steps`` steps if given, else ``max_epochs`` epochs of ``batch_size`` rows but at least
-        ``min_steps`` steps (small data sets get more epochs: an SAE needs a few hundred steps to be usable).
+        ``min_steps`` steps (default 2000: small data sets get more epochs; on the synthetic set's 12 800 rows the
+        normalised MSE of a TopK SAE is 7x NMF's after 200 steps, 1.4x after 2000 and 1.1x after 3000,
+        docs/evaluation.md "Shared concepts at dataset scope").
         """
         validate_params(self)
         self._check_family_params()

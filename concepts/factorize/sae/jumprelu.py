@@ -76,7 +76,7 @@ class JumpReLUSAE(SparseAutoencoder):
 
     def __init__(self, n_components=1024, *, l0_coef=1e-2, bandwidth=0.05, threshold_init=0.1,
                  threshold_lr_scale=10.0, lr=1e-3,
-                 batch_size=1024, n_steps=None, max_epochs=10, min_steps=200, warmup_steps=None, lr_decay="linear",
+                 batch_size=1024, n_steps=None, max_epochs=10, min_steps=2000, warmup_steps=None, lr_decay="linear",
                  decay_start=0.8,
                  dead_latents="auxk", aux_k=None, aux_coef=1 / 32, dead_rows=262144, decoder_bias_init="median",
                  init_rows=16384, eval_rows=65536, chunk_rows=4096, log_every=50, random_state=None, device=None,

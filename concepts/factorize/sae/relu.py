@@ -25,7 +25,7 @@ class ReLUSAE(SparseAutoencoder):
                               "l1_coef": [Interval(Real, 0, None, closed="left")]}
 
     def __init__(self, n_components=1024, *, l1_coef=1e-2, lr=1e-3, batch_size=1024, n_steps=None, max_epochs=10,
-                 min_steps=200, warmup_steps=None, lr_decay="linear", decay_start=0.8, dead_latents="auxk", aux_k=None,
+                 min_steps=2000, warmup_steps=None, lr_decay="linear", decay_start=0.8, dead_latents="auxk", aux_k=None,
                  aux_coef=1 / 32, dead_rows=262144, decoder_bias_init="median", init_rows=16384, eval_rows=65536,
                  chunk_rows=4096, log_every=50, random_state=None, device=None, verbose=False):
         self.l1_coef = l1_coef

@@ -34,8 +34,8 @@ class TopKSAE(SparseAutoencoder):
     _parameter_constraints = {**SparseAutoencoder._parameter_constraints,
                               "k": [Interval(Integral, 1, None, closed="left")]}
 
-    def __init__(self, n_components=1024, *, k=32, lr=1e-3, batch_size=1024, n_steps=None, max_epochs=10, min_steps=200,
-                 warmup_steps=None, lr_decay="linear", decay_start=0.8, dead_latents="auxk", aux_k=None,
+    def __init__(self, n_components=1024, *, k=32, lr=1e-3, batch_size=1024, n_steps=None, max_epochs=10,
+                 min_steps=2000, warmup_steps=None, lr_decay="linear", decay_start=0.8, dead_latents="auxk", aux_k=None,
                  aux_coef=1 / 32, dead_rows=262144, decoder_bias_init="median", init_rows=16384, eval_rows=65536,
                  chunk_rows=4096, log_every=50, random_state=None, device=None, verbose=False):
         self.k = k
@@ -73,7 +73,7 @@ class BatchTopKSAE(TopKSAE):
                               "threshold_momentum": [Interval(Real, 0, 1, closed="left")]}
 
     def __init__(self, n_components=1024, *, k=32, threshold_calibration=True, threshold_momentum=0.99, lr=1e-3,
-                 batch_size=1024, n_steps=None, max_epochs=10, min_steps=200, warmup_steps=None, lr_decay="linear",
+                 batch_size=1024, n_steps=None, max_epochs=10, min_steps=2000, warmup_steps=None, lr_decay="linear",
                  decay_start=0.8,
                  dead_latents="auxk", aux_k=None, aux_coef=1 / 32, dead_rows=262144, decoder_bias_init="median",
                  init_rows=16384, eval_rows=65536, chunk_rows=4096, log_every=50, random_state=None, device=None,
