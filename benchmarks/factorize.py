@@ -37,8 +37,8 @@ import torch
 
 from concepts.factorize.metrics import relative_error as rel_error  # float64: float32 norms of 3e7 entries are off
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / ".." / "shared" / "data" / "imagenette"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DATA, ROOT  # noqa: E402 (benchmarks/common.py: ../shared found from a worktree too)
 
 
 # ----------------------------------------------------------------------------- activations

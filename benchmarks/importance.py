@@ -245,9 +245,11 @@ def fidelity_evaluations(record, settings, n_concepts: int, kept: int) -> int:
 def prepare_vit_run(run: Path, args) -> None:
     from concepts.extract import extract_run
     from concepts.factorize import factorize_run
+    from concepts.settings import RunConfig
 
+    semi = RunConfig().replace(**{"factorize.method": "semi_nmf"})  # signed ViT activations: no NMF warning
     with Clock() as c:
-        extract_run(str(VAL50), str(run), model="vit_tiny_patch16_224", pretrained=False, mode="patches",
+        extract_run(str(VAL50), str(run), config=semi, model="vit_tiny_patch16_224", pretrained=False, mode="patches",
                     classes=[args.wnid], max_images=args.images, device=args.device or "cpu",
                     precision=args.precision, progress=False)
         factorize_run(run, method="semi_nmf", n_concepts=args.concepts, device=args.device or "cpu", progress=False)

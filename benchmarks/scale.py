@@ -107,6 +107,8 @@ def main() -> None:
     p.add_argument("--precision", default="fp32")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: concepts' own policy)")
     p.add_argument("--classes-per-task", type=int, default=10)
+    p.add_argument("--workers", type=int, default=None,
+                   help="local worker processes (default: concepts' own, one process on a CPU)")
     p.add_argument("--atlas", action="store_true", help="also build the atlas in the reduce step")
     p.add_argument("--no-export", action="store_true", help="no exports in the reduce step")
     p.add_argument("--map-images", type=int, default=None, help="extract.map_images (bounded cache)")
@@ -118,7 +120,7 @@ def main() -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"{args.per_class} photos per class, {args.mode} (patch {args.patch_size}), r = {args.concepts}, {args.designs} designs, device {args.device}, "
-          f"{args.threads or 'default'} threads, {args.classes_per_task} classes per task; {load()}", flush=True)
+          f"{args.threads or 'default'} threads, {args.workers or 'default'} workers, {args.classes_per_task} classes per task; {load()}", flush=True)
     print(f"{'classes':>8} {'photos':>7} {'wall s':>8} {'s/class':>8} {'peak MiB':>9} {'photos/s':>9}", flush=True)
     rows = []
     for n in sizes:
@@ -130,6 +132,8 @@ def main() -> None:
                "--classes-per-task", str(args.classes_per_task), "--quiet"]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
+        if args.workers:
+            cmd += ["--workers", str(args.workers)]
         if not args.atlas:
             cmd.append("--no-atlas")
         if args.no_export:
