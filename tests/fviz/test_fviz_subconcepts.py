@@ -104,3 +104,30 @@ def test_the_setting_is_hashed_only_for_recursive_files_and_can_be_turned_off(re
     fviz_run(plain, models=adopt(plain, "a", split), progress=False, **TINY)
     assert load_fviz(plain, "a").subconcepts is None
 
+
+
+def test_the_progress_bar_counts_the_subconcepts_steps(recursive_run, monkeypatch):
+    import concepts.fviz.stage as stage
+    from concepts.fviz import fviz_run
+
+    run, split, models = recursive_run
+    bars = []
+
+    class Bar:
+        def __init__(self, total):
+            self.total, self.n = total, 0
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(stage, "_progress_bar", lambda progress, total, class_id: Bar(total))
+    fviz_run(run, models=models, progress=True, **{**TINY, "batch": 2})
+    tree = RunFolder(run).concepts("a", coefficients=False).tree
+    groups = len(set(tree.parent.tolist()))
+    (bar,) = bars
+    # 3 concepts + the logit in batches of 2, then one batch of 2 per group of 2 siblings
+    assert bar.total == TINY["steps"] * (2 + groups) and bar.n == bar.total
