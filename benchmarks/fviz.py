@@ -6,6 +6,7 @@ the own-concept check on the ten Imagenette classes, the demo's settings and the
     python benchmarks/fviz.py paper       [--measure 4 --concepts 10]
     python benchmarks/fviz.py excitation  [--classes all --steps 96 --crops 2]
     python benchmarks/fviz.py demo        [--repeats 2]
+    python benchmarks/fviz.py subconcepts [--class n01440764 --sub-concepts 4 --steps 64 --crops 2 --repeats 2]
 
 Runs are built once in --work (default /tmp/fviz-bench): extract (50 photos per class of
 ../shared/data/imagenette/val50, crops mode) and NMF with 10 concepts, with the bundled EfficientNet-Lite0.
@@ -19,6 +20,10 @@ pixels. horama optimises one concept per call; ours all of them in one batch (an
 Both images are measured by the same code: the objective on a fixed grid of crops (no noise), the own coefficient
 (the NMF transform of the pooled activation) and its percentile among the class's crops. Timings repeat
 (--repeats) and are printed as ranges, with the machine's load average.
+
+subconcepts: the stage's wall time on one class of a recursive run (10 concepts, each split into --sub-concepts
+sub-concepts, depth 1) with and without the sub-concepts' images (``subconcepts: false``), alternated in each repeat,
+at the demo's settings but --steps and --crops; prints both and their ratio per repeat.
 
 paper: seconds per concept at the settings of horama's `maco` defaults (1000 steps, 6 crops of 0.25-0.30 of a
 1280-pixel image), from the marginal cost of steps (time of 2N steps minus N steps), extrapolated to 1000 steps.
@@ -275,9 +280,38 @@ def cmd_demo(args) -> None:
     print(f"\ndemo settings: {span(walls)} s per class of 10 concepts + logit (target: < 120 s)")
 
 
+def cmd_subconcepts(args) -> None:
+    from concepts.factorize import factorize_run
+    from concepts.fviz import fviz_run, load_fviz
+    from concepts.pipeline.demo import DEMO_FVIZ
+    from concepts.schema import RunFolder
+
+    run = prepare(args.work, [args.class_id], 50, 10)
+    factorize_run(run, method="nmf", n_concepts=10, seed=0, classes=[args.class_id], recursive=True,
+                  sub_concepts=args.sub_concepts, overwrite=True, progress=False)
+    tree = RunFolder(run).concept_tree(args.class_id)
+    settings = {k: v for k, v in DEMO_FVIZ.items() if k != "enabled"} | {"steps": args.steps, "crops": args.crops}
+    print(f"settings {json.dumps(settings)} on {args.class_id}: 10 concepts + the logit, {tree.n_subconcepts} "
+          f"sub-concepts; torch threads {args.threads}")
+    walls: dict[bool, list[float]] = {False: [], True: []}
+    for rep in range(args.repeats):
+        for with_subs in (False, True):
+            t0 = time.perf_counter()
+            fviz_run(run, classes=[args.class_id], overwrite=True, progress=False, device="cpu",
+                     subconcepts=with_subs, **settings)
+            walls[with_subs].append(time.perf_counter() - t0)
+            record = load_fviz(run, args.class_id)
+            extra = (f", {int(record.subconcepts.excites().sum())}/{len(record.subconcepts)} sub-concepts excited"
+                     if record.subconcepts is not None else "")
+            print(f"  repeat {rep + 1}, sub-concepts {'on ' if with_subs else 'off'}: {walls[with_subs][-1]:.1f} s, "
+                  f"{int(record.excites().sum())}/10 concepts excited{extra} (load {load()})", flush=True)
+    ratios = [b / a for a, b in zip(walls[False], walls[True])]
+    print(f"\nwithout sub-concepts: {span(walls[False])} s; with: {span(walls[True])} s; ratio {span(ratios)}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["anchor", "paper", "excitation", "demo"])
+    parser.add_argument("command", choices=["anchor", "paper", "excitation", "demo", "subconcepts"])
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "fviz-bench")
     parser.add_argument("--class", dest="class_id", default="n01440764")
     parser.add_argument("--classes", default="all")
@@ -291,6 +325,7 @@ def main(argv=None) -> int:
     parser.add_argument("--measure", type=int, default=4, help="paper: steps N of the marginal cost (N..2N)")
     parser.add_argument("--single", type=int, default=0, help="anchor: also time ours one concept at a time")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--sub-concepts", type=int, default=4, help="subconcepts: sub-concepts per concept")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--save", default=None, help="folder for PNGs of the images")
     args = parser.parse_args(argv)
@@ -302,7 +337,8 @@ def main(argv=None) -> int:
     configure_process()
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
-    {"anchor": cmd_anchor, "paper": cmd_paper, "excitation": cmd_excitation, "demo": cmd_demo}[args.command](args)
+    {"anchor": cmd_anchor, "paper": cmd_paper, "excitation": cmd_excitation, "demo": cmd_demo,
+     "subconcepts": cmd_subconcepts}[args.command](args)
     return 0
 
 

@@ -208,7 +208,8 @@ def concept_views(data: ClassData, ctx: ClassContext, table, order, colours_rgb,
     has them) its feature visualisation, label and sub-concepts."""
     s = ctx.settings
     crops = top_crops(data, s.top_k)
-    tree = subconcept_tree(data, SUB_CROPS, lambda found: crop_views(data, ctx, found, None))
+    tree = subconcept_tree(data, SUB_CROPS, lambda found: crop_views(data, ctx, found, None),
+                           visuals.subconcepts if visuals is not None else None)
     sim = within_class_similarity(data.components)
     # without a class score the model's head is not what the run explains: no alignment with its classes
     scored = importance_kind(data) != PREVALENCE

@@ -1,5 +1,6 @@
 """The sub-concepts of a class's concepts (``factorize --recursive``) as views: each concept card expands to its
-sub-concepts, each with its share of the parent's importance and its top crops.
+sub-concepts, each with its share of the parent's importance, its top crops and, when ``concepts fviz`` made it,
+its feature visualisation.
 
 A sub-concept's crops are its strongest rows (the rows of its node, ``tree.rows``, ranked by ``tree.coefficients``,
 one per photo), cut by the same machinery as the concepts' crops (:mod:`concepts.evidence.crops`,
@@ -52,11 +53,13 @@ def _shares(data: ClassData, node: int) -> dict[str, float]:
             if "share_of_parent" in values}
 
 
-def subconcept_tree(data: ClassData, k: int, make_crops) -> dict[int, list[SubconceptView]]:
+def subconcept_tree(data: ClassData, k: int, make_crops, visualisations: dict | None = None
+                    ) -> dict[int, list[SubconceptView]]:
     """concept -> its sub-concepts (each with its own, recursively), siblings in their stored order.
 
     ``make_crops(crops)`` turns a node's :class:`~concepts.evidence.crops.TopCrop` list into crop views (and writes
-    their pictures); ``k`` crops per sub-concept."""
+    their pictures); ``k`` crops per sub-concept; ``visualisations``: node id -> its
+    :class:`~concepts.atlas.views.Visualisation` (the run's fviz images)."""
     tree = data.tree
     r = data.n_concepts
     out: dict[int, list[SubconceptView]] = {c: [] for c in range(r)}
@@ -68,6 +71,7 @@ def subconcept_tree(data: ClassData, k: int, make_crops) -> dict[int, list[Subco
         view = SubconceptView(node=node, index=int(tree.index[i]), depth=int(tree.depth[i]),
                               n_rows=int(len(tree.rows[i])), shares=_shares(data, node))
         view.crops = make_crops(node_crops(data, tree.rows[i], tree.coefficients[i], k))
+        view.visualisation = (visualisations or {}).get(node)
         views[node] = view
         if parent < r:
             out[parent].append(view)

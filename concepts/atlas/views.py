@@ -92,6 +92,7 @@ class SubconceptView:
     shares: dict[str, float] = field(default_factory=dict)  # method -> signed share of the parent's importance
     crops: list[CropView] = field(default_factory=list)  # its strongest rows (one per photo)
     children: list["SubconceptView"] = field(default_factory=list)
+    visualisation: Visualisation | None = None  # its MACO image (RUN/fviz, ``subconcepts/``)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The feature visualisations of a class (``RUN/fviz/<stem>.h5``, MACO) as pictures of the atlas.
 
-Each image is written once, under ``img/<stem>/`` (``fviz_c<k>`` per concept, ``fviz_logit`` for the class logit),
+Each image is written once, under ``img/<stem>/`` (``fviz_c<k>`` per concept, ``fviz_s<node>`` per sub-concept of a
+recursive concepts file, ``fviz_logit`` for the class logit),
 as the image itself and as the image seen through its transparency map (MACO's way of showing it: the pixels the
 objective looked at opaque, the rest transparent; :func:`concepts.fviz.images.rgba`). A dataset-scope class views
 atoms of a shared dictionary: its concept k is atom ``state/atoms[k]``, and each atom has one image, under
@@ -34,6 +35,7 @@ class ClassVisualisations:
     """What the pages show of a class's feature visualisations."""
 
     concepts: dict[int, Visualisation] = field(default_factory=dict)  # concept -> its image
+    subconcepts: dict[int, Visualisation] = field(default_factory=dict)  # sub-concept node id -> its image
     logit: Visualisation | None = None
     note: str = ""  # why none is shown although the run has a file ('' otherwise)
 
@@ -96,6 +98,24 @@ def _caption(record, row: int, excites: bool, made_for: str | None) -> str:
     return text + ("; passes the check" if excites else "; fails the check")
 
 
+def _subconcept_views(record, data: ClassData, writer: VisualisationWriter) -> dict[int, Visualisation]:
+    """node id -> the view of its image (empty without sub-concept images)."""
+    sub = record.subconcepts
+    if sub is None:
+        return {}
+    excited = sub.excites()
+    out = {}
+    for row, node in enumerate(sub.node.tolist()):
+        image, seen = writer.write(f"img/{data.stem}", f"fviz_s{int(node)}", sub.images[row], sub.transparency[row])
+        percentile = float(sub.percentile[row])
+        caption = "MACO image"
+        if np.isfinite(percentile):
+            caption += f"; its coefficient tops {percentile:.0f}% of the rows it was fitted on"
+        caption += "; passes the check against its siblings" if excited[row] else "; fails the check against its siblings"
+        out[int(node)] = Visualisation(image, seen, caption, bool(excited[row]))
+    return out
+
+
 def class_visualisations(data: ClassData, run: Path, writer: VisualisationWriter | None) -> ClassVisualisations:
     """The visualisations of a class's concepts and logit (empty when the run has no fviz file for it).
 
@@ -136,6 +156,7 @@ def class_visualisations(data: ClassData, run: Path, writer: VisualisationWriter
         image, seen = writer.write(f"img/{data.stem}", f"fviz_c{k}", record.images[row], record.transparency[row])
         out.concepts[k] = Visualisation(image, seen, _caption(record, int(row), bool(excites[k]), None),
                                         bool(excites[k]))
+    out.subconcepts = _subconcept_views(record, data, writer)
     logit = record.logit_image
     if logit is not None:
         image, seen = writer.write(f"img/{data.stem}", "fviz_logit", *logit)

@@ -110,7 +110,9 @@ def readme() -> str:
              "`--recursive`): the same for the sub-concepts; their rows in `importances.*` have `depth` >= 1 and "
              "`parent_concept` the node they split.",
              "- `fviz/<stem>/concept_<k>.png`, `logit.png` (runs with feature visualisations): the MACO image of "
-             "concept k and of the class logit; `*_alpha.png`: its transparency map (8-bit).",
+             "concept k and of the class logit; `subconcept_<node>.png` (recursive classes): that of sub-concept "
+             "`node` (the `concept` column of its row in `importances.*`); `*_alpha.png`: its transparency map "
+             "(8-bit).",
              "", "Shares: `importance` is a signed share of the class's summed absolute importance by one method, not "
              "a share of the logit. The share of the logit explained by the concepts is `explained_share` in "
              "`diagnostics.csv`; a concept's share of the logit is its gradient `importance_raw` divided by the "

@@ -14,6 +14,7 @@ _PUBLIC = {
     "FourierImages": ".parametrization",
     "Spectrum": ".spectrum", "estimate_spectrum": ".spectrum", "load_spectrum": ".spectrum",
     "visualize_bank": ".compute", "photo_spectrum": ".compute", "BankVisualisations": ".compute",
+    "visualize_subconcepts": ".subconcepts",
     "fviz_run": ".stage", "fviz_class": ".stage", "load_fviz": ".stage", "maco_from_settings": ".stage",
     "write_pngs": ".images", "rgba": ".images",
 }

@@ -9,18 +9,24 @@ from PIL import Image
 
 
 def target_filename(target: str) -> str:
-    """``'concept:3'`` -> ``'concept_3'``; ``'logit:0'`` -> ``'logit'``."""
+    """``'concept:3'`` -> ``'concept_3'``; ``'subconcept:12'`` -> ``'subconcept_12'``; ``'logit:0'`` -> ``'logit'``."""
     kind, _, index = target.partition(":")
     return "logit" if kind == "logit" else f"{kind}_{index}"
 
 
 def write_pngs(record, folder: str | os.PathLike) -> dict[str, str]:
     """Write ``<target>.png`` (RGB) and ``<target>_alpha.png`` (the transparency map, 8-bit grey) of every image of
-    an :class:`~concepts.schema.FvizRecord` into ``folder``; returns file name -> description."""
+    an :class:`~concepts.schema.FvizRecord` into ``folder``, and ``subconcept_<node>.png`` / ``_alpha.png`` of every
+    sub-concept image (node ids as in the concepts file's ``tree/``); returns file name -> description."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    pictures = list(zip(record.images, record.transparency, record.targets))
+    sub = record.subconcepts
+    if sub is not None:
+        pictures += [(image, alpha, f"subconcept:{int(node)}")
+                     for image, alpha, node in zip(sub.images, sub.transparency, sub.node)]
     written = {}
-    for image, alpha, target in zip(record.images, record.transparency, record.targets):
+    for image, alpha, target in pictures:
         stem = target_filename(target)
         Image.fromarray(np.asarray(image, np.uint8), "RGB").save(folder / f"{stem}.png", optimize=False)
         grey = (np.clip(np.asarray(alpha, np.float32), 0, 1) * 255).round().astype(np.uint8)

@@ -98,7 +98,7 @@ def _finished_at(cfg: RunConfig, folder: RunFolder, class_id: str, files: list[P
         path = folder.file("fviz", class_id)
         if not path.exists():
             return False
-        config = fviz_config(cfg)
+        config = fviz_config(cfg, concepts=peek_attrs(paths["factorize"]))
         wanted = Wanted(config, config_hash(config), {k: inputs[k] for k in ("extract", "factorize")})
         if existing_status(path, wanted, overwrite, "fviz") != "done":
             return False

@@ -13,6 +13,7 @@ import resource
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..schema import STAGES, stage_path
@@ -163,12 +164,25 @@ def reduce_run(cfg: RunConfig, run: str, classes: list[str], progress: bool = Tr
         outputs["atlas"] = str(build_atlas(run, config=cfg, classes=classes, progress=progress))
         seconds["atlas"] = time.perf_counter() - t0
     if cfg.export.enabled:
-        from ..export import export_run
-
         t0 = time.perf_counter()
-        outputs["export"] = str(export_run(run, formats=tuple(cfg.export.formats), classes=classes, progress=progress))
+        for layer, folder in export_layers(cfg, run, classes, progress).items():
+            outputs["export" if layer == cfg.model.main_layer else f"export {layer}"] = str(folder)
         seconds["export"] = time.perf_counter() - t0
     return {"seconds": seconds, "outputs": outputs}
+
+
+def export_layers(cfg: RunConfig, run: str, classes: list[str], progress: bool = True) -> dict[Any, Path]:
+    """The exports of every layer of the run's config, each where ``concepts export RUN --layer L`` writes it
+    (the main layer's in ``RUN/exports``, another's in its sub-run, :meth:`~concepts.schema.RunFolder.at_layer`);
+    layer -> its export folder."""
+    from ..export import export_run
+
+    out = {}
+    for layer in cfg.model.layers:
+        one = cfg.replace(**{"model.layer": [layer] if layer is not None else None})
+        out[layer] = export_run(run, config=one, formats=tuple(cfg.export.formats), classes=classes,
+                                progress=progress)
+    return out
 
 
 def task_batches(classes: list[str], per_task: int) -> list[list[str]]:

@@ -13,7 +13,7 @@ from .activations import ACTIVATIONS, ActivationCache, ActivationsWriter, ImageT
 from .concepts import CONCEPTS, ConceptsRecord, ConceptsWriter, read_concepts
 from .dictionary import DICTIONARY, DictionaryRecord, read_dictionary, write_dictionary
 from .hashing import config_hash, file_sha256
-from .fviz import FVIZ, FvizRecord, read_fviz, write_fviz
+from .fviz import FVIZ, FvizRecord, FvizSubconcepts, read_fviz, write_fviz
 from .hdf5 import FORMAT_VERSION, identity, identity_attributes
 from .importance import (IMPORTANCE, ImportanceRecord, MethodImportance, SubconceptImportance, read_importance,
                          write_importance)
@@ -34,7 +34,7 @@ __all__ = [
     "ConceptsRecord", "ConceptsWriter", "read_concepts",
     "ImportanceRecord", "MethodImportance", "SubconceptImportance", "read_importance", "write_importance",
     "DICTIONARY", "DictionaryRecord", "read_dictionary", "write_dictionary",
-    "FvizRecord", "read_fviz", "write_fviz",
+    "FvizRecord", "FvizSubconcepts", "read_fviz", "write_fviz",
     "RunFolder", "StageScan", "open_run", "ConceptNode", "ConceptTree", "concept_tree",
     "STAGE_FOLDERS", "STAGES", "OPTIONAL_STAGES", "safe_filename", "stage_path", "config_hash", "file_sha256",
     "identity", "identity_attributes", "read_json", "write_json", "write_text_atomic", "read_manifest",

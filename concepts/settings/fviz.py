@@ -37,6 +37,10 @@ class FvizSettings(Section):
     cos_floor: float = setting(0.1, "the cosine is clamped below at this value", ge=0, le=1,
                               run_flag="--fviz-cos-floor")
     logit: bool = setting(True, "also visualise the class logit", run_flag="--fviz-logit")
+    # hashed by the stage only for a class that has sub-concepts (fviz.stage.wanted_config): other files keep
+    # their hash
+    subconcepts: bool = setting(True, "also visualise every sub-concept of a recursive concepts file (one MACO run "
+                                      "per group of siblings)", run_flag="--fviz-subconcepts", hashed=False)
     spectrum: str = setting("images", "magnitude spectrum: 'images' (estimated on the class's own photos) or a "
                                       ".npy file (3, N, N//2+1) or (N, N//2+1), rfft layout", metavar="SOURCE",
                             allowed="images | PATH.npy", run_flag="--fviz-spectrum")

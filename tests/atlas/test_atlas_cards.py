@@ -98,14 +98,15 @@ def test_each_concept_card_shows_its_own_visualisation_and_the_toggle_works(page
     for i in range(cards.count()):
         card = cards.nth(i)
         k = int(card.get_attribute("data-concept"))
-        assert card.locator(".visualisation img.plain").count() == 1
-        assert card.locator(".visualisation img.seen").count() == 1
-        shown = _decoded(cards_atlas, card, ".visualisation img.plain")[0]
+        assert card.locator(".card-body > .visualisation img.plain").count() == 1
+        assert card.locator(".card-body > .visualisation img.seen").count() == 1
+        shown = _decoded(cards_atlas, card, ".card-body > .visualisation img.plain")[0]
         # the picture of card k is the image fviz made for concept k (WebP is lossy: the nearest, not equal)
         distances = [np.abs(shown - image).mean() for image in images]
         assert int(np.argmin(distances)) == k and distances[k] < 12, (k, distances)
     # the toggle: plain images by default, the transparency views once checked, and back
-    plain, seen = page.locator("#concept-cards img.plain"), page.locator("#concept-cards img.seen")
+    plain = page.locator("#concept-cards .card-body > .visualisation img.plain")
+    seen = page.locator("#concept-cards .card-body > .visualisation img.seen")
     assert plain.first.is_visible() and not seen.first.is_visible()
     page.check("#fviz-alpha")
     assert seen.first.is_visible() and not plain.first.is_visible()
@@ -131,14 +132,20 @@ def test_each_concept_card_shows_its_own_visualisation_and_the_toggle_works(page
     _shot(page, "cards-fviz-concept.png")
 
 
-def test_visualisation_files_are_written_once_per_concept(cards_atlas):
+def test_visualisation_files_are_written_once_per_concept(cards_atlas, cards_run):
     from PIL import Image
+
+    from concepts.schema import open_run
 
     with Image.open(cards_atlas / "img" / TENCH / "fviz_c0.webp") as handle:
         assert handle.size == (64, 64)  # fviz's own size (never upscaled)
     for stem in CLASSES:
         files = sorted(p.name for p in (cards_atlas / "img" / stem).glob("fviz_*"))
+        tree = open_run(cards_run).concept_tree(stem)
+        nodes = [n.node for n in tree.nodes[tree.n_concepts:]]
+        assert len(nodes) == 8  # 4 concepts x 2 sub-concepts, each with its image
         assert files == sorted([f"fviz_c{k}.webp" for k in range(4)] + [f"fviz_c{k}_alpha.webp" for k in range(4)]
+                               + [f"fviz_s{n}.webp" for n in nodes] + [f"fviz_s{n}_alpha.webp" for n in nodes]
                                + ["fviz_logit.webp", "fviz_logit_alpha.webp"])
 
 
@@ -286,6 +293,67 @@ def test_a_card_expands_to_its_subconcepts_with_their_crops_and_shares(page, car
             assert share.is_visible() and share.locator("b").inner_text() == pct(child.share_of_parent[method])
     _check_images(page)
     _shot(page, "cards-subconcepts-class.png")
+
+
+@pytest.mark.browser
+def test_each_subconcept_shows_its_own_visualisation_with_the_same_toggle(page, cards_atlas, cards_run):
+    from concepts.schema import open_run
+
+    folder = open_run(cards_run)
+    tree, sub = folder.concept_tree(TENCH), folder.fviz(TENCH).subconcepts
+    assert sub is not None and len(sub) == tree.n_subconcepts == 8
+    nodes = [n.node for n in tree.nodes[tree.n_concepts:]]
+    images = {int(node): sub.images[row].astype(np.float64) for row, node in enumerate(sub.node)}
+    page.goto((cards_atlas / "classes" / f"{TENCH}.html").as_uri())
+    page.evaluate("() => document.querySelectorAll('details.subconcepts').forEach(d => { d.open = true; })")
+    items = page.locator("#concept-cards li.subconcept")
+    assert items.count() == len(nodes)
+    for i in range(items.count()):
+        item = items.nth(i)
+        node = int(item.get_attribute("data-node"))
+        figure = item.locator(".sub-body > .visualisation")
+        assert figure.count() == 1 and figure.locator("img.plain").is_visible()
+        assert not figure.locator("img.seen").is_visible()
+        shown = _decoded(cards_atlas, figure, "img.plain")[0]
+        distances = {n: np.abs(shown - image).mean() for n, image in images.items()}
+        assert min(distances, key=distances.get) == node and distances[node] < 12, (node, distances)
+        row = sub.row(node)
+        verdict = "passes" if sub.excited[row] else "fails"
+        assert f"{verdict} the check against its siblings" in figure.locator("figcaption").inner_text()
+        assert ("fails" in (figure.get_attribute("class") or "")) == (not sub.excited[row])
+    page.check("#fviz-alpha")  # the page's one toggle shows every image through its transparency map
+    for i in range(items.count()):
+        figure = items.nth(i).locator(".sub-body > .visualisation")
+        assert figure.locator("img.seen").is_visible() and not figure.locator("img.plain").is_visible()
+    page.uncheck("#fviz-alpha")
+    first = items.first.locator(".sub-body > .visualisation .pic")
+    first.hover()  # hovering shows the transparency view too
+    assert first.locator("img.seen").is_visible()
+    assert _check_images(page) > 0
+    _shot(page, "cards-subconcepts-fviz-class.png")
+    page.goto((cards_atlas / "classes" / TENCH / "c0.html").as_uri())  # the concept page lists them open
+    figures = page.locator("#subconcepts li.subconcept .sub-body > .visualisation img.plain")
+    assert figures.count() == len(tree.children(0)) and figures.first.is_visible()
+    _check_images(page)
+
+
+def test_export_lists_every_subconcept_visualisation_with_its_sha256(cards_run, tmp_path):
+    from PIL import Image
+
+    from concepts.export import export_run
+    from concepts.schema import file_sha256, open_run, read_manifest
+
+    out = export_run(cards_run, out=tmp_path / "exports", progress=False)
+    manifest = read_manifest(out)
+    for stem in CLASSES:
+        sub = open_run(cards_run).fviz(stem).subconcepts
+        for row, node in enumerate(sub.node.tolist()):
+            for name in (f"fviz/{stem}/subconcept_{node}.png", f"fviz/{stem}/subconcept_{node}_alpha.png"):
+                entry = manifest["files"][name]
+                assert entry["sha256"] == file_sha256(out / name) and "subconcept" in entry["description"]
+            with Image.open(out / f"fviz/{stem}/subconcept_{node}.png") as handle:
+                assert np.array_equal(np.asarray(handle.convert("RGB")), sub.images[row])
+        assert f"fviz/{stem}/concept_0.png" in manifest["files"]
 
 
 def test_every_subconcept_crop_opens_an_image_page(cards_run, tmp_path):

@@ -54,3 +54,12 @@ def test_recursive_step_separates_the_planted_subtypes_that_nmf_merges(tmp_path)
     sub = folder.importance(zebra, maps=False).subconcepts
     share = sub.methods["gradient"]["share_of_parent"][report["children"] - sub.node[0]]
     assert (share >= 0.2).all(), share  # both sub-types are the class cue
+    # feature visualisation with few steps: every sub-concept gets an image, checked against its siblings
+    from concepts.fviz import fviz_run
+
+    fviz_run(run, steps=4, crops=2, image_size=64, batch=8, device="cpu", progress=False)
+    tree = folder.concepts(zebra, coefficients=False).tree
+    images = folder.fviz(zebra).subconcepts
+    assert sorted(images.node.tolist()) == list(range(2, 2 + tree.n_nodes))
+    assert images.images.shape[0] == tree.n_nodes and images.coefficients.shape[1] == 2  # the two siblings
+    assert images.excites().tolist() == images.excited.tolist()

@@ -124,3 +124,35 @@ def test_layer_settings_from_flags_and_old_configs(tmp_path):
     from concepts.extract.stage import model_request
 
     assert model_request(cfg)["layer"] == "blocks.5"  # what a 0.1 run recorded: its files stay valid
+
+
+def test_concepts_run_exports_every_layer_as_concepts_export_does(images, tmp_path):
+    """`concepts run` with two layers: both layers' exports, each equal to `concepts export RUN --layer L`."""
+    import pandas as pd
+
+    from concepts.cli import main
+    from concepts.export import load_export
+    from concepts.pipeline import load_config, run_pipeline
+
+    run = tmp_path / "run"
+    cfg = load_config(None, {
+        "out": str(run), "data.images": str(images), "data.classes": CLASSES, "data.max_images": 2,
+        "model.name": "synth_cnn", "model.pretrained": False, "model.device": "cpu",
+        "model.layer": ["features", "features.8"], "extract.mode": "patches", "extract.workers": 0, "extract.patch_size": 32,
+        "factorize.n_concepts": 3, "importance.methods": ["gradient"], "importance.n_subsets": 8,
+        "importance.steps": 2, "executor.threads": 1, "atlas.enabled": False, "export.formats": ["csv"]})
+    result = run_pipeline(cfg, progress=False)
+    later = run / "layers" / "features.8" / "exports"
+    assert result.outputs["export"] == str(run / "exports") and result.outputs["export features.8"] == str(later)
+    for layer, folder in (("features", run / "exports"), ("features.8", later)):
+        made = load_export(folder)
+        assert set(made.importances["layer"]) == {layer} and set(made.importances["class_id"]) == set(CLASSES)
+        by_hand = tmp_path / f"by_hand_{layer}"
+        assert main(["export", str(run), "--layer", layer, "--format", "csv", "--out", str(by_hand), "-q"]) == 0
+        again = load_export(by_hand)
+        pd.testing.assert_frame_equal(made.dataframe(), again.dataframe())
+        for name in ("diagnostics.csv", "classes.csv", "images.csv", "top_crops.csv"):
+            assert (folder / name).read_bytes() == (by_hand / name).read_bytes(), (layer, name)
+        banks, hand = np.load(folder / "concept_banks.npz"), np.load(by_hand / "concept_banks.npz")
+        assert sorted(banks) == sorted(hand) and all(np.array_equal(banks[k], hand[k]) for k in banks)
+    assert np.isfinite(load_export(later).importances["importance"]).all()
