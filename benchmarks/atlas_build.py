@@ -55,6 +55,8 @@ def kind_of(site: Path, path: Path) -> str:
             return "class pages"
         if path.name == "images.js":
             return "image data"
+        if path.name == "concepts.js":
+            return "concept data"
         return "concept pages" if path.name.startswith("c") else "image pages"
     return "index, static"
 
@@ -135,7 +137,7 @@ def main() -> None:
           f"at 1000 classes")
     for kind in sorted(size, key=size.get, reverse=True):
         print(f"  {kind:16s} {size[kind] / n / 1e3:7.1f} kB/class  {count[kind] / n:6.1f} files/class")
-    html = sum(v for k, v in size.items() if "pages" in k or k == "image data")
+    html = sum(v for k, v in size.items() if "pages" in k or k.endswith(" data"))
     print(f"  (pages and their data: {html / n / 1e3:.0f} kB/class; pictures: "
           f"{(size['photo files'] + size['crop files']) / n / 1e3:.0f} kB/class)")
     written = size["photo files"] + size["crop files"]
