@@ -93,6 +93,7 @@ def main() -> None:
                         "the atlas setting's)")
     parser.add_argument("--thumb-size", type=int, default=None, help="largest side of the photo files (default: "
                         "the atlas setting's)")
+    parser.add_argument("--image-format", default=None, help="webp | jpeg | avif (default: the atlas setting's)")
     parser.add_argument("--keep", default=None, help="keep the run in this folder")
     args = parser.parse_args()
 
@@ -109,7 +110,8 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
-        pictures = {key: value for key, value in (("quality", args.quality), ("thumb_size", args.thumb_size))
+        pictures = {key: value for key, value in (("quality", args.quality), ("thumb_size", args.thumb_size),
+                                                           ("image_format", args.image_format))
                     if value is not None}
         index = build_atlas(run, progress=False, alignment=False, **pictures)
         t_site = time.perf_counter() - t0

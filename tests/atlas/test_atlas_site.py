@@ -442,3 +442,30 @@ def test_a_folder_that_is_not_an_atlas_is_never_replaced(fake_run, tmp_path):
         build_atlas(run, classes=["n01440764"], out=precious, progress=False)
     assert (precious / "thesis.tex").read_text() == "do not delete"
     assert not (tmp_path / "documents.tmp").exists()
+
+
+@pytest.mark.parametrize("has_avif", [True, False])
+def test_avif_pictures_or_webp_with_a_note_where_pillow_lacks_it(fake_run, tmp_path, capsys, monkeypatch, has_avif):
+    """``image_format="avif"``: every photo and crop is an AVIF file (the pages link them), or, where the installed
+    Pillow cannot write AVIF, WebP files and one note saying so."""
+    from PIL import features
+
+    if has_avif and not features.check("avif"):
+        pytest.skip("this Pillow has no libavif")
+    if not has_avif:
+        real = features.check
+        monkeypatch.setattr(features, "check", lambda name: False if name == "avif" else real(name))
+    run, _ = fake_run
+    site = build_atlas(run, classes=["n01440764"], top_k=2, image_format="avif", out=tmp_path / "site",
+                       progress=False).parent
+    notes = capsys.readouterr().err
+    folder = site / "img" / "n01440764"
+    ext, fmt = ("avif", "AVIF") if has_avif else ("webp", "WEBP")
+    files = sorted(folder.iterdir())
+    assert files and all(p.suffix == f".{ext}" for p in files)
+    for path in files:
+        with Image.open(path) as picture:
+            assert picture.format == fmt
+    html = rendered_html(site / "classes" / "n01440764" / "c0.html") + (site / "classes" / "n01440764.html").read_text()
+    assert re.search(rf'src="[./]*img/n01440764/r\d+\.{ext}"', html)
+    assert ("cannot write AVIF" in notes) == (not has_avif)
