@@ -15,7 +15,7 @@ from ..evidence import EXPLANATIONS, METHOD_LABELS
 from ..evidence.numbers import num, pct
 from .imagedata import images_script
 from .packed import data_script
-from .layout import crop_style
+from .layout import CSS_CROP_WIDTH, crop_style
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -39,7 +39,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     env.filters["pct"] = lambda v, digits=1, signed=False: pct(v, digits, signed)
     env.filters["num"] = lambda v, digits=3, signed=False: num(v, digits, signed)
-    env.globals.update(crop_style=crop_style, explain=EXPLANATIONS, method_labels=METHOD_LABELS,
+    env.globals.update(crop_style=crop_style, css_crop_width=CSS_CROP_WIDTH, explain=EXPLANATIONS, method_labels=METHOD_LABELS,
                        version=__version__, rel=rel)
     return env
 

@@ -102,9 +102,10 @@
   };
   var rgb = function (hex) { return [1, 3, 5].map(function (i) { return parseInt(hex.substr(i, 2), 16); }); };
   Array.prototype.forEach.call(document.querySelectorAll("canvas[data-d]"), function (canvas) {
-    var bytes = decode(canvas.dataset.d), kind = canvas.dataset.k, n = canvas.width * canvas.height;
+    var bytes = decode(canvas.dataset.d), kind = canvas.dataset.k || "alpha", n = canvas.width * canvas.height;
     var context = canvas.getContext("2d"), image = context.createImageData(canvas.width, canvas.height);
-    var colour = canvas.dataset.c ? rgb(canvas.dataset.c) : [0, 0, 0];
+    var around = canvas.closest("[data-c]"), hex = around ? around.dataset.c : "";  // its own, or its container's
+    var colour = hex ? rgb(hex) : [0, 0, 0];
     for (var p = 0; p < n; p += 1) {
       var o = 4 * p;
       if (kind === "rgba") {
