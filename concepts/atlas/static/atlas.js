@@ -1,5 +1,6 @@
-/* concepts atlas: theme, random class, index filter/sort (kept in the URL), method switch, tint toggle.
-   No network access; every page works without it (the default method's order is the page's order). */
+/* concepts atlas: theme, random class, index filter/sort (kept in the URL), method switch, tint toggle, maps.
+   No network access. The index and class pages read without it (the default method's order is the page's
+   order); concept and image pages are drawn by conceptpage.js / imagepage.js, which run before it. */
 (function () {
   "use strict";
   var $ = function (id) { return document.getElementById(id); };
