@@ -79,7 +79,8 @@ def main() -> None:
     rows = {name: [measure(photos, fmt, options) for _ in range(args.repeat)] for name, fmt, options in settings}
     base_bytes = rows[settings[0][0]][0][0]
     base_ms = [r[3] for r in rows[settings[0][0]]]
-    print(f"{'setting':24s} {'bytes':>7s} {'x default':>9s} {'SSIM':>6s} {'PSNR':>6s} {'ms/photo':>12s} {'x default':>11s}")
+    print(f"{'setting':24s} {'bytes':>7s} {'x default':>9s} {'SSIM':>6s} {'PSNR':>6s} {'ms/photo':>12s} "
+          f"{'x default':>11s}")
     for name, runs in rows.items():
         size, ssim, psnr = runs[0][:3]
         ms = [r[3] for r in runs]

@@ -3,8 +3,9 @@ draws the class's one image page, ``classes/<stem>/image.html?i=<n>`` (the image
 
 An image page's markup is mostly repeated structure (its decomposition bars, its legend, its concept maps); the
 numbers, names and maps it shows are a fraction of its bytes. A ``<script src>`` data file (not JSON fetched at run
-time, which Chromium blocks on ``file://``) keeps the pages working offline; its JSON is deflated (``packed.py``, read back by ``static/inflate.js``). The renderer builds the DOM with
-``textContent`` only, so a class or file name can never inject markup.
+time, which Chromium blocks on ``file://``) keeps the pages working offline; its JSON is deflated (``packed.py``,
+read back by ``static/inflate.js``). The renderer builds the DOM with ``textContent`` only, so a class or file name
+can never inject markup.
 
 Compact records (what ``imagepage.js`` expands): a concept's colour is the class's ``colours[k]``, a concept bar
 ``[k, left, width, text]`` (label ``concept k``, link ``c<k>.html``) and any other bar ``[label, kind, concept,

@@ -24,7 +24,8 @@ from .images import alpha_bytes, composite_overlay, model_input_view, placeholde
 
 _FORMATS = {"webp": ("WEBP", "webp"), "jpeg": ("JPEG", "jpg"), "avif": ("AVIF", "avif")}
 
-#: libavif's encoder speed (0-10): 9 encodes a 192-px photo in ~10 ms here, 8 in ~30 ms for 1-5% fewer bytes
+#: libavif's encoder speed (0-10): 9 encodes a 192-px photo in ~10 ms here, 8 in 2.5-5x that for ~5% fewer bytes
+#: (benchmarks/picture_formats.py)
 AVIF_SPEED = 9
 
 

@@ -14,8 +14,8 @@ from .._version import __version__
 from ..evidence import EXPLANATIONS, METHOD_LABELS
 from ..evidence.numbers import num, pct
 from .imagedata import images_script
-from .packed import data_script
 from .layout import CSS_CROP_WIDTH, crop_style
+from .packed import data_script
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -39,8 +39,8 @@ def environment() -> jinja2.Environment:
         trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     env.filters["pct"] = lambda v, digits=1, signed=False: pct(v, digits, signed)
     env.filters["num"] = lambda v, digits=3, signed=False: num(v, digits, signed)
-    env.globals.update(crop_style=crop_style, css_crop_width=CSS_CROP_WIDTH, explain=EXPLANATIONS, method_labels=METHOD_LABELS,
-                       version=__version__, rel=rel)
+    env.globals.update(crop_style=crop_style, css_crop_width=CSS_CROP_WIDTH, explain=EXPLANATIONS,
+                       method_labels=METHOD_LABELS, version=__version__, rel=rel)
     return env
 
 
@@ -53,9 +53,8 @@ class Pages:
         self.site, self.settings, self.title = site, settings, title
         self.nav = nav if nav is not None else SiteNav()
         self.env = environment()
-        self._templates = {name: self.env.get_template(f"{name}.html") for name in ("class", "concept", "concept_body",
-                                                                                      "image", "index", "dictionary",
-                                                                                      "atom")}
+        names = ("class", "concept", "concept_body", "image", "index", "dictionary", "atom")
+        self._templates = {name: self.env.get_template(f"{name}.html") for name in names}
 
     def _render(self, url: str, name: str, **context) -> str:
         root = "../" * url.count("/")

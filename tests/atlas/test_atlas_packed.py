@@ -14,8 +14,9 @@ from concepts.atlas.site import STATIC
 
 def _texts() -> list[str]:
     rng = random.Random(0)
-    markup = "".join(f'<figure class="crop"><a href="image.html?i={rng.randrange(50)}" title="ILSVRC2012_val_{rng.randrange(10**8):08d}'
-                     f'.JPEG">é ✓ {rng.random():.4f}</a></figure>' for _ in range(3000))  # > 64 kB, several blocks
+    markup = "".join(f'<figure class="crop"><a href="image.html?i={rng.randrange(50)}" '
+                     f'title="ILSVRC2012_val_{rng.randrange(10**8):08d}.JPEG">é ✓ {rng.random():.4f}</a></figure>'
+                     for _ in range(3000))  # > 64 kB, several blocks
     noise = "".join(chr(rng.randrange(32, 0x2FFF)) for _ in range(5000))  # poorly compressible, multi-byte UTF-8
     return ["", "a", "abc" * 1000, markup, noise]
 
