@@ -55,6 +55,8 @@ def kind_of(site: Path, path: Path) -> str:
             return "class pages"
         if path.name == "images.js":
             return "image data"
+        if path.name == "concepts.js":
+            return "concept data"
         return "concept pages" if path.name.startswith("c") else "image pages"
     return "index, static"
 
@@ -91,6 +93,7 @@ def main() -> None:
                         "the atlas setting's)")
     parser.add_argument("--thumb-size", type=int, default=None, help="largest side of the photo files (default: "
                         "the atlas setting's)")
+    parser.add_argument("--image-format", default=None, help="webp | jpeg | avif (default: the atlas setting's)")
     parser.add_argument("--keep", default=None, help="keep the run in this folder")
     args = parser.parse_args()
 
@@ -107,7 +110,8 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
-        pictures = {key: value for key, value in (("quality", args.quality), ("thumb_size", args.thumb_size))
+        pictures = {key: value for key, value in (("quality", args.quality), ("thumb_size", args.thumb_size),
+                                                           ("image_format", args.image_format))
                     if value is not None}
         index = build_atlas(run, progress=False, alignment=False, **pictures)
         t_site = time.perf_counter() - t0
@@ -135,7 +139,7 @@ def main() -> None:
           f"at 1000 classes")
     for kind in sorted(size, key=size.get, reverse=True):
         print(f"  {kind:16s} {size[kind] / n / 1e3:7.1f} kB/class  {count[kind] / n:6.1f} files/class")
-    html = sum(v for k, v in size.items() if "pages" in k or k == "image data")
+    html = sum(v for k, v in size.items() if "pages" in k or k.endswith(" data"))
     print(f"  (pages and their data: {html / n / 1e3:.0f} kB/class; pictures: "
           f"{(size['photo files'] + size['crop files']) / n / 1e3:.0f} kB/class)")
     written = size["photo files"] + size["crop files"]

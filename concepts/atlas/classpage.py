@@ -169,7 +169,7 @@ def crop_views(data: ClassData, ctx: ClassContext, crops, colour: tuple[int, int
             view.url = ctx.store.crop_url(crop.image, crop.box, crop.row)
             if colour is not None:
                 view.tint = ctx.store.presence_map(crop.image, crop.concept, hex_colour(colour))
-                view.tint_style = tint_style(crop.box, data.input_size, ctx.settings.crop_size)
+                view.tint_style = tint_style(crop.box, data.input_size)
         out.append(view)
     return out
 

@@ -3,8 +3,9 @@ draws the class's one image page, ``classes/<stem>/image.html?i=<n>`` (the image
 
 An image page's markup is mostly repeated structure (its decomposition bars, its legend, its concept maps); the
 numbers, names and maps it shows are a fraction of its bytes. A ``<script src>`` data file (not JSON fetched at run
-time, which Chromium blocks on ``file://``) keeps the pages working offline. The renderer builds the DOM with
-``textContent`` only, so a class or file name can never inject markup.
+time, which Chromium blocks on ``file://``) keeps the pages working offline; its JSON is deflated (``packed.py``,
+read back by ``static/inflate.js``). The renderer builds the DOM with ``textContent`` only, so a class or file name
+can never inject markup.
 
 Compact records (what ``imagepage.js`` expands): a concept's colour is the class's ``colours[k]``, a concept bar
 ``[k, left, width, text]`` (label ``concept k``, link ``c<k>.html``) and any other bar ``[label, kind, concept,
@@ -13,10 +14,10 @@ a canvas ``[width, height, kind, colour, data]``. Anything that differs from tho
 """
 from __future__ import annotations
 
-import json
 import posixpath
 
 from ..evidence.numbers import num
+from .packed import data_script
 
 
 def _canvas(m) -> list | None:
@@ -64,5 +65,5 @@ def images_script(view) -> str:
     data = {"class_name": view.class_name, "kind": view.kind, "colours": {str(k): v for k, v in colours.items()},
             "order": [image.index for image in view.images],  # previous / next
             "images": {str(image.index): image_record(image, colours) for image in view.images}}
-    return ("/* concepts atlas: the data of this class's image pages (rendered by static/imagepage.js) */\n"
-            "window.ATLAS_IMAGES = " + json.dumps(data, separators=(",", ":"), ensure_ascii=False) + ";\n")
+    return data_script("ATLAS_IMAGES", data, "concepts atlas: the data of this class's image pages (rendered by "
+                       "static/imagepage.js), deflated")

@@ -27,8 +27,19 @@ def crop_style(box: Iterable[int], input_size: int, display: int = 112) -> dict[
     }
 
 
-def tint_style(box: Iterable[int], input_size: int, display: int) -> str:
-    """The style of a map of the model-input square drawn over the crop ``box`` shown ``display`` pixels wide."""
-    box = list(box)
-    width, _ = crop_frame(box, display)
-    return crop_style(box, input_size, width)["img"]
+#: the displayed width of a crop the stylesheet gives (``.crop`` in static/atlas.css): a crop of another width
+#: says its own
+CSS_CROP_WIDTH = 112
+
+
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:.1f}".rstrip("0").rstrip(".") + "%"
+
+
+def tint_style(box: Iterable[int], input_size: int) -> str:
+    """The style of a map of the model-input square drawn over the crop ``box``, in percentages of the crop's
+    frame: right at any displayed size (the phone layout shrinks the crops)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    w, h = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
+    return (f"width:{_percent(input_size / w)};height:{_percent(input_size / h)};"
+            f"left:{_percent(-x0 / w)};top:{_percent(-y0 / h)}")

@@ -14,7 +14,8 @@ from .._version import __version__
 from ..evidence import EXPLANATIONS, METHOD_LABELS
 from ..evidence.numbers import num, pct
 from .imagedata import images_script
-from .layout import crop_style
+from .layout import CSS_CROP_WIDTH, crop_style
+from .packed import data_script
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -38,8 +39,8 @@ def environment() -> jinja2.Environment:
         trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     env.filters["pct"] = lambda v, digits=1, signed=False: pct(v, digits, signed)
     env.filters["num"] = lambda v, digits=3, signed=False: num(v, digits, signed)
-    env.globals.update(crop_style=crop_style, explain=EXPLANATIONS, method_labels=METHOD_LABELS,
-                       version=__version__, rel=rel)
+    env.globals.update(crop_style=crop_style, css_crop_width=CSS_CROP_WIDTH, explain=EXPLANATIONS,
+                       method_labels=METHOD_LABELS, version=__version__, rel=rel)
     return env
 
 
@@ -52,24 +53,33 @@ class Pages:
         self.site, self.settings, self.title = site, settings, title
         self.nav = nav if nav is not None else SiteNav()
         self.env = environment()
-        self._templates = {name: self.env.get_template(f"{name}.html") for name in ("class", "concept", "image",
-                                                                                      "index", "dictionary", "atom")}
+        names = ("class", "concept", "concept_body", "image", "index", "dictionary", "atom")
+        self._templates = {name: self.env.get_template(f"{name}.html") for name in names}
+
+    def _render(self, url: str, name: str, **context) -> str:
+        root = "../" * url.count("/")
+        return minify(self._templates[name].render(root=root, here=url, settings=self.settings, nav=self.nav,
+                                                   layer_links=self.nav.links(url), **context))
 
     def _write(self, url: str, name: str, **context) -> Path:
         path = self.site / url
         path.parent.mkdir(parents=True, exist_ok=True)
-        root = "../" * url.count("/")
-        html = self._templates[name].render(root=root, here=url, settings=self.settings, nav=self.nav,
-                                            layer_links=self.nav.links(url), **context)
-        path.write_text(minify(html), encoding="utf-8")
+        path.write_text(self._render(url, name, **context), encoding="utf-8")
         return path
 
     def class_pages(self, view) -> None:
-        """The class page, one page per concept and one per image with a page."""
+        """The class page, one page per concept (its header static, its content drawn in the browser from the
+        class's ``concepts.js``) and one image page (drawn from ``images.js``)."""
         self._write(view.page, "class", view=view, title=f"{view.class_name} - {self.title}")
+        bodies = {}
         for concept in view.concepts:
             self._write(concept.page, "concept", view=view, c=concept,
                         title=f"concept {concept.index} of {view.class_name} - {self.title}")
+            bodies[str(concept.index)] = self._render(concept.page, "concept_body", view=view, c=concept).strip()
+        if bodies:  # every concept page is in the same folder: the same relative links
+            (self.site / view.concepts[0].page).with_name("concepts.js").write_text(data_script(
+                "ATLAS_CONCEPTS", bodies, "concepts atlas: the content of this class's concept pages (drawn by "
+                "static/conceptpage.js), deflated"), encoding="utf-8")
         if view.images:  # one page for every image, drawn in the browser from images.js
             page = view.images[0].page.partition("?")[0]
             self._write(page, "image", view=view, title=f"images of {view.class_name} - {self.title}")

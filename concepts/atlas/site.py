@@ -24,7 +24,7 @@ from .classpage import ClassContext, build_class_view, read_run_labels
 from .layout import crop_style  # noqa: F401 (kept importable from here)
 from .dictionary import DictionaryPages
 from .layers import LayerSwitch, SiteNav, atlas_layers
-from .pictures import PhotoStore
+from .pictures import PhotoStore, picture_format
 from .render import Pages
 from .runindex import RunIndex
 from .visualisations import VisualisationWriter
@@ -98,6 +98,9 @@ def _write_site(run: Path, found: list[tuple[str, str]], work: Path, a, progress
     pages = Pages(work, a, "concept atlas", nav)
     shared = DictionaryPages.of_run(run) if nav.dictionary else None
     cards, missing, warned = [], [], set()
+    image_format, note = picture_format(a.image_format)
+    if note:
+        say(f"note: atlas: {note}", progress)
     labels, visuals = read_run_labels(run), VisualisationWriter(work, a.image_format, a.quality)
     for pos, (class_id, _) in enumerate(tqdm(found, desc="atlas", unit="class", disable=not progress)):
         data = load_class(run, class_id)
@@ -108,7 +111,7 @@ def _write_site(run: Path, found: list[tuple[str, str]], work: Path, a, progress
             warned.add(reason)
             say(f"note: atlas: no concept-to-class alignment: {reason}", progress)
         store = PhotoStore(run, data, work, thumb_size=a.thumb_size, crop_size=a.crop_size,
-                           image_format=a.image_format, quality=a.quality)
+                           image_format=image_format, quality=a.quality)
         view = build_class_view(data, ClassContext(index, pos, a, store, head, reason, labels=labels, fviz=visuals))
         if a.figures or a.sheets:
             from .figures import write_class_figures

@@ -56,7 +56,7 @@ class VisualisationWriter:
 
     def __init__(self, site: Path | None, image_format: str = "webp", quality: int = 80):
         self.site = Path(site) if site is not None else None
-        self.ext = "webp" if image_format == "webp" else "png"
+        self.ext = "png" if image_format == "jpeg" else "webp"  # AVIF pictures: the fviz images stay WebP
         self.quality = int(quality)
         self.shared: dict[str, Visualisation] = {}  # atom image url -> its view (written by the first class)
 

@@ -38,8 +38,10 @@ class AtlasSettings(Section):
                                    "from the original)", ge=16, le=2048, hashed=False)
     crop_size: int = setting(112, "displayed side of a crop in CSS pixels (files are up to twice that, for 2x "
                                   "screens, never more than the original's pixels)", ge=32, le=512, hashed=False)
-    image_format: Literal["webp", "jpeg"] = setting("webp", "format of the photo and crop files", hashed=False)
-    quality: int = setting(70, "WebP/JPEG quality of the photo and crop files", ge=10, le=100, hashed=False)
+    image_format: Literal["webp", "jpeg", "avif"] = setting(
+        "webp", "format of the photo and crop files (avif: where Pillow has libavif, else WebP with a note; about "
+                "as large as WebP at equal sharpness here, see docs/atlas.md)", hashed=False)
+    quality: int = setting(70, "WebP/JPEG/AVIF quality of the photo and crop files", ge=10, le=100, hashed=False)
     tint: bool = setting(False, "tint the crops with the concept's presence map when a page opens (a toggle "
                                 "on every page)", hashed=False)
     alignment: bool = setting(True, "load the model once to align concepts with the classes of its linear head",

@@ -1,6 +1,7 @@
 """A tiny HTML tree (stdlib html.parser) for checking atlas pages without a browser."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -67,20 +68,32 @@ class _Builder(HTMLParser):
         self.stack[-1].texts.append(data)
 
 
+def rendered_html(path: str | Path) -> str:
+    """A page's HTML as the browser shows it: a concept page's placeholder replaced by its content from the class's
+    ``concepts.js`` (what static/conceptpage.js does; test_atlas_pages checks the browser's DOM is the same)."""
+    path = Path(path)
+    html = path.read_text(encoding="utf-8")
+    match = re.search(r'<div id="concept-page" data-k="(\d+)">.*?</div>', html)
+    if match is None:
+        return html
+    from concepts.atlas.packed import read_data_script
+
+    bodies = read_data_script((path.parent / "concepts.js").read_text(encoding="utf-8"), "ATLAS_CONCEPTS")
+    return html[:match.start()] + bodies[match.group(1)] + html[match.end():]
+
+
 def parse(path: str | Path) -> Element:
     builder = _Builder()
-    builder.feed(Path(path).read_text(encoding="utf-8"))
+    builder.feed(rendered_html(path))
     builder.close()
     return builder.root
 
 
 def image_data(folder: str | Path) -> dict:
     """A class's image-page data (``classes/<stem>/images.js``, what static/imagepage.js renders the pages from)."""
-    import json
+    from concepts.atlas.packed import read_data_script
 
-    text = (Path(folder) / "images.js").read_text(encoding="utf-8")
-    start = text.index("window.ATLAS_IMAGES = ") + len("window.ATLAS_IMAGES = ")
-    data = json.loads(text[start:].rstrip().rstrip(";"))
+    data = read_data_script((Path(folder) / "images.js").read_text(encoding="utf-8"), "ATLAS_IMAGES")
     colours = data["colours"]
     for image in data["images"].values():  # the compact records in full (the format: concepts/atlas/imagedata.py)
         legend = {item[0]: item for item in image["legend"]}

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atlas_html import image_data
+from atlas_html import image_data, rendered_html
 from concepts.evidence.numbers import pct
 from test_atlas_browser import _check_images, _page, _shot
 
@@ -261,7 +261,7 @@ def test_vocabulary_names_show_their_score_and_a_manual_name_wins(cards_run, tmp
     card = (tmp_path / "site" / view.page).read_text(encoding="utf-8")
     card = card[card.index('id="c1"'):]
     assert "word1" in card[:card.index("</header>")] and "vocabulary, score 0.29" in card
-    concept = (tmp_path / "site" / view.by_index[1].page).read_text(encoding="utf-8")
+    concept = rendered_html(tmp_path / "site" / view.by_index[1].page)
     assert "word1 (0.29), other (0.10)" in concept
     other = load_class(run, CLASSES[1])  # its vocabulary named other concepts: only its manual name shows
     view = build_class_view(other, ClassContext(RunIndex(run, found, 3), 1, settings, PhotoStore(run, other, None),

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from atlas_fakerun import EVIL_NAME, default_method, shown_order, shown_values
-from atlas_html import image_data, parse
+from atlas_html import image_data, parse, rendered_html
 from concepts.atlas import build_atlas, write_figures, write_sheets
 from concepts.atlas.analysis import n_important, top_rows
 from concepts.errors import ConceptsError
@@ -234,11 +234,14 @@ def test_similar_concepts_link_to_the_planted_twin_with_its_importance(fake_atla
 def test_markup_in_class_names_is_shown_as_text(fake_atlas):
     stem = safe_filename("n99<evil>")
     for page_path in _pages(fake_atlas):
-        html = page_path.read_text()
+        html = rendered_html(page_path)  # a concept page with its content (from concepts.js)
         assert "<script>window" not in html and "<evil>" not in html
         scripts = [s.attrs.get("src", "inline") for s in parse(page_path).find_all("script")]
         root = "../" * (len(page_path.relative_to(fake_atlas).parts) - 1)
-        data = ["images.js", f"{root}static/imagepage.js"] if page_path.name == "image.html" else []
+        data = {"image.html": ["images.js", f"{root}static/inflate.js", f"{root}static/imagepage.js"]}.get(
+            page_path.name, [])
+        if page_path.parent.name != "classes" and page_path.name.startswith("c"):  # a concept page
+            data = ["concepts.js", f"{root}static/inflate.js", f"{root}static/conceptpage.js"]
         assert scripts == ["inline", *data, f"{root}static/classes.js", f"{root}static/atlas.js"]
     assert image_data(fake_atlas / "classes" / stem)["class_name"] == EVIL_NAME  # data, rendered as text:
     assert "innerHTML" not in (fake_atlas / "static" / "imagepage.js").read_text()  # textContent only
@@ -289,7 +292,7 @@ def test_pictures_are_shared_small_and_written_once(any_atlas):
     site, _ = any_atlas
     for class_dir in (site / "img").iterdir():
         html = "".join(p.read_text() for p in (site / "classes").glob(f"{class_dir.name}*.html"))
-        html += "".join(p.read_text() for p in (site / "classes" / class_dir.name).glob("*.html"))
+        html += "".join(rendered_html(p) for p in (site / "classes" / class_dir.name).glob("*.html"))
         refs = set(re.findall(rf'src="(?:\.\./)+(img/{re.escape(class_dir.name)}/[^"]+)"', html))
         data = site / "classes" / class_dir.name / "images.js"
         if data.exists():  # the image pages' photos (rendered from images.js)
@@ -439,3 +442,30 @@ def test_a_folder_that_is_not_an_atlas_is_never_replaced(fake_run, tmp_path):
         build_atlas(run, classes=["n01440764"], out=precious, progress=False)
     assert (precious / "thesis.tex").read_text() == "do not delete"
     assert not (tmp_path / "documents.tmp").exists()
+
+
+@pytest.mark.parametrize("has_avif", [True, False])
+def test_avif_pictures_or_webp_with_a_note_where_pillow_lacks_it(fake_run, tmp_path, capsys, monkeypatch, has_avif):
+    """``image_format="avif"``: every photo and crop is an AVIF file (the pages link them), or, where the installed
+    Pillow cannot write AVIF, WebP files and one note saying so."""
+    from PIL import features
+
+    if has_avif and not features.check("avif"):
+        pytest.skip("this Pillow has no libavif")
+    if not has_avif:
+        real = features.check
+        monkeypatch.setattr(features, "check", lambda name: False if name == "avif" else real(name))
+    run, _ = fake_run
+    site = build_atlas(run, classes=["n01440764"], top_k=2, image_format="avif", out=tmp_path / "site",
+                       progress=False).parent
+    notes = capsys.readouterr().err
+    folder = site / "img" / "n01440764"
+    ext, fmt = ("avif", "AVIF") if has_avif else ("webp", "WEBP")
+    files = sorted(folder.iterdir())
+    assert files and all(p.suffix == f".{ext}" for p in files)
+    for path in files:
+        with Image.open(path) as picture:
+            assert picture.format == fmt
+    html = rendered_html(site / "classes" / "n01440764" / "c0.html") + (site / "classes" / "n01440764.html").read_text()
+    assert re.search(rf'src="[./]*img/n01440764/r\d+\.{ext}"', html)
+    assert ("cannot write AVIF" in notes) == (not has_avif)

@@ -247,6 +247,7 @@ def test_the_exports_alone_rebuild_the_craft_crop_figure(request, tmp_path):
     if not any((run / "importance").glob("*.h5")):
         pytest.skip("real_run has no importance/ yet")
     from concepts.atlas import build_atlas
+    from concepts.atlas.packed import read_data_script  # a concept page's content (static/conceptpage.js draws it)
 
     folder = export_run(run, out=tmp_path / "exports", progress=False)
     site = build_atlas(run, out=tmp_path / "atlas", progress=False).parent
@@ -267,7 +268,7 @@ def test_the_exports_alone_rebuild_the_craft_crop_figure(request, tmp_path):
                                         .resize((tile, tile), Image.LANCZOS), np.float32))
         rows.append(np.concatenate(strip, axis=1))
         # the atlas's crops of the same concept, in the same order
-        page = (site / "classes" / stem / f"c{concept}.html").read_text()
+        page = read_data_script((site / "classes" / stem / "concepts.js").read_text(), "ATLAS_CONCEPTS")[str(concept)]
         files = re.findall(r'src="\.\./\.\./(img/[^"]+/r\d+\.webp)"', page)
         assert len(files) == len(strip)
         for mine, name in zip(strip, files):

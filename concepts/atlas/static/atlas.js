@@ -1,5 +1,6 @@
-/* concepts atlas: theme, random class, index filter/sort (kept in the URL), method switch, tint toggle.
-   No network access; every page works without it (the default method's order is the page's order). */
+/* concepts atlas: theme, random class, index filter/sort (kept in the URL), method switch, tint toggle, maps.
+   No network access. The index and class pages read without it (the default method's order is the page's
+   order); concept and image pages are drawn by conceptpage.js / imagepage.js, which run before it. */
 (function () {
   "use strict";
   var $ = function (id) { return document.getElementById(id); };
@@ -102,9 +103,10 @@
   };
   var rgb = function (hex) { return [1, 3, 5].map(function (i) { return parseInt(hex.substr(i, 2), 16); }); };
   Array.prototype.forEach.call(document.querySelectorAll("canvas[data-d]"), function (canvas) {
-    var bytes = decode(canvas.dataset.d), kind = canvas.dataset.k, n = canvas.width * canvas.height;
+    var bytes = decode(canvas.dataset.d), kind = canvas.dataset.k || "alpha", n = canvas.width * canvas.height;
     var context = canvas.getContext("2d"), image = context.createImageData(canvas.width, canvas.height);
-    var colour = canvas.dataset.c ? rgb(canvas.dataset.c) : [0, 0, 0];
+    var around = canvas.closest("[data-c]"), hex = around ? around.dataset.c : "";  // its own, or its container's
+    var colour = hex ? rgb(hex) : [0, 0, 0];
     for (var p = 0; p < n; p += 1) {
       var o = 4 * p;
       if (kind === "rgba") {

@@ -3,8 +3,10 @@
    atlas.js, which draws the maps. Text goes in as textContent only. */
 (function () {
   "use strict";
-  var host = document.getElementById("image-page"), all = window.ATLAS_IMAGES;
-  if (!host || !all || !all.order.length) { return; }
+  var host = document.getElementById("image-page"), packed = window.ATLAS_IMAGES;
+  if (!host || typeof packed !== "string" || !window.atlasInflate) { return; }
+  var all = JSON.parse(window.atlasInflate(packed));  // deflated JSON (concepts/atlas/packed.py)
+  if (!all.order.length) { return; }
   // the image is the query's (?i=<n>: each image is a document of its own, for the history and the back button)
   var wanted = /^\?i=(\d+)$/.exec(window.location.search), at = wanted ? all.order.indexOf(parseInt(wanted[1], 10)) : -1;
   if (at < 0) { at = 0; history.replaceState(null, "", "?i=" + all.order[0]); }  // no or an unknown image: the first
