@@ -48,12 +48,17 @@ def pseudo_classes(tmp: Path, n_classes: int, per_class: int) -> tuple[Path, Pat
     labels = tmp / f"labels-{n_classes}.csv"
     taken = {w: 0 for w in wnids}
     rows = []
-    for k in range(n_classes):
-        wnid = wnids[k % len(wnids)]
+    order, turn = [], {w: 0 for w in wnids}  # round-robin over the true classes that still have photos left
+    while len(order) < n_classes:
+        for wnid in wnids:
+            if turn[wnid] < len(pools[wnid]) // per_class and len(order) < n_classes:
+                order.append((wnid, turn[wnid]))
+                turn[wnid] += 1
+    for wnid, round_ in order:
         start = taken[wnid]
         taken[wnid] += per_class
         files = pools[wnid][start:start + per_class]
-        class_id = f"{wnid}_{k // len(wnids):03d}"
+        class_id = f"{wnid}_{round_:03d}"
         folder = images / class_id
         folder.mkdir(parents=True)
         for path in files:

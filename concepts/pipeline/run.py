@@ -94,10 +94,11 @@ def resolve_paths(cfg: RunConfig) -> RunConfig:
     return cfg.replace(**changes)
 
 
-def select_classes(cfg: RunConfig) -> dict[str, list[Path]]:
-    """The classes the run covers and their image files, sorted by id (unknown classes raise)."""
+def select_classes(cfg: RunConfig) -> tuple[dict[str, list[Path]], list[str]]:
+    """The classes the run covers and their image files, sorted by id (unknown classes raise), and the classes
+    whose folder holds no file (listed as skipped, never dropped silently)."""
     found = discover(cfg.data.images, list(cfg.data.classes) if cfg.data.classes else None, cfg.data.max_images)
-    return {c.class_id: c.files for c in found if c.files}
+    return {c.class_id: c.files for c in found if c.files}, [c.class_id for c in found if not c.files]
 
 
 def reduce_signature(cfg: RunConfig, folder: RunFolder, classes: list[str]) -> str:
@@ -130,7 +131,7 @@ def run_pipeline(config: RunConfig | dict[str, Any], *, overwrite: bool = False,
     start = time.perf_counter()
     cfg = resolve_paths(config if isinstance(config, RunConfig) else config_from_dict(config))
     run = Path(cfg.out)
-    images = select_classes(cfg)
+    images, empty = select_classes(cfg)
     classes = list(images)
     if not classes:
         raise ConceptsError(f"no class with images found in {cfg.data.images}")
@@ -139,6 +140,10 @@ def run_pipeline(config: RunConfig | dict[str, Any], *, overwrite: bool = False,
     finished = [] if overwrite else [c for c in classes if class_finished(cfg, folder, c, images[c])]
     todo = [c for c in classes if c not in set(finished)]
     result = PipelineResult(run=run, classes=classes, skipped=finished)
+    if empty:
+        result.skipped_classes.update({c: "its folder holds no image file" for c in empty})
+        _say(f"warning: {plural(len(empty), 'class folder')} without any file, skipped: {', '.join(empty[:5])}"
+             f"{' ...' if len(empty) > 5 else ''}", progress)
     state_path = run / "pipeline" / "state.json"
     if not todo and not overwrite and read_json(state_path, {}).get("reduce_signature") == \
             reduce_signature(cfg, folder, classes):
@@ -164,7 +169,8 @@ def run_pipeline(config: RunConfig | dict[str, Any], *, overwrite: bool = False,
     result.total_s = time.perf_counter() - start
     result.peak_rss_mb = max(result.peak_rss_mb, peak_rss_mb())
     write_json(run / "pipeline" / "last_run.json", {
-        "processed": result.processed, "skipped": result.skipped, "seconds": result.seconds, "total_s": result.total_s,
+        "processed": result.processed, "skipped": result.skipped, "skipped_classes": result.skipped_classes,
+        "warnings": result.warnings, "seconds": result.seconds, "total_s": result.total_s,
         "load_s": result.load_s, "peak_rss_mb": result.peak_rss_mb, "tasks": result.tasks})
     _say(result.summary(), progress)
     return result

@@ -240,3 +240,23 @@ def test_per_class_warnings_become_one_line_for_the_run(tmp_path, capsys):
     lines = [line for line in err.splitlines() if "fewer usable images than concepts" in line]
     assert len(lines) == 1 and all(c in lines[0] for c in CLASSES), err
     assert "has 2 usable images" not in err  # the per-class lines of the tasks are not printed
+
+
+def test_an_empty_class_folder_is_listed_as_skipped_not_dropped(tmp_path, capsys):
+    """A class folder without files is reported (warning, summary, last_run.json), and the other class still runs."""
+    import json
+
+    _need_stages()
+    images = tmp_path / "images"
+    (images / "empty").mkdir(parents=True)
+    (images / CLASSES[0]).mkdir()
+    for photo in sorted((VAL50 / CLASSES[0]).iterdir())[:2]:
+        (images / CLASSES[0] / photo.name).symlink_to(photo)
+    cfg = tiny(tmp_path / "run", **{"data.images": str(images), "data.classes": [], "factorize.n_concepts": 2})
+    result = run_pipeline(cfg, progress=True)
+    err = capsys.readouterr().err
+    assert result.skipped_classes == {"empty": "its folder holds no image file"}
+    assert "1 class folder without any file, skipped: empty" in err and "1 skipped (empty:" in err
+    assert stage_path(tmp_path / "run", "importance", CLASSES[0]).exists()
+    saved = json.loads((tmp_path / "run" / "pipeline" / "last_run.json").read_text())
+    assert saved["skipped_classes"] == {"empty": "its folder holds no image file"}
