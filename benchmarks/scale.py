@@ -46,7 +46,6 @@ def pseudo_classes(tmp: Path, n_classes: int, per_class: int) -> tuple[Path, Pat
         raise SystemExit(f"only {capacity} pseudo-classes of {per_class} photos can be made")
     images = tmp / f"images-{n_classes}"
     labels = tmp / f"labels-{n_classes}.csv"
-    taken = {w: 0 for w in wnids}
     rows = []
     order, turn = [], {w: 0 for w in wnids}  # round-robin over the true classes that still have photos left
     while len(order) < n_classes:
@@ -55,9 +54,7 @@ def pseudo_classes(tmp: Path, n_classes: int, per_class: int) -> tuple[Path, Pat
                 order.append((wnid, turn[wnid]))
                 turn[wnid] += 1
     for wnid, round_ in order:
-        start = taken[wnid]
-        taken[wnid] += per_class
-        files = pools[wnid][start:start + per_class]
+        files = pools[wnid][round_ * per_class:(round_ + 1) * per_class]
         class_id = f"{wnid}_{round_:03d}"
         folder = images / class_id
         folder.mkdir(parents=True)

@@ -50,21 +50,22 @@ def write_attrs(node: h5py.HLObject, attrs: dict[str, Any]) -> None:
             node.attrs[key] = value
 
 
+def _decoded(value: Any) -> Any:
+    """One attribute as written by :func:`write_attrs`: bytes to str, JSON-encoded values parsed, NumPy scalars to
+    Python ones."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value[:1] in "[{n" and value:
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def read_attrs(node: h5py.HLObject) -> dict[str, Any]:
     """Read attributes back, decoding the JSON-encoded ones."""
-    out: dict[str, Any] = {}
-    for key, value in node.attrs.items():
-        if isinstance(value, bytes):
-            value = value.decode()
-        if isinstance(value, str) and value[:1] in "[{n" and value:
-            try:
-                value = json.loads(value)
-            except ValueError:
-                pass
-        elif isinstance(value, np.generic):
-            value = value.item()
-        out[key] = value
-    return out
+    return {key: _decoded(value) for key, value in node.attrs.items()}
 
 
 def string_dataset(group: h5py.Group, name: str, values: list[str]) -> None:
@@ -155,11 +156,7 @@ def peek_attr(path: str | os.PathLike, name: str, default: Any = None) -> Any:
     """One root attribute of an HDF5 artefact, decoded as :func:`read_attrs` does (OSError when unreadable);
     much cheaper than :func:`peek_attrs` on a file with many attributes."""
     with h5py.File(path, "r") as handle:
-        if name not in handle.attrs:
-            return default
-        value = handle.attrs[name]
-    value = value.decode() if isinstance(value, bytes) else value
-    return value.item() if isinstance(value, np.generic) else value
+        return _decoded(handle.attrs[name]) if name in handle.attrs else default
 
 
 # ----------------------------------------------------------------------------- writing

@@ -14,15 +14,7 @@ from concepts.evaluate.recovery import concept_recovery
 from concepts.evaluate.stability import stability
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: torch's thread pool costs more than it gives on a shared 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,7 @@ from concepts.evaluate.shared import MIN_SHARE, shared_labels, shared_recovery
 from fake_artefacts import write_activations
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
